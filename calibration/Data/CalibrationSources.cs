@@ -1,0 +1,22 @@
+namespace OnnxViTQ.Data;
+
+public static class CalibrationSources
+{
+    /// <summary>Opens a .npy file, a folder of .npy files, or a folder of images.
+    /// <paramref name="imagePreprocessing"/> is used for 8-bit image data.</summary>
+    public static ICalibrationSource Open(string path, ImagePreprocessing imagePreprocessing)
+    {
+        if (File.Exists(path))
+        {
+            if (Path.GetExtension(path).Equals(".npy", StringComparison.OrdinalIgnoreCase))
+                return new NpyTensorSource(path, imagePreprocessing);
+            throw new OnnxViTQException($"calibration data '{path}' is not a .npy file or a folder of .npy files or images");
+        }
+        if (Directory.Exists(path))
+        {
+            bool hasNpy = Directory.EnumerateFiles(path, "*.npy", SearchOption.AllDirectories).Any();
+            return hasNpy ? new NpyFolderSource(path, imagePreprocessing) : new ImageFolderSource(path, imagePreprocessing);
+        }
+        throw new OnnxViTQException($"calibration data '{path}' does not exist");
+    }
+}

@@ -1,0 +1,24 @@
+namespace OnnxViTQ.Data;
+
+/// <summary>A batch of preprocessed samples, float32 NCHW; <see cref="Data"/> holds exactly
+/// <see cref="Count"/> samples.</summary>
+public sealed record SampleBatch(float[] Data, int Count, IReadOnlyList<int> SampleShape);
+
+/// <summary>
+/// Samples for calibration or evaluation, already in the model's input layout. Batches are
+/// produced lazily so memory stays bounded by the batch size, not the number of samples.
+/// </summary>
+public interface ICalibrationSource
+{
+    /// <summary>The file or folder, for messages.</summary>
+    string Name { get; }
+
+    int Count { get; }
+
+    /// <summary>Shape of one sample, e.g. [3, 224, 224].</summary>
+    IReadOnlyList<int> SampleShape { get; }
+
+    /// <summary>Batches of up to <paramref name="batchSize"/> samples, the first
+    /// <paramref name="maxSamples"/> samples in order.</summary>
+    IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue);
+}

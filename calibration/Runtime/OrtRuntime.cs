@@ -1,0 +1,71 @@
+using Microsoft.ML.OnnxRuntime;
+using OnnxViTQ.Data;
+using OnnxViTQ.Ir;
+using OnnxViTQ.Serialization;
+
+namespace OnnxViTQ.Runtime;
+
+/// <summary>The model's image input: name and per-sample shape [C,H,W]; the batch dimension is
+/// fixed to <see cref="FixedBatch"/> when the export did not make it dynamic.</summary>
+public sealed record ImageInput(string Name, int Channels, int Height, int Width, int? FixedBatch)
+{
+    public int[] SampleShape => [Channels, Height, Width];
+
+    /// <summary>The single float NCHW input of <paramref name="model"/>.</summary>
+    public static ImageInput Of(Model model, string modelName)
+    {
+        var inputs = model.Graph.Inputs.Where(v => !v.IsInitializer).ToList();
+        if (inputs.Count != 1)
+            throw new OnnxViTQException($"'{modelName}' has {inputs.Count} inputs ({string.Join(", ", inputs.Select(i => i.Name))}); only single-image-input models are supported");
+        var input = inputs[0];
+        var shape = input.Type?.Shape;
+        if (input.Type is null || shape is null || shape.Count != 4 || !input.Type.ElementType.IsFloatingPoint())
+            throw new OnnxViTQException($"'{modelName}' input '{input.Name}' is {input.Type?.ToString() ?? "untyped"}; a float image tensor [N,C,H,W] was expected");
+        if (shape.Skip(1).Any(d => d.Size is null))
+            throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has shape [{string.Join(",", shape)}]; channels, height and width must be fixed");
+        int? batch = shape[0].Size is { } b ? (int)b : null;
+        return new ImageInput(input.Name, (int)shape[1].Size!, (int)shape[2].Size!, (int)shape[3].Size!, batch);
+    }
+
+    /// <summary>Fails unless <paramref name="source"/>'s samples fit this input.</summary>
+    public void EnsureFits(ICalibrationSource source)
+    {
+        if (!source.SampleShape.SequenceEqual(SampleShape))
+            throw new OnnxViTQException(
+                $"data '{source.Name}' has samples of shape [{string.Join(",", source.SampleShape)}], but model input '{Name}' expects [{string.Join(",", SampleShape)}] per sample (NCHW)");
+    }
+
+    public int BatchSizeFor(int requested) => FixedBatch ?? requested;
+}
+
+/// <summary>Creates ONNX Runtime sessions with this project's settings and turns ONNX Runtime's
+/// load failures into one-line errors that name the model.</summary>
+public static class OrtRuntime
+{
+    public static InferenceSession CreateSession(Model model, string modelName) =>
+        CreateSession(OnnxModelWriter.ToBytes(model), modelName);
+
+    public static InferenceSession CreateSession(byte[] modelBytes, string modelName)
+    {
+        var options = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            IntraOpNumThreads = Environment.ProcessorCount,
+            InterOpNumThreads = 1,
+        };
+        try
+        {
+            return new InferenceSession(modelBytes, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new OnnxViTQException($"ONNX Runtime cannot load '{modelName}': {FirstLine(e.Message)}", e);
+        }
+        finally
+        {
+            options.Dispose();
+        }
+    }
+
+    public static string FirstLine(string message) => message.Split('\n')[0].Trim();
+}

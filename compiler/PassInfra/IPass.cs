@@ -1,0 +1,18 @@
+using OnnxViTQ.Ir;
+
+namespace OnnxViTQ.PassInfra;
+
+/// <summary>What a pass did: <see cref="Modified"/> is true when it changed the model.</summary>
+public readonly record struct PassResult(bool Modified)
+{
+    public static PassResult Changed => new(true);
+    public static PassResult Unchanged => new(false);
+}
+
+/// <summary>One rewrite or analysis over a model. Analyses return <see cref="PassResult.Unchanged"/>
+/// and publish their results in the <see cref="PassContext"/>.</summary>
+public interface IPass
+{
+    string Name { get; }
+    PassResult Run(Model model, PassContext context);
+}

@@ -1,0 +1,68 @@
+using System.Diagnostics;
+using OnnxViTQ.Ir;
+
+namespace OnnxViTQ.PassInfra;
+
+public sealed record PassTiming(string Pass, TimeSpan Elapsed, bool Modified);
+
+/// <summary>A pass threw an unexpected error or left an invalid graph; names the pass and the
+/// passes that ran before it.</summary>
+public sealed class PassFailedException(string pass, IReadOnlyList<string> before, string message, Exception inner)
+    : OnnxViTQException($"pass '{pass}' failed{(before.Count > 0 ? $" (after {string.Join(", ", before)})" : "")}: {message}", inner)
+{
+    public string Pass { get; } = pass;
+    public IReadOnlyList<string> PassesBefore { get; } = before;
+}
+
+/// <summary>Runs passes in order, times each, and validates the graph after every pass that
+/// reports a change, so a broken rewrite is caught where it happens.</summary>
+public sealed class PassManager(IEnumerable<IPass> passes)
+{
+    private readonly IReadOnlyList<IPass> _passes = passes.ToList();
+
+    /// <summary>On by default: validation is linear in graph size, cheap next to calibration.</summary>
+    public bool ValidateAfterEachPass { get; init; } = true;
+
+    public IReadOnlyList<IPass> Passes => _passes;
+
+    public IReadOnlyList<PassTiming> Run(Model model, PassContext context)
+    {
+        var timings = new List<PassTiming>();
+        var ran = new List<string>();
+        foreach (var pass in _passes)
+        {
+            context.Cancellation.ThrowIfCancellationRequested();
+            context.CurrentPass = pass.Name;
+            var sw = Stopwatch.StartNew();
+            PassResult result;
+            try
+            {
+                result = pass.Run(model, context);
+            }
+            catch (OnnxViTQException e) when (e is not GraphValidationException and not PassFailedException)
+            {
+                throw; // a problem with the user's input: its message already says what is wrong
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new PassFailedException(pass.Name, ran.ToList(), e.Message, e);
+            }
+            sw.Stop();
+            if (ValidateAfterEachPass && result.Modified)
+            {
+                try
+                {
+                    GraphValidator.Validate(model);
+                }
+                catch (GraphValidationException e)
+                {
+                    throw new PassFailedException(pass.Name, ran.ToList(), $"left an invalid graph: {e.Message}", e);
+                }
+            }
+            timings.Add(new PassTiming(pass.Name, sw.Elapsed, result.Modified));
+            ran.Add(pass.Name);
+        }
+        context.CurrentPass = "";
+        return timings;
+    }
+}

@@ -1,0 +1,76 @@
+using System.CommandLine;
+using OnnxViTQ.Data;
+using OnnxViTQ.Evaluation;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+using Spectre.Console;
+
+namespace OnnxViTQ.Cli;
+
+internal static class EvalCommand
+{
+    public static Command Create(CliIO io)
+    {
+        var model = new Argument<string>("model") { Description = "ONNX image classifier to evaluate (FP32 or quantized)" };
+        var data = new Option<string>("--data") { Description = "Evaluation images: uint8 .npy [N,H,W(,C)] (preprocessed like calibration data), float32 NCHW .npy, or a folder", Required = true };
+        var labels = new Option<string>("--labels") { Description = "Integer class labels .npy [N], in the order of --data", Required = true };
+        var reference = new Option<string?>("--ref") { Description = "Reference (e.g. FP32) model: also prints its accuracy, the drop, and top-1 agreement" };
+        var batch = new Option<int>("--batch-size") { Description = "Inference batch size", DefaultValueFactory = _ => 64 };
+        var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N samples" };
+        var pre = new PreprocessingOptions();
+        var cmd = new Command("eval", "Top-1 accuracy of a classifier on labelled data, optionally against a reference model") { model, data, labels, reference, batch, limit };
+        pre.AddTo(cmd);
+        cmd.SetAction(r => CliApp.Guard(io, () =>
+        {
+            Evaluate(io, r.GetValue(model)!, r.GetValue(data)!, r.GetValue(labels)!, r.GetValue(reference), r.GetValue(batch), r.GetValue(limit), r, pre);
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    internal static void Evaluate(CliIO io, string modelPath, string dataPath, string labelsPath, string? refPath, int batchSize, int? limit,
+        ParseResult r, PreprocessingOptions pre)
+    {
+        if (batchSize <= 0) throw new OnnxViTQException($"--batch-size must be positive, got {batchSize}");
+        var model = OnnxModelReader.Load(Paths.ExistingFile(modelPath, "model file"));
+        var refModel = refPath is null ? null : OnnxModelReader.Load(Paths.ExistingFile(refPath, "reference model"));
+        var input = ImageInput.Of(model, modelPath);
+        var source = CalibrationSources.Open(dataPath, pre.Resolve(r, model, input));
+        var allLabels = NpyFile.Open(Paths.ExistingFile(labelsPath, "labels file")).ReadAllInt64();
+        int n = Math.Min(limit ?? int.MaxValue, source.Count);
+        if (allLabels.Length < n)
+            throw new OnnxViTQException($"labels '{labelsPath}' has {allLabels.Length} entries but data '{dataPath}' has {source.Count} samples");
+        var labels = allLabels.Take(n).ToArray();
+        var limited = new LimitedSource(source, n);
+
+        var (pred, refPred) = ConsoleProgress.Run(io, progress =>
+        {
+            var p = ClassificationEvaluator.Predict(model, modelPath, limited, batchSize, progress);
+            var rp = refModel is null ? null : ClassificationEvaluator.Predict(refModel, refPath!, limited, batchSize, progress);
+            return (p, rp);
+        });
+        var score = ClassificationEvaluator.Score(pred, labels);
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("model").AddColumn(new TableColumn("top-1").RightAligned());
+        if (refPred is not null)
+        {
+            var refScore = ClassificationEvaluator.Score(refPred, labels);
+            table.AddColumn(new TableColumn("drop (pt)").RightAligned()).AddColumn(new TableColumn("agreement").RightAligned());
+            table.AddRow(Markup.Escape(refPath!), Pct(refScore.Top1), "", "");
+            table.AddRow(Markup.Escape(modelPath), Pct(score.Top1), $"{100 * (refScore.Top1 - score.Top1):0.00}", Pct(ClassificationEvaluator.Agreement(pred, refPred)));
+        }
+        else table.AddRow(Markup.Escape(modelPath), Pct(score.Top1));
+        io.Out.WriteLine($"Evaluated {n} samples of {dataPath}");
+        io.Console.Write(table);
+    }
+
+    private static string Pct(double v) => $"{100 * v:0.00} %";
+
+    /// <summary>The first <paramref name="n"/> samples of a source.</summary>
+    private sealed class LimitedSource(ICalibrationSource inner, int n) : ICalibrationSource
+    {
+        public string Name => inner.Name;
+        public int Count => n;
+        public IReadOnlyList<int> SampleShape => inner.SampleShape;
+        public IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue) => inner.ReadBatches(batchSize, Math.Min(n, maxSamples));
+    }
+}

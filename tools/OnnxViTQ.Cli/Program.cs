@@ -1,0 +1,1 @@
+return OnnxViTQ.Cli.CliApp.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Diagnostics;
+using OnnxViTQ.Data;
+using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+using Spectre.Console;
+
+namespace OnnxViTQ.Cli;
+
+internal static class QuantizeCommand
+{
+    public static Command Create(CliIO io)
+    {
+        var model = new Argument<string?>("model")
+        {
+            Description = "FP32 ONNX model. Omit it to quantize the bundled default reference model (models/vit.opset17.onnx) " +
+                          "with its calibration data and print FP32 vs quantized accuracy on the bundled evaluation set.",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var output = new Option<string?>("--output", "-o") { Description = "Where to write the quantized model (required with a model; written atomically)" };
+        var calib = new Option<string?>("--calib") { Description = "Calibration data: a float32 NCHW .npy, a uint8 image .npy [N,H,W(,C)], a folder of .npy files, or a folder of PNG/JPEG images" };
+        var recipe = new Option<string>("--recipe") { Description = $"Quantization recipe: {string.Join(", ", Recipes.All.Select(r => r.Name))}", DefaultValueFactory = _ => "minmax" };
+        recipe.AcceptOnlyFromAmong(Recipes.All.Select(r => r.Name).ToArray());
+        var bits = new Option<string>("--bits") { Description = "Weight/activation bit widths: W8A8, W6A6, W4A4 (any W2..8A2..8)", DefaultValueFactory = _ => "W8A8" };
+        var percentile = new Option<double>("--percentile") { Description = "Percentile per side for --recipe percentile", DefaultValueFactory = _ => 99.99 };
+        var samples = new Option<int>("--samples") { Description = "Calibration samples to use at most", DefaultValueFactory = _ => 512 };
+        var batch = new Option<int>("--batch-size") { Description = "Calibration batch size (memory grows with it, not with --samples)", DefaultValueFactory = _ => 32 };
+        var external = new Option<ExternalDataMode>("--external-data") { Description = "Store weights in '<output>.data': Auto (only past 2 GiB), Always, Never", DefaultValueFactory = _ => ExternalDataMode.Auto };
+        var pre = new PreprocessingOptions();
+
+        var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard QuantizeLinear/DequantizeLinear ONNX")
+        {
+            model, output, calib, recipe, bits, percentile, samples, batch, external,
+        };
+        pre.AddTo(cmd);
+        cmd.SetAction(r => CliApp.Guard(io, () =>
+        {
+            var options = new QuantizationOptions
+            {
+                Recipe = r.GetValue(recipe)!,
+                Bits = BitWidths.Parse(r.GetValue(bits)!),
+                Percentile = r.GetValue(percentile),
+                CalibrationSamples = Positive(r.GetValue(samples), "--samples"),
+                BatchSize = Positive(r.GetValue(batch), "--batch-size"),
+            };
+            string? modelPath = r.GetValue(model);
+            if (modelPath is null)
+                return RunDefault(io, options, r.GetValue(output), r.GetValue(calib), r, pre, r.GetValue(external));
+            string outPath = r.GetValue(output) ?? throw new OnnxViTQException("--output/-o is required when a model is given");
+            string calibPath = r.GetValue(calib) ?? throw new OnnxViTQException("--calib is required when a model is given");
+            QuantizeFile(io, modelPath, outPath, calibPath, options, r, pre, r.GetValue(external));
+            return ExitCodes.Ok;
+        }));
+        return cmd;
+    }
+
+    private static int Positive(int v, string name) => v > 0 ? v : throw new OnnxViTQException($"{name} must be positive, got {v}");
+
+    internal static void QuantizeFile(CliIO io, string modelPath, string outPath, string calibPath, QuantizationOptions options,
+        ParseResult r, PreprocessingOptions pre, ExternalDataMode external)
+    {
+        Paths.ExistingFile(modelPath, "model file");
+        if (Paths.SameFile(modelPath, outPath))
+            throw new OnnxViTQException($"output '{outPath}' is the input model; choose another -o so the original is not overwritten");
+        if (Directory.Exists(outPath)) throw new OnnxViTQException($"output '{outPath}' is a directory; give a file name");
+        var sw = Stopwatch.StartNew();
+        var m = OnnxModelReader.Load(modelPath);
+        var input = ImageInput.Of(m, modelPath);
+        var source = CalibrationSources.Open(calibPath, pre.Resolve(r, m, input));
+        input.EnsureFits(source);
+        int matmuls = m.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm");
+        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}) with up to {Math.Min(options.CalibrationSamples, source.Count)} samples of {source.Name}");
+
+        var result = ConsoleProgress.Run(io, progress => Quantizer.Quantize(m, modelPath, source, options, progress));
+
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        OnnxModelWriter.Save(m, outPath, new OnnxWriteOptions { ExternalData = external });
+        sw.Stop();
+
+        foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Warning)) io.Error.WriteLine($"warning: {d.Message}");
+        var nodes = result.QuantizedNodes;
+        int linear = nodes.Count(n => result.Plan.Entries.Any(e => e.Role == TensorRole.Weight && e.Uses.Any(u => u.Node == n)));
+        var table = new Table().Border(TableBorder.Rounded).HideHeaders().AddColumn("").AddColumn("");
+        table.AddRow("nodes quantized", $"{nodes.Count} of {matmuls} MatMul/Gemm ({linear} with weights, {nodes.Count - linear} activation × activation)");
+        table.AddRow("tensors", $"{result.WeightTensors} weights (per-channel int8{(options.Bits.Weights < 8 ? $", {options.Bits.Weights}-bit range" : "")}), {result.ActivationTensors} activations (per-tensor uint8{(options.Bits.Activations < 8 ? $", {options.Bits.Activations}-bit range" : "")})");
+        table.AddRow("calibration", $"{result.CalibrationSamples} samples");
+        table.AddRow("time", $"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")");
+        table.AddRow("output", $"{outPath} ({Paths.Size(new FileInfo(outPath).Length)}, input {Paths.Size(new FileInfo(modelPath).Length)})");
+        io.Console.Write(table);
+    }
+
+    /// <summary>The bundled demo: default model, bundled calibration data, then FP32 vs quantized
+    /// accuracy on the bundled evaluation subset.</summary>
+    private static int RunDefault(CliIO io, QuantizationOptions options, string? outPath, string? calibPath,
+        ParseResult r, PreprocessingOptions pre, ExternalDataMode external)
+    {
+        var bundled = BundledModels.Locate();
+        string modelPath = bundled.Model(BundledModels.DefaultModel);
+        outPath ??= Path.Combine("artifacts", $"{Path.GetFileNameWithoutExtension(modelPath)}.{options.Recipe}-{options.Bits}.onnx");
+        QuantizeFile(io, modelPath, outPath, calibPath ?? bundled.Calibration, options, r, pre, external);
+        io.Out.WriteLine();
+        EvalCommand.Evaluate(io, outPath, bundled.EvalImages, bundled.EvalLabels, modelPath, 64, null, r, pre);
+        return ExitCodes.Ok;
+    }
+}

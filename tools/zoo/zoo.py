@@ -1,0 +1,372 @@
+#!/usr/bin/python3
+"""Train and export the OnnxViTQ reference models on Fashion-MNIST.
+
+Run with Debian's interpreter (python3-torch, python3-torchvision, python3-onnx,
+dataset-fashion-mnist):
+
+    /usr/bin/python3 tools/zoo/zoo.py data                 # calibration/eval subsets
+    /usr/bin/python3 tools/zoo/zoo.py train vit --minutes 25
+    /usr/bin/python3 tools/zoo/zoo.py train deit --minutes 25
+    /usr/bin/python3 tools/zoo/zoo.py train swin --minutes 25
+
+`train` writes <out>/<name>.opset17.onnx (LayerNormalization op) and
+<out>/<name>.opset13.onnx (LayerNorm decomposed by the exporter), plus <name>.json with the
+training record. `--family-variant alt` builds a differently sized member of the same family
+with another seed; those are used to check that the compiler is not tuned to the committed files
+and are not committed.
+
+Every model takes float32 NCHW [N,3,28,28]: the grey image replicated to 3 channels (as an RGB
+export from timm/torchvision would see it), scaled to [0,1], then (x - mean) / std.
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.models.swin_transformer import SwinTransformer
+from torchvision.models.vision_transformer import Encoder, VisionTransformer
+
+DATASET = "/usr/share/datasets/fashion-mnist"
+MEAN = 0.2860
+STD = 0.3530
+IMAGE = 28
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def read_idx(name):
+    with gzip.open(os.path.join(DATASET, name), "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[0:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_split(train):
+    prefix = "train" if train else "t10k"
+    return read_idx(f"{prefix}-images-idx3-ubyte.gz"), read_idx(f"{prefix}-labels-idx1-ubyte.gz")
+
+
+def preprocess(images_u8):
+    """uint8 [N,28,28] -> float32 [N,3,28,28], the models' input contract."""
+    x = torch.from_numpy(images_u8.astype(np.float32) / 255.0)
+    x = (x - MEAN) / STD
+    return x.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+
+
+# ---------------------------------------------------------------- models
+
+class DeiT(VisionTransformer):
+    """DeiT-style ViT on torchvision's VisionTransformer: class token + distillation token,
+    two heads; at inference the two heads' logits are averaged (as in DeiT)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        hidden = kw["hidden_dim"]
+        seq = (kw["image_size"] // kw["patch_size"]) ** 2 + 2
+        self.encoder = Encoder(seq, kw["num_layers"], kw["num_heads"], hidden, kw["mlp_dim"],
+                               kw.get("dropout", 0.0), kw.get("attention_dropout", 0.0),
+                               self.norm_layer)
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, hidden))
+        nn.init.trunc_normal_(self.dist_token, std=0.02)
+        self.head_dist = nn.Linear(hidden, self.num_classes)
+
+    def forward_both(self, x):
+        x = self._process_input(x)
+        n = x.shape[0]
+        x = torch.cat([self.class_token.expand(n, -1, -1), self.dist_token.expand(n, -1, -1), x], dim=1)
+        x = self.encoder(x)
+        return self.heads(x[:, 0]), self.head_dist(x[:, 1])
+
+    def forward(self, x):
+        cls, dist = self.forward_both(x)
+        return (cls + dist) / 2
+
+
+class TeacherCNN(nn.Module):
+    """Small convnet teacher for DeiT's hard distillation (DeiT distils from a convnet)."""
+
+    def __init__(self):
+        super().__init__()
+        def block(i, o):
+            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
+                                 nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
+                                 nn.MaxPool2d(2))
+        self.body = nn.Sequential(block(3, 32), block(32, 64), block(64, 128))
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+# Two members per family: `main` is committed, `alt` is trained separately (other size and seed)
+# to check that quantization generalises beyond the committed files.
+CONFIGS = {
+    "vit": {
+        "main": dict(image_size=IMAGE, patch_size=4, num_layers=6, num_heads=4, hidden_dim=128, mlp_dim=256),
+        "alt": dict(image_size=IMAGE, patch_size=4, num_layers=4, num_heads=3, hidden_dim=96, mlp_dim=384),
+    },
+    "deit": {
+        "main": dict(image_size=IMAGE, patch_size=4, num_layers=6, num_heads=3, hidden_dim=96, mlp_dim=384),
+        "alt": dict(image_size=IMAGE, patch_size=7, num_layers=6, num_heads=4, hidden_dim=128, mlp_dim=512),
+    },
+    "swin": {
+        "main": dict(patch_size=[2, 2], embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], window_size=[7, 7]),
+        "alt": dict(patch_size=[2, 2], embed_dim=24, depths=[2, 4], num_heads=[3, 6], window_size=[7, 7]),
+    },
+}
+
+
+def build(family, variant):
+    cfg = dict(CONFIGS[family][variant])
+    if family == "vit":
+        return VisionTransformer(num_classes=10, **cfg), cfg
+    if family == "deit":
+        return DeiT(num_classes=10, **cfg), cfg
+    if family == "swin":
+        return SwinTransformer(num_classes=10, stochastic_depth_prob=0.1, **cfg), cfg
+    raise SystemExit(f"unknown family {family}")
+
+
+# ---------------------------------------------------------------- training
+
+def augment(x):
+    """Random crop (pad 2) + horizontal flip, on a preprocessed batch."""
+    n = x.shape[0]
+    flip = torch.rand(n) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (2, 2, 2, 2), value=(0 - MEAN) / STD)
+    dx, dy = np.random.randint(0, 5, size=2)
+    return padded[:, :, dy:dy + IMAGE, dx:dx + IMAGE]
+
+
+def evaluate(model, x, y, batch=500):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += (model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item()
+    return correct / len(x)
+
+
+def fit(model, x, y, minutes, lr, batch, loss_fn, log_prefix):
+    """AdamW + warmup/cosine on a wall-clock budget: the schedule is stretched to the number of
+    steps that fit in `minutes`, estimated from the first steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    n = len(x)
+    steps_per_epoch = n // batch
+    # time a few steps to size the schedule
+    model.train()
+    t0 = time.time()
+    probe = 10
+    for i in range(probe):
+        idx = torch.randint(0, n, (batch,))
+        loss = loss_fn(model, augment(x[idx]), y[idx], idx)
+        opt.zero_grad(); loss.backward(); opt.step()
+    per_step = (time.time() - t0) / probe
+    total = max(steps_per_epoch, int(minutes * 60 / per_step))
+    warmup = max(1, total // 20)
+    print(f"{log_prefix}: {per_step*1000:.0f} ms/step, {total} steps = {total/steps_per_epoch:.1f} epochs",
+          flush=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    step = 0
+    start = time.time()
+    while step < total:
+        perm = torch.randperm(n)
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            idx = perm[b * batch:(b + 1) * batch]
+            model.train()
+            loss = loss_fn(model, augment(x[idx]), y[idx], idx)
+            opt.zero_grad(); loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step(); sched.step(); step += 1
+            if step % 200 == 0:
+                print(f"{log_prefix}: step {step}/{total} loss {loss.item():.3f} "
+                      f"{(time.time()-start)/60:.1f} min", flush=True)
+    return step / steps_per_epoch
+
+
+def train_teacher(x, y, minutes, seed):
+    torch.manual_seed(seed)
+    teacher = TeacherCNN()
+    def loss_fn(m, xb, yb, idx):
+        return F.cross_entropy(m(xb), yb, label_smoothing=0.1)
+    fit(teacher, x, y, minutes, 2e-3, 128, loss_fn, "teacher")
+    teacher.eval()
+    # hard labels of the teacher on the un-augmented training images (DeiT hard distillation;
+    # computing once keeps the ViT's training cost unchanged)
+    with torch.no_grad():
+        labels = torch.cat([teacher(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
+    return teacher, labels
+
+
+# ---------------------------------------------------------------- export
+
+def export(model, path, opset):
+    model.eval()
+    dummy = torch.zeros(1, 3, IMAGE, IMAGE)
+    # Keep grad enabled so nn.MultiheadAttention takes its decomposed (exportable) path rather than
+    # the fused _native_multi_head_attention kernel, which has no ONNX symbolic.
+    with torch.enable_grad():
+        torch.onnx.export(model, dummy, path, opset_version=opset, input_names=["pixel_values"],
+                          output_names=["logits"], dynamic_axes={"pixel_values": {0: "batch"},
+                                                                 "logits": {0: "batch"}},
+                          do_constant_folding=True)
+
+
+def add_metadata(path, family, variant, record):
+    import onnx
+    m = onnx.load(path)
+    meta = {
+        "onnxvitq.preprocess.size": str(IMAGE),
+        "onnxvitq.preprocess.channels": "3",
+        "onnxvitq.preprocess.mean": ",".join([str(MEAN)] * 3),
+        "onnxvitq.preprocess.std": ",".join([str(STD)] * 3),
+        "onnxvitq.dataset": "fashion-mnist",
+        "onnxvitq.family": family,
+        "onnxvitq.variant": variant,
+        "onnxvitq.fp32_top1_torch": f"{record['test_top1']:.4f}",
+    }
+    for k, v in meta.items():
+        p = m.metadata_props.add(); p.key = k; p.value = v
+    m.producer_name = "pytorch"  # keep the exporter's identity; onnx.save below rewrites nothing else
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def save_golden(model, path):
+    """PyTorch logits for the first 16 evaluation images, so the C# tests can check that the
+    ONNX export (run by ONNX Runtime) computes what the PyTorch module computed."""
+    ti, tl = load_split(False)
+    model.eval()
+    with torch.no_grad():
+        logits = model(preprocess(ti[:16])).numpy().astype(np.float32)
+    np.save(path, logits)
+
+
+def cmd_train(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed); np.random.seed(args.seed)
+    xi, yi = load_split(True)
+    ti, tl = load_split(False)
+    x, y = preprocess(xi), torch.from_numpy(yi.astype(np.int64))
+    xt, yt = preprocess(ti), torch.from_numpy(tl.astype(np.int64))
+    model, cfg = build(args.family, args.variant)
+    params = sum(p.numel() for p in model.parameters())
+    name = args.name or (args.family if args.variant == "main" else f"{args.family}_{args.variant}")
+    print(f"{name}: {params/1e6:.2f} M parameters, config {cfg}", flush=True)
+    record = {"family": args.family, "variant": args.variant, "config": cfg, "seed": args.seed,
+              "parameters": params}
+
+    if args.family == "deit":
+        tmin = args.minutes * 0.15
+        teacher, teacher_labels = train_teacher(x, y, tmin, args.seed + 1)
+        record["teacher_test_top1"] = evaluate(teacher, xt, yt)
+        print(f"teacher test top-1 {record['teacher_test_top1']:.4f}", flush=True)
+        minutes = args.minutes - tmin
+
+        def loss_fn(m, xb, yb, idx):
+            cls, dist = m.forward_both(xb)
+            return 0.5 * F.cross_entropy(cls, yb, label_smoothing=0.1) + \
+                0.5 * F.cross_entropy(dist, teacher_labels[idx])
+    else:
+        minutes = args.minutes
+
+        def loss_fn(m, xb, yb, idx):
+            return F.cross_entropy(m(xb), yb, label_smoothing=0.1)
+
+    t0 = time.time()
+    epochs = fit(model, x, y, minutes, args.lr, args.batch, loss_fn, name)
+    record["epochs"] = round(epochs, 2)
+    record["train_minutes"] = round((time.time() - t0) / 60, 1)
+    record["test_top1"] = evaluate(model, xt, yt)
+    print(f"{name}: test top-1 {record['test_top1']:.4f} after {epochs:.1f} epochs", flush=True)
+
+    os.makedirs(args.out, exist_ok=True)
+    if args.keep_checkpoint:
+        torch.save(model.state_dict(), os.path.join(args.out, f"{name}.pt"))
+    for opset in (17, 13):
+        path = os.path.join(args.out, f"{name}.opset{opset}.onnx")
+        export(model, path, opset)
+        add_metadata(path, args.family, args.variant, record)
+        record[f"opset{opset}_bytes"] = os.path.getsize(path)
+    save_golden(model, os.path.join(args.out, f"{name}.golden_logits.npy"))
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump(record, f, indent=2)
+    print(json.dumps(record), flush=True)
+
+
+def cmd_export(args):
+    """Re-export a kept checkpoint (tools/zoo/zoo.py train --keep-checkpoint)."""
+    model, _ = build(args.family, args.variant)
+    name = args.name or (args.family if args.variant == "main" else f"{args.family}_{args.variant}")
+    model.load_state_dict(torch.load(os.path.join(args.out, f"{name}.pt")))
+    with open(os.path.join(args.out, f"{name}.json")) as f:
+        record = json.load(f)
+    for opset in (17, 13):
+        path = os.path.join(args.out, f"{name}.opset{opset}.onnx")
+        export(model, path, opset)
+        add_metadata(path, args.family, args.variant, record)
+    save_golden(model, os.path.join(args.out, f"{name}.golden_logits.npy"))
+
+
+def save_npy(path, array):
+    np.save(path, np.ascontiguousarray(array))
+    print(f"wrote {path} {array.dtype} {array.shape} ({os.path.getsize(path)/1e6:.1f} MB)")
+
+
+def cmd_data(args):
+    rng = np.random.RandomState(1234)
+    xi, _ = load_split(True)
+    ti, tl = load_split(False)
+    os.makedirs(args.out, exist_ok=True)
+    calib = rng.choice(len(xi), args.calib, replace=False)
+    save_npy(os.path.join(args.out, f"calib_{args.calib}.npy"), preprocess(xi[calib]).numpy())
+    # Evaluation images stay uint8 (the CLI applies the models' preprocessing), balanced classes.
+    per_class = args.eval // 10
+    idx = np.concatenate([rng.choice(np.where(tl == c)[0], per_class, replace=False) for c in range(10)])
+    idx.sort()
+    save_npy(os.path.join(args.out, f"eval_{args.eval}_images_u8.npy"), ti[idx])
+    save_npy(os.path.join(args.out, f"eval_{args.eval}_labels.npy"), tl[idx].astype(np.int64))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("family", choices=sorted(CONFIGS))
+    t.add_argument("--variant", choices=["main", "alt"], default="main")
+    t.add_argument("--name")
+    t.add_argument("--minutes", type=float, default=25)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--keep-checkpoint", action="store_true")
+    t.add_argument("--out", default="models")
+    e = sub.add_parser("export")
+    e.add_argument("family", choices=sorted(CONFIGS))
+    e.add_argument("--variant", choices=["main", "alt"], default="main")
+    e.add_argument("--name")
+    e.add_argument("--out", default="models")
+    d = sub.add_parser("data")
+    d.add_argument("--calib", type=int, default=512)
+    d.add_argument("--eval", type=int, default=2000)
+    d.add_argument("--out", default="models/data")
+    args = p.parse_args()
+    {"train": cmd_train, "export": cmd_export, "data": cmd_data}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
