@@ -339,6 +339,18 @@ def cmd_data(args):
     idx.sort()
     save_npy(os.path.join(args.out, f"eval_{args.eval}_images_u8.npy"), ti[idx])
     save_npy(os.path.join(args.out, f"eval_{args.eval}_labels.npy"), tl[idx].astype(np.int64))
+    write_pngs(args)
+
+
+def write_pngs(args):
+    """A few real test images as PNG files, for the image-folder calibration path."""
+    from PIL import Image
+    ti, tl = load_split(False)
+    folder = os.path.join(args.out, "png")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(args.pngs):
+        Image.fromarray(ti[i], mode="L").save(os.path.join(folder, f"{i:04d}_{tl[i]}.png"))
+    print(f"wrote {args.pngs} PNG images to {folder}")
 
 
 def main():
@@ -363,9 +375,13 @@ def main():
     d = sub.add_parser("data")
     d.add_argument("--calib", type=int, default=512)
     d.add_argument("--eval", type=int, default=2000)
+    d.add_argument("--pngs", type=int, default=16)
     d.add_argument("--out", default="models/data")
+    i = sub.add_parser("pngs")
+    i.add_argument("--pngs", type=int, default=16)
+    i.add_argument("--out", default="models/data")
     args = p.parse_args()
-    {"train": cmd_train, "export": cmd_export, "data": cmd_data}[args.cmd](args)
+    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+using OnnxViTQ.Cli;
+using OnnxViTQ.Data;
+using OnnxViTQ.Serialization;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Cli;
+
+public class CliTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static string Vit => Repo.Model("vit.opset17.onnx");
+
+    /// <summary>A bad input: exit code 2, one line on stderr naming the problem, no stack trace,
+    /// and nothing written next to the output (no output file, no temporary).</summary>
+    private static void AssertCleanFailure((int Code, string Out, string Err) r, TempDir outDir, params string[] mentions)
+    {
+        Assert.That(r.Code, Is.EqualTo(ExitCodes.BadInput), r.Err);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1), r.Err);
+        Assert.That(lines[0], Does.StartWith("error: "));
+        foreach (var m in mentions) Assert.That(lines[0], Does.Contain(m));
+        Assert.That(r.Err, Does.Not.Contain("   at "));
+        Assert.That(Directory.EnumerateFiles(outDir.Path, "*.onnx*", SearchOption.AllDirectories), Is.Empty, "no output left behind");
+        Assert.That(Directory.EnumerateFiles(outDir.Path, "*.tmp", SearchOption.AllDirectories), Is.Empty, "no temporary left behind");
+    }
+
+    [Test]
+    public void MissingModelFile()
+    {
+        using var tmp = new TempDir();
+        var r = Run("quantize", tmp.File("nope.onnx"), "-o", tmp.File("out.onnx"), "--calib", Repo.Calibration);
+        AssertCleanFailure(r, tmp, "nope.onnx", "does not exist");
+    }
+
+    [Test]
+    public void TruncatedModelFile()
+    {
+        using var tmp = new TempDir();
+        var bytes = File.ReadAllBytes(Vit);
+        File.WriteAllBytes(tmp.File("cut.model"), bytes[..(bytes.Length / 2)]);
+        var r = Run("quantize", tmp.File("cut.model"), "-o", tmp.File("out.onnx"), "--calib", Repo.Calibration);
+        AssertCleanFailure(r, tmp, "cut.model", "not a valid ONNX model");
+    }
+
+    [TestCase("hello, this is not a model\n")]
+    [TestCase("")]
+    public void NonOnnxFile(string content)
+    {
+        using var tmp = new TempDir();
+        File.WriteAllText(tmp.File("notes.txt"), content);
+        var r = Run("quantize", tmp.File("notes.txt"), "-o", tmp.File("out.onnx"), "--calib", Repo.Calibration);
+        AssertCleanFailure(r, tmp, "notes.txt", "not");
+    }
+
+    [Test]
+    public void CalibrationShapeDoesNotFitTheModel()
+    {
+        using var tmp = new TempDir();
+        string data = tmp.File("gray.npy");
+        NpyFile.Write(data, new float[8 * 28 * 28].AsSpan(), 8, 1, 28, 28);
+        var r = Run("quantize", Vit, "-o", tmp.File("out.onnx"), "--calib", data);
+        AssertCleanFailure(r, tmp, "gray.npy", "[1,28,28]", "pixel_values", "[3,28,28]");
+    }
+
+    [Test]
+    public void EmptyCalibrationFolder()
+    {
+        using var tmp = new TempDir();
+        Directory.CreateDirectory(tmp.File("empty"));
+        var r = Run("quantize", Vit, "-o", tmp.File("out.onnx"), "--calib", tmp.File("empty"));
+        AssertCleanFailure(r, tmp, "empty", "contains no images");
+    }
+
+    [Test]
+    public void OutputEqualToInputIsRefusedAndTheInputIsUntouched()
+    {
+        using var tmp = new TempDir();
+        File.Copy(Vit, tmp.File("model.onnx"));
+        var before = File.ReadAllBytes(tmp.File("model.onnx"));
+        var r = Run("quantize", tmp.File("model.onnx"), "-o", Path.Combine(tmp.Path, ".", "model.onnx"), "--calib", Repo.Calibration);
+        Assert.That(r.Code, Is.EqualTo(ExitCodes.BadInput));
+        Assert.That(r.Err.Trim(), Does.StartWith("error: ").And.Contain("is the input model"));
+        Assert.That(File.ReadAllBytes(tmp.File("model.onnx")), Is.EqualTo(before));
+        Assert.That(Directory.GetFiles(tmp.Path), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public void AFailedRunKeepsAnExistingOutputUnchanged()
+    {
+        using var tmp = new TempDir();
+        File.WriteAllText(tmp.File("out.onnx"), "previous result");
+        var r = Run("quantize", Vit, "-o", tmp.File("out.onnx"), "--calib", tmp.File("missing.npy"));
+        Assert.That(r.Code, Is.EqualTo(ExitCodes.BadInput));
+        Assert.That(r.Err, Does.Contain("missing.npy"));
+        Assert.That(File.ReadAllText(tmp.File("out.onnx")), Is.EqualTo("previous result"));
+        Assert.That(Directory.GetFiles(tmp.Path), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public void BadOptionValuesAreExplained()
+    {
+        using var tmp = new TempDir();
+        var bits = Run("quantize", Vit, "-o", tmp.File("o.onnx"), "--calib", Repo.Calibration, "--bits", "W9A8");
+        Assert.That((bits.Code, bits.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, "error: bit widths 'W9A8': weights and activations must each be 2 to 8 bits")));
+        var recipe = Run("quantize", Vit, "-o", tmp.File("o.onnx"), "--calib", Repo.Calibration, "--recipe", "magic");
+        Assert.That(recipe.Code, Is.EqualTo(ExitCodes.Usage));
+        Assert.That(recipe.Err, Does.Contain("magic"));
+        var labels = Run("eval", Vit, "--data", Repo.EvalImages, "--labels", Repo.Calibration);
+        Assert.That((labels.Code, labels.Err), Is.EqualTo((ExitCodes.BadInput, $"error: '{Repo.Calibration}' holds Float32 values; integer labels were expected{Environment.NewLine}")));
+    }
+
+    [Test]
+    public void InspectListsInterfaceOpsAndQuantizableNodes()
+    {
+        var r = Run("inspect", Vit);
+        Assert.That(r.Code, Is.Zero, r.Err);
+        Assert.That(r.Out, Does.Contain("pixel_values").And.Contain("float32[batch,3,28,28]").And.Contain("logits"));
+        Assert.That(r.Out, Does.Contain("LayerNormalization"));
+        Assert.That(r.Out, Does.Contain("activation × activation"));
+        Assert.That(r.Out, Does.Contain("37 of 37 MatMul/Gemm nodes would be quantized"));
+    }
+
+    [Test]
+    public void QuantizeFromPngFolderThenEvalAgainstFp32()
+    {
+        using var tmp = new TempDir();
+        string output = tmp.File("sub/vit.w8a8.onnx");
+        var q = Run("quantize", Vit, "-o", output, "--calib", Repo.PngFolder);
+        Assert.That(q.Code, Is.Zero, q.Err);
+        Assert.That(q.Out, Does.Contain("37 of 37 MatMul/Gemm (25 with weights, 12 activation × activation)"));
+        Assert.That(q.Out, Does.Contain("16 samples"));
+        Assert.That(OnnxModelReader.Load(output).GetMetadata("onnxvitq.quantization"), Is.EqualTo("recipe=minmax;bits=W8A8"));
+
+        var e = Run("eval", output, "--data", Repo.EvalImages, "--labels", Repo.EvalLabels, "--ref", Vit, "--limit", "300");
+        Assert.That(e.Code, Is.Zero, e.Err);
+        Assert.That(e.Out, Does.Contain("Evaluated 300 samples").And.Contain("agreement"));
+    }
+
+    [Test]
+    public void DefaultRunQuantizesTheBundledModelAndReportsAccuracy()
+    {
+        using var tmp = new TempDir();
+        var r = Run("quantize", "-o", tmp.File("default.onnx"), "--samples", "128");
+        Assert.That(r.Code, Is.Zero, r.Err);
+        Assert.That(r.Out, Does.Contain("vit.opset17.onnx").And.Contain("top-1").And.Contain("drop (pt)"));
+        Assert.That(File.Exists(tmp.File("default.onnx")));
+    }
+
+    [Test]
+    public void HelpDescribesTheCommands()
+    {
+        var r = Run("--help");
+        Assert.That(r.Code, Is.Zero);
+        Assert.That(r.Out, Does.Contain("quantize").And.Contain("eval").And.Contain("inspect"));
+        var q = Run("quantize", "--help");
+        Assert.That(q.Out, Does.Contain("--calib").And.Contain("--recipe").And.Contain("--bits").And.Contain("W8A8"));
+    }
+}
