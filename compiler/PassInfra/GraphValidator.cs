@@ -10,12 +10,13 @@ public static class GraphValidator
     public static void Validate(Model model)
     {
         var problems = new List<string>();
-        var names = new Dictionary<string, Graph>(StringComparer.Ordinal);
         foreach (var graph in model.AllGraphs())
         {
+            // SSA across scopes: a subgraph must not redefine a name visible from an enclosing
+            // graph (sibling subgraphs, e.g. If branches, may reuse names).
             foreach (var v in graph.Values)
-                if (!names.TryAdd(v.Name, graph))
-                    problems.Add($"value name '{v.Name}' is defined in graph '{names[v.Name].Name}' and again in '{graph.Name}'");
+                if (graph.Parent?.Lookup(v.Name) is { } outer)
+                    problems.Add($"value '{v.Name}' of graph '{graph.Name}' shadows the one in enclosing graph '{outer.Graph.Name}'");
             CheckGraph(model, graph, problems);
             if (problems.Count == 0)
             {

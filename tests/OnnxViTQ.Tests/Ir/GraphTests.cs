@@ -73,4 +73,27 @@ public class GraphTests
         var e = Assert.Throws<GraphValidationException>(() => GraphValidator.Validate(model))!;
         Assert.That(e.Message, Does.Contain("com.example"));
     }
+
+    [Test]
+    public void SiblingSubgraphsMayReuseNamesButMayNotShadowOuterOnes()
+    {
+        var g = new Graph("outer");
+        var cond = g.AddInput("cond", TensorTypeInfo.Of(DataType.Bool));
+        var x = g.AddInput("x", TensorTypeInfo.Of(DataType.Float, 2));
+        var ifNode = g.AddNode("If", [cond], ["y"]);
+        var thenG = new Graph("then");
+        var elseG = new Graph("else");
+        ifNode.SetAttribute(AttributeValue.Graph("then_branch", thenG));
+        ifNode.SetAttribute(AttributeValue.Graph("else_branch", elseG));
+        thenG.AddOutput(thenG.AddNode("Neg", [x], ["branch_out"]).Output());
+        elseG.AddOutput(elseG.AddNode("Abs", [x], ["branch_out"]).Output());
+        g.AddOutput(ifNode.Output());
+        var model = TinyModels.NewModel(g);
+        Assert.DoesNotThrow(() => GraphValidator.Validate(model));
+
+        Assert.That(elseG.AddNode("Relu", [x], ["x"]).Output().Name, Is.EqualTo("x_1"), "the API never shadows");
+        elseG.AddNodeExact("Relu", "", "relu", ["x"]); // as the reader would for such a file
+        var e = Assert.Throws<GraphValidationException>(() => GraphValidator.Validate(model))!;
+        Assert.That(e.Message, Does.Contain("'x' of graph 'else' shadows"));
+    }
 }
