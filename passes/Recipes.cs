@@ -1,6 +1,8 @@
 using OnnxViTQ.Data;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Passes;
+using OnnxViTQ.Passes.Canonicalize;
+using OnnxViTQ.Patterns;
 using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ;
@@ -44,7 +46,8 @@ public static class Recipes
     /// <summary>The uniform baselines: every MatMul/Gemm input, including both attention matmuls.</summary>
     private static IReadOnlyList<IPass> Uniform(RecipeInputs r, IRangeEstimator estimator) =>
     [
-        new SelectMatMulTargets(),                  // what to quantize
+        new RewriteRulesPass("canonicalize", CanonicalizationRules.All), // weights become constants
+        new SelectMatMulTargets(),                  // what to quantize; needs canonical weights
         new CollectActivationStatistics(r.Calibration, estimator, r.Options.BatchSize,
             r.Options.CalibrationSamples, r.ModelName),  // needs the targets; runs ONNX Runtime
         new FitUniformQuantizers(r.Options.Bits, estimator), // needs the statistics; makes the plan

@@ -213,16 +213,15 @@ def train_teacher(x, y, minutes, seed):
 
 # ---------------------------------------------------------------- export
 
-def export(model, path, opset):
+def export(model, path, opset, fold=True, dynamic=True):
     model.eval()
     dummy = torch.zeros(1, 3, IMAGE, IMAGE)
+    axes = {"pixel_values": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None
     # Keep grad enabled so nn.MultiheadAttention takes its decomposed (exportable) path rather than
     # the fused _native_multi_head_attention kernel, which has no ONNX symbolic.
     with torch.enable_grad():
         torch.onnx.export(model, dummy, path, opset_version=opset, input_names=["pixel_values"],
-                          output_names=["logits"], dynamic_axes={"pixel_values": {0: "batch"},
-                                                                 "logits": {0: "batch"}},
-                          do_constant_folding=True)
+                          output_names=["logits"], dynamic_axes=axes, do_constant_folding=fold)
 
 
 def add_metadata(path, family, variant, record):
@@ -301,6 +300,13 @@ def cmd_train(args):
         export(model, path, opset)
         add_metadata(path, args.family, args.variant, record)
         record[f"opset{opset}_bytes"] = os.path.getsize(path)
+    if args.variant == "alt":
+        # Export settings users also pick: no constant folding (weights reach MatMul through
+        # Transpose nodes) and a fixed batch of 1.
+        for suffix, kw in (("nofold", dict(fold=False)), ("static", dict(dynamic=False))):
+            path = os.path.join(args.out, f"{name}.{suffix}.opset17.onnx")
+            export(model, path, 17, **kw)
+            add_metadata(path, args.family, args.variant, record)
     save_golden(model, os.path.join(args.out, f"{name}.golden_logits.npy"))
     with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump(record, f, indent=2)

@@ -1,0 +1,59 @@
+using OnnxViTQ.Ir;
+using OnnxViTQ.Patterns;
+
+namespace OnnxViTQ.Passes.Canonicalize;
+
+/// <summary>
+/// Rewrites that bring exports into the form the later passes expect, without changing what
+/// the model computes. PyTorch exports made without constant folding feed weights to MatMul
+/// through <c>Transpose(W)</c> (and shared parameters through <c>Identity(W)</c>); folding them
+/// makes the weights constants again, so they are quantized as weights (per channel, int8 storage)
+/// rather than calibrated as activations.
+/// </summary>
+public static class CanonicalizationRules
+{
+    /// <summary>Largest constant folded, in elements: bounds compile-time work and memory.</summary>
+    public const long MaxFoldElements = 1L << 26;
+
+    /// <summary><c>Transpose(C)</c> with C constant → the transposed constant.</summary>
+    public static readonly RewriteRule FoldConstantTranspose = new(
+        "fold-constant-transpose",
+        Pattern.Op("Transpose", Pattern.Constant("c")).Named("op"),
+        m => CheckFoldable(m, out _),
+        (m, g) =>
+        {
+            CheckFoldable(m, out var c);
+            var op = m.Node("op");
+            var folded = TensorOps.Transpose(c, op.Attribute("perm")?.AsInts());
+            Replace(g, op, g.AddInitializer(g.UniqueName(op.Output().Name), folded));
+        });
+
+    /// <summary><c>Identity(C)</c> with C constant → C.</summary>
+    public static readonly RewriteRule FoldConstantIdentity = new(
+        "fold-constant-identity",
+        Pattern.Op("Identity", Pattern.Constant("c")).Named("op"),
+        m => m.Node("op").Output().IsGraphOutput ? "its output is a graph output" : null,
+        (m, g) =>
+        {
+            var op = m.Node("op");
+            Replace(g, op, m.Value("c"));
+        });
+
+    public static IReadOnlyList<RewriteRule> All { get; } = [FoldConstantTranspose, FoldConstantIdentity];
+
+    private static string? CheckFoldable(Match m, out Tensor c)
+    {
+        Constants.TryGetTensor(m.Value("c"), out c);
+        if (m.Node("op").Output().IsGraphOutput) return "its output is a graph output";
+        int bits = c.DataType.BitWidth();
+        if (bits == 0 || bits % 8 != 0) return $"{c.DataType.OnnxName()} tensors are not folded";
+        if (c.ElementCount > MaxFoldElements) return $"constant has {c.ElementCount} elements (limit {MaxFoldElements})";
+        return null;
+    }
+
+    private static void Replace(Graph g, Node op, Value replacement)
+    {
+        op.Output().ReplaceUsesWith(replacement);
+        g.RemoveNode(op);
+    }
+}
