@@ -52,6 +52,9 @@ public static class OrtRuntime
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             IntraOpNumThreads = Environment.ProcessorCount,
             InterOpNumThreads = 1,
+            // ONNX Runtime's warnings (e.g. about initializers it prunes) would interleave with
+            // the CLI's output; real failures still surface as exceptions.
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
         try
         {

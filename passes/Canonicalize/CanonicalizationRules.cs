@@ -26,6 +26,7 @@ public static class CanonicalizationRules
             var op = m.Node("op");
             var folded = TensorOps.Transpose(c, op.Attribute("perm")?.AsInts());
             Replace(g, op, g.AddInitializer(g.UniqueName(op.Output().Name), folded));
+            DropIfUnused(m.Value("c"));
         });
 
     /// <summary><c>Identity(C)</c> with C constant → C.</summary>
@@ -55,5 +56,14 @@ public static class CanonicalizationRules
     {
         op.Output().ReplaceUsesWith(replacement);
         g.RemoveNode(op);
+    }
+
+    /// <summary>A folded constant nothing else reads goes too (ONNX Runtime warns about unused
+    /// initializers, and the later passes should not see it).</summary>
+    private static void DropIfUnused(Value constant)
+    {
+        if (constant.Consumers.Count > 0 || constant.IsGraphOutput || constant.IsGraphInput) return;
+        if (constant.IsInitializer) constant.Graph.RemoveInitializer(constant);
+        else if (constant.Producer is { OpType: "Constant" } producer) producer.Graph.RemoveNode(producer);
     }
 }
