@@ -52,9 +52,12 @@ public sealed class ActivationCapture : IDisposable
         long done = 0;
         progress?.Report(new ProgressReport("calibrating", 0, total, "samples"));
         using var runOptions = new RunOptions();
-        foreach (var batch in source.ReadBatches(batchSize, total))
+        foreach (var read in source.ReadBatches(batchSize, total))
         {
             cancel.ThrowIfCancellationRequested();
+            // A fixed-batch export gets its last batch padded with copies of the last sample:
+            // min/max are unchanged, histograms see a few duplicates.
+            var batch = _input.FixedBatch is { } fixedBatch ? read.PadTo(fixedBatch) : read;
             long[] shape = [batch.Count, _input.Channels, _input.Height, _input.Width];
             using var inputValue = OrtValue.CreateTensorValueFromMemory(batch.Data, shape);
             IDisposableReadOnlyCollection<OrtValue> results;
@@ -78,7 +81,7 @@ public sealed class ActivationCapture : IDisposable
                     foreach (var o in observers[requested[i]]) o.Observe(data, info.Shape);
                 }
             }
-            done += batch.Count;
+            done += read.Count;
             SamplesSeen = done;
             AfterBatch?.Invoke(done);
             progress?.Report(new ProgressReport("calibrating", done, total, "samples"));

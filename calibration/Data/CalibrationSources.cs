@@ -19,4 +19,16 @@ public static class CalibrationSources
         }
         throw new OnnxViTQException($"calibration data '{path}' does not exist");
     }
+
+    /// <summary>The first <paramref name="n"/> samples of <paramref name="source"/>.</summary>
+    public static ICalibrationSource Take(this ICalibrationSource source, int n) =>
+        n >= source.Count ? source : new FirstSamples(source, n);
+
+    private sealed class FirstSamples(ICalibrationSource inner, int n) : ICalibrationSource
+    {
+        public string Name => inner.Name;
+        public int Count => n;
+        public IReadOnlyList<int> SampleShape => inner.SampleShape;
+        public IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue) => inner.ReadBatches(batchSize, Math.Min(n, maxSamples));
+    }
 }

@@ -2,7 +2,20 @@ namespace OnnxViTQ.Data;
 
 /// <summary>A batch of preprocessed samples, float32 NCHW; <see cref="Data"/> holds exactly
 /// <see cref="Count"/> samples.</summary>
-public sealed record SampleBatch(float[] Data, int Count, IReadOnlyList<int> SampleShape);
+public sealed record SampleBatch(float[] Data, int Count, IReadOnlyList<int> SampleShape)
+{
+    /// <summary>This batch grown to <paramref name="size"/> samples by repeating its last sample,
+    /// for models exported with a fixed batch size; results for the copies are to be ignored.</summary>
+    public SampleBatch PadTo(int size)
+    {
+        if (size <= Count) return this;
+        int sample = Data.Length / Count;
+        var data = new float[size * sample];
+        Data.CopyTo(data, 0);
+        for (int i = Count; i < size; i++) Data.AsSpan((Count - 1) * sample, sample).CopyTo(data.AsSpan(i * sample));
+        return new SampleBatch(data, size, SampleShape);
+    }
+}
 
 /// <summary>
 /// Samples for calibration or evaluation, already in the model's input layout. Batches are

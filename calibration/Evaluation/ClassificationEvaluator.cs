@@ -27,9 +27,10 @@ public static class ClassificationEvaluator
         var predictions = new List<int>(data.Count);
         using var runOptions = new RunOptions();
         progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelName)}", 0, data.Count, "images"));
-        foreach (var batch in data.ReadBatches(batchSize))
+        foreach (var read in data.ReadBatches(batchSize))
         {
             cancel.ThrowIfCancellationRequested();
+            var batch = input.FixedBatch is { } fixedBatch ? read.PadTo(fixedBatch) : read;
             using var x = OrtValue.CreateTensorValueFromMemory(batch.Data, [batch.Count, input.Channels, input.Height, input.Width]);
             IDisposableReadOnlyCollection<OrtValue> results;
             try
@@ -44,7 +45,7 @@ public static class ClassificationEvaluator
             {
                 var logits = results[0].GetTensorDataAsSpan<float>();
                 int classes = logits.Length / batch.Count;
-                for (int i = 0; i < batch.Count; i++)
+                for (int i = 0; i < read.Count; i++)
                 {
                     var row = logits.Slice(i * classes, classes);
                     int best = 0;

@@ -220,7 +220,7 @@ public static class OnnxModelReader
             if (dims.Any(d => d < 0)) throw new OnnxFormatException($"'{sourceName}': {what} has a negative dimension");
             long count = dims.Aggregate(1L, (a, d) => a * d);
             var origin = t.Clone();
-            origin.Dims.Clear(); origin.ClearDataType(); origin.ClearName();
+            origin.Dims.Clear(); origin.ClearDataType(); // the name stays: attribute tensors keep theirs, initializers get the value's
             origin.ClearRawData(); origin.FloatData.Clear(); origin.Int32Data.Clear(); origin.StringData.Clear();
             origin.Int64Data.Clear(); origin.DoubleData.Clear(); origin.Uint64Data.Clear();
             origin.ExternalData.Clear(); origin.ClearDataLocation();

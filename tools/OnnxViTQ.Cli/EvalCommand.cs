@@ -41,7 +41,7 @@ internal static class EvalCommand
         if (allLabels.Length < n)
             throw new OnnxViTQException($"labels '{labelsPath}' has {allLabels.Length} entries but data '{dataPath}' has {source.Count} samples");
         var labels = allLabels.Take(n).ToArray();
-        var limited = new LimitedSource(source, n);
+        var limited = source.Take(n);
 
         var (pred, refPred) = ConsoleProgress.Run(io, progress =>
         {
@@ -64,13 +64,4 @@ internal static class EvalCommand
     }
 
     private static string Pct(double v) => $"{100 * v:0.00} %";
-
-    /// <summary>The first <paramref name="n"/> samples of a source.</summary>
-    private sealed class LimitedSource(ICalibrationSource inner, int n) : ICalibrationSource
-    {
-        public string Name => inner.Name;
-        public int Count => n;
-        public IReadOnlyList<int> SampleShape => inner.SampleShape;
-        public IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue) => inner.ReadBatches(batchSize, Math.Min(n, maxSamples));
-    }
 }

@@ -86,9 +86,9 @@ internal static class QuantizeCommand
         table.AddRow("nodes quantized", $"{nodes.Count} of {matmuls} MatMul/Gemm ({linear} with weights, {nodes.Count - linear} activation × activation)");
         table.AddRow("tensors", $"{result.WeightTensors} weights (per-channel int8{(options.Bits.Weights < 8 ? $", {options.Bits.Weights}-bit range" : "")}), {result.ActivationTensors} activations (per-tensor uint8{(options.Bits.Activations < 8 ? $", {options.Bits.Activations}-bit range" : "")})");
         table.AddRow("calibration", $"{result.CalibrationSamples} samples");
-        table.AddRow("time", $"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")");
+        table.AddRow("time", Markup.Escape($"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")"));
         table.AddRow("peak memory", Paths.Size(System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64));
-        table.AddRow("output", $"{outPath} ({Paths.Size(new FileInfo(outPath).Length)}, input {Paths.Size(new FileInfo(modelPath).Length)})");
+        table.AddRow("output", Markup.Escape($"{outPath} ({Paths.Size(new FileInfo(outPath).Length)}, input {Paths.Size(new FileInfo(modelPath).Length)})"));
         io.Console.Write(table);
     }
 
