@@ -19,7 +19,11 @@ public static class GraphTopology
         }
         catch (NonAcyclicGraphException)
         {
-            var stuck = graph.Nodes.First(n => dag.InDegree(n) > 0 && Reaches(dag, n, n));
+            // a node on a cycle: one whose strongly connected component has more than one node
+            var component = new Dictionary<Node, int>();
+            dag.StronglyConnectedComponents(component);
+            var sizes = component.Values.GroupBy(c => c).ToDictionary(g => g.Key, g => g.Count());
+            var stuck = graph.Nodes.First(n => sizes[component[n]] > 1);
             throw new GraphValidationException($"graph '{graph.Name}' has a cycle through node '{stuck.Name}' ({stuck.OpType})");
         }
     }
@@ -51,19 +55,4 @@ public static class GraphTopology
 
     private static IEnumerable<Value> Dependencies(Node node) =>
         node.Inputs.OfType<Value>().Concat(node.ImplicitInputs());
-
-    private static int InDegree(this AdjacencyGraph<Node, SEdge<Node>> dag, Node n) => dag.Edges.Count(e => ReferenceEquals(e.Target, n));
-
-    private static bool Reaches(AdjacencyGraph<Node, SEdge<Node>> dag, Node from, Node to)
-    {
-        var seen = new HashSet<Node>();
-        var stack = new Stack<Node>(dag.OutEdges(from).Select(e => e.Target));
-        while (stack.Count > 0)
-        {
-            var n = stack.Pop();
-            if (ReferenceEquals(n, to)) return true;
-            if (seen.Add(n)) foreach (var e in dag.OutEdges(n)) stack.Push(e.Target);
-        }
-        return false;
-    }
 }
