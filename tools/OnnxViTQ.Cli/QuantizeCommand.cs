@@ -26,12 +26,13 @@ internal static class QuantizeCommand
         var percentile = new Option<double>("--percentile") { Description = "Percentile per side for --recipe percentile", DefaultValueFactory = _ => 99.99 };
         var samples = new Option<int>("--samples") { Description = "Calibration samples to use at most", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch-size") { Description = "Calibration batch size (memory grows with it, not with --samples)", DefaultValueFactory = _ => 32 };
+        var report = new Option<string?>("--report") { Description = "Also write a JSON report: every quantized tensor with its role, bits, axis, scales, zero points and consumers, plus pass timings" };
         var external = new Option<ExternalDataMode>("--external-data") { Description = "Store weights in '<output>.data': Auto (only past 2 GiB), Always, Never", DefaultValueFactory = _ => ExternalDataMode.Auto };
         var pre = new PreprocessingOptions();
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard QuantizeLinear/DequantizeLinear ONNX")
         {
-            model, output, calib, recipe, bits, percentile, samples, batch, external,
+            model, output, calib, recipe, bits, percentile, samples, batch, external, report,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -46,10 +47,10 @@ internal static class QuantizeCommand
             };
             string? modelPath = r.GetValue(model);
             if (modelPath is null)
-                return RunDefault(io, options, r.GetValue(output), r.GetValue(calib), r, pre, r.GetValue(external));
+                return RunDefault(io, options, r.GetValue(output), r.GetValue(calib), r, pre, r.GetValue(external), r.GetValue(report));
             string outPath = r.GetValue(output) ?? throw new OnnxViTQException("--output/-o is required when a model is given");
             string calibPath = r.GetValue(calib) ?? throw new OnnxViTQException("--calib is required when a model is given");
-            QuantizeFile(io, modelPath, outPath, calibPath, options, r, pre, r.GetValue(external));
+            QuantizeFile(io, modelPath, outPath, calibPath, options, r, pre, r.GetValue(external), r.GetValue(report));
             return ExitCodes.Ok;
         }));
         return cmd;
@@ -58,12 +59,14 @@ internal static class QuantizeCommand
     private static int Positive(int v, string name) => v > 0 ? v : throw new OnnxViTQException($"{name} must be positive, got {v}");
 
     internal static void QuantizeFile(CliIO io, string modelPath, string outPath, string calibPath, QuantizationOptions options,
-        ParseResult r, PreprocessingOptions pre, ExternalDataMode external)
+        ParseResult r, PreprocessingOptions pre, ExternalDataMode external, string? reportPath)
     {
         Paths.ExistingFile(modelPath, "model file");
         if (Paths.SameFile(modelPath, outPath))
             throw new OnnxViTQException($"output '{outPath}' is the input model; choose another -o so the original is not overwritten");
         if (Directory.Exists(outPath)) throw new OnnxViTQException($"output '{outPath}' is a directory; give a file name");
+        if (reportPath is not null && (Paths.SameFile(reportPath, outPath) || Paths.SameFile(reportPath, modelPath)))
+            throw new OnnxViTQException($"--report '{reportPath}' would overwrite the model; choose another file");
         var sw = Stopwatch.StartNew();
         var m = OnnxModelReader.Load(modelPath);
         var input = ImageInput.Of(m, modelPath);
@@ -77,6 +80,11 @@ internal static class QuantizeCommand
         string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
         if (dir is not null) Directory.CreateDirectory(dir);
         OnnxModelWriter.Save(m, outPath, new OnnxWriteOptions { ExternalData = external });
+        if (reportPath is not null)
+        {
+            var document = QuantizationReport.Build(modelPath, options, result);
+            AtomicFile.Write(reportPath, s => QuantizationReport.Write(s, document));
+        }
         sw.Stop();
 
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Warning)) io.Error.WriteLine($"warning: {d.Message}");
@@ -88,6 +96,7 @@ internal static class QuantizeCommand
         table.AddRow("calibration", $"{result.CalibrationSamples} samples");
         table.AddRow("time", Markup.Escape($"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")"));
         table.AddRow("peak memory", Paths.Size(System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64));
+        if (reportPath is not null) table.AddRow("report", Markup.Escape(reportPath));
         table.AddRow("output", Markup.Escape($"{outPath} ({Paths.Size(new FileInfo(outPath).Length)}, input {Paths.Size(new FileInfo(modelPath).Length)})"));
         io.Console.Write(table);
     }
@@ -95,12 +104,12 @@ internal static class QuantizeCommand
     /// <summary>The bundled demo: default model, bundled calibration data, then FP32 vs quantized
     /// accuracy on the bundled evaluation subset.</summary>
     private static int RunDefault(CliIO io, QuantizationOptions options, string? outPath, string? calibPath,
-        ParseResult r, PreprocessingOptions pre, ExternalDataMode external)
+        ParseResult r, PreprocessingOptions pre, ExternalDataMode external, string? reportPath)
     {
         var bundled = BundledModels.Locate();
         string modelPath = bundled.Model(BundledModels.DefaultModel);
         outPath ??= Path.Combine("artifacts", $"{Path.GetFileNameWithoutExtension(modelPath)}.{options.Recipe}-{options.Bits}.onnx");
-        QuantizeFile(io, modelPath, outPath, calibPath ?? bundled.Calibration, options, r, pre, external);
+        QuantizeFile(io, modelPath, outPath, calibPath ?? bundled.Calibration, options, r, pre, external, reportPath);
         io.Out.WriteLine();
         EvalCommand.Evaluate(io, outPath, bundled.EvalImages, bundled.EvalLabels, modelPath, 64, null, r, pre);
         return ExitCodes.Ok;

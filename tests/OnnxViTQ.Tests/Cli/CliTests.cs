@@ -132,8 +132,17 @@ public class CliTests
     {
         using var tmp = new TempDir();
         string output = tmp.File("sub/vit.w8a8.onnx");
-        var q = Run("quantize", Vit, "-o", output, "--calib", Repo.PngFolder);
+        var q = Run("quantize", Vit, "-o", output, "--calib", Repo.PngFolder, "--report", tmp.File("report.json"));
         Assert.That(q.Code, Is.Zero, q.Err);
+        using (var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("report.json"))))
+        {
+            var tensors = report.RootElement.GetProperty("tensors").EnumerateArray().ToList();
+            Assert.That(tensors, Has.Count.EqualTo(25 + 49));
+            var weight = tensors.First(t => t.GetProperty("role").GetString() == "weight");
+            Assert.That(weight.GetProperty("bits").GetInt32(), Is.EqualTo(8));
+            Assert.That(weight.GetProperty("scales").GetArrayLength(), Is.GreaterThan(1), "per channel");
+            Assert.That(report.RootElement.GetProperty("calibration_samples").GetInt64(), Is.EqualTo(16));
+        }
         Assert.That(q.Out, Does.Contain("37 of 37 MatMul/Gemm (25 with weights, 12 activation × activation)"));
         Assert.That(q.Out, Does.Contain("16 samples"));
         Assert.That(OnnxModelReader.Load(output).GetMetadata("onnxvitq.quantization"), Is.EqualTo("recipe=minmax;bits=W8A8"));

@@ -28,7 +28,7 @@ public class RoundTripTests
     }
 
     [TestCaseSource(nameof(Models))]
-    public void WrittenProtoEqualsTheOriginalField_by_field(string file)
+    public void WrittenProtoEqualsTheOriginalFieldByField(string file)
     {
         string path = Repo.Model(file);
         var original = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
