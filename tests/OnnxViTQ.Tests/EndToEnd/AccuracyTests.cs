@@ -35,7 +35,7 @@ public class AccuracyTests
     public void W8A8MinMaxLosesAtMostHalfAPoint(string file)
     {
         var (fp32, q, agreement) = Measure(file, new QuantizationOptions { Recipe = "minmax", Bits = BitWidths.W8A8 });
-        Assert.That(fp32.Top1, Is.GreaterThan(0.85), "the reference model is trained");
+        Assert.That(fp32.Top1, Is.GreaterThan(0.80), "the reference model is trained (all are 84–87 % on this subset)");
         Assert.That(fp32.Top1 - q.Top1, Is.LessThanOrEqualTo(0.005));
         Assert.That(agreement, Is.GreaterThan(0.97));
     }
