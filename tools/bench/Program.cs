@@ -42,6 +42,7 @@ report.AppendLine();
 
 void Section(string title, string folder, IEnumerable<string> files, string[] bitWidths)
 {
+    var drops = new List<(string Recipe, string Bits, double Drop)>();
     report.AppendLine($"## {title}");
     report.AppendLine();
     report.AppendLine("| model | FP32 top-1 | recipe | bits | top-1 | drop (pt) | agreement | quantize time |");
@@ -62,11 +63,15 @@ void Section(string title, string folder, IEnumerable<string> files, string[] bi
                 sw.Stop();
                 var q = ClassificationEvaluator.Predict(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model)), path, eval);
                 var qs = ClassificationEvaluator.Score(q, labels);
+                drops.Add((recipe, bits, 100 * (fpScore.Top1 - qs.Top1)));
                 string line = $"| {file} | {Pct(fpScore.Top1)} | {recipe} | {bits} | {Pct(qs.Top1)} | {100 * (fpScore.Top1 - qs.Top1):0.00} | {Pct(ClassificationEvaluator.Agreement(fp32, q))} | {sw.Elapsed.TotalSeconds:0.0} s |";
                 report.AppendLine(line);
                 Console.WriteLine(line);
             }
     }
+    report.AppendLine();
+    foreach (var g in drops.GroupBy(d => (d.Recipe, d.Bits)))
+        report.AppendLine($"- {g.Key.Recipe} {g.Key.Bits}: worst drop {g.Max(d => d.Drop):0.00} pt, mean {g.Average(d => d.Drop):0.00} pt over {g.Count()} models");
     report.AppendLine();
 }
 
@@ -108,7 +113,7 @@ foreach (int n in new[] { 128, 1024, 2000 })
     File.Delete(tmp);
 }
 report.AppendLine();
-OnnxViTQ.Serialization.AtomicFile.Write(outPath, s => { using var w = new StreamWriter(s); w.Write(report.ToString()); });
+AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(report.ToString())));
 Console.WriteLine($"wrote {outPath}");
 
 static string Pct(double v) => $"{100 * v:0.00} %";
