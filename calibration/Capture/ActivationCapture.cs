@@ -29,8 +29,6 @@ public sealed class ActivationCapture : IDisposable
         _session = OrtRuntime.CreateSession(OnnxModelWriter.ToBytes(model, values), modelName);
     }
 
-    public ImageInput Input => _input;
-
     /// <summary>Observed samples so far.</summary>
     public long SamplesSeen { get; private set; }
 
@@ -43,23 +41,19 @@ public sealed class ActivationCapture : IDisposable
     public void Run(ICalibrationSource source, IReadOnlyDictionary<string, IReadOnlyList<IObserver>> observers,
         int batchSize, int maxSamples, IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
     {
-        _input.EnsureFits(source);
         foreach (var name in observers.Keys)
             if (!_outputs.Contains(name)) throw new ArgumentException($"tensor '{name}' was not set up for capture");
-        batchSize = _input.BatchSizeFor(batchSize);
         int total = Math.Min(source.Count, maxSamples);
         string[] requested = observers.Keys.ToArray();
         long done = 0;
         progress?.Report(new ProgressReport("calibrating", 0, total, "samples"));
         using var runOptions = new RunOptions();
-        foreach (var read in source.ReadBatches(batchSize, total))
+        // A fixed-batch export gets its last batch padded with copies of the last sample:
+        // min/max are unchanged, histograms see a few duplicates.
+        foreach (var (batch, real) in _input.Batches(source, batchSize, total))
         {
             cancel.ThrowIfCancellationRequested();
-            // A fixed-batch export gets its last batch padded with copies of the last sample:
-            // min/max are unchanged, histograms see a few duplicates.
-            var batch = _input.FixedBatch is { } fixedBatch ? read.PadTo(fixedBatch) : read;
-            long[] shape = [batch.Count, _input.Channels, _input.Height, _input.Width];
-            using var inputValue = OrtValue.CreateTensorValueFromMemory(batch.Data, shape);
+            using var inputValue = OrtValue.CreateTensorValueFromMemory(batch.Data, _input.Shape(batch.Count));
             IDisposableReadOnlyCollection<OrtValue> results;
             try
             {
@@ -81,7 +75,7 @@ public sealed class ActivationCapture : IDisposable
                     foreach (var o in observers[requested[i]]) o.Observe(data, info.Shape);
                 }
             }
-            done += read.Count;
+            done += real;
             SamplesSeen = done;
             AfterBatch?.Invoke(done);
             progress?.Report(new ProgressReport("calibrating", done, total, "samples"));

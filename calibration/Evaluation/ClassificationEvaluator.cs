@@ -16,22 +16,34 @@ public sealed record ClassificationResult(int Samples, int Correct)
 /// (argmax of the first output).</summary>
 public static class ClassificationEvaluator
 {
+    /// <summary>Predictions of an in-memory model.</summary>
     public static int[] Predict(Model model, string modelName, ICalibrationSource data, int batchSize = 64,
         IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
     {
-        var input = ImageInput.Of(model, modelName);
-        input.EnsureFits(data);
-        batchSize = input.BatchSizeFor(batchSize);
         using var session = OrtRuntime.CreateSession(model, modelName);
+        return Predict(session, ImageInput.Of(model, modelName), modelName, data, batchSize, progress, cancel);
+    }
+
+    /// <summary>Predictions of a model file, run as saved (with its external data, if any);
+    /// <paramref name="input"/> describes its image input.</summary>
+    public static int[] PredictFile(string modelPath, ImageInput input, ICalibrationSource data, int batchSize = 64,
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
+    {
+        using var session = OrtRuntime.CreateSession(modelPath);
+        return Predict(session, input, modelPath, data, batchSize, progress, cancel);
+    }
+
+    private static int[] Predict(InferenceSession session, ImageInput input, string modelName, ICalibrationSource data, int batchSize,
+        IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
         string output = session.OutputNames[0];
         var predictions = new List<int>(data.Count);
         using var runOptions = new RunOptions();
         progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelName)}", 0, data.Count, "images"));
-        foreach (var read in data.ReadBatches(batchSize))
+        foreach (var (batch, real) in input.Batches(data, batchSize))
         {
             cancel.ThrowIfCancellationRequested();
-            var batch = input.FixedBatch is { } fixedBatch ? read.PadTo(fixedBatch) : read;
-            using var x = OrtValue.CreateTensorValueFromMemory(batch.Data, [batch.Count, input.Channels, input.Height, input.Width]);
+            using var x = OrtValue.CreateTensorValueFromMemory(batch.Data, input.Shape(batch.Count));
             IDisposableReadOnlyCollection<OrtValue> results;
             try
             {
@@ -45,7 +57,7 @@ public static class ClassificationEvaluator
             {
                 var logits = results[0].GetTensorDataAsSpan<float>();
                 int classes = logits.Length / batch.Count;
-                for (int i = 0; i < read.Count; i++)
+                for (int i = 0; i < real; i++)
                 {
                     var row = logits.Slice(i * classes, classes);
                     int best = 0;

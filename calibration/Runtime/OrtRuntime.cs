@@ -35,7 +35,19 @@ public sealed record ImageInput(string Name, int Channels, int Height, int Width
                 $"data '{source.Name}' has samples of shape [{string.Join(",", source.SampleShape)}], but model input '{Name}' expects [{string.Join(",", SampleShape)}] per sample (NCHW)");
     }
 
-    public int BatchSizeFor(int requested) => FixedBatch ?? requested;
+    /// <summary>
+    /// Batches of <paramref name="source"/> ready to feed this input: checked against its shape,
+    /// sized to the export's fixed batch if it has one, the last batch then padded with copies of
+    /// its last sample. <c>Real</c> is how many leading samples are real.
+    /// </summary>
+    public IEnumerable<(SampleBatch Batch, int Real)> Batches(ICalibrationSource source, int requestedBatchSize, int maxSamples = int.MaxValue)
+    {
+        EnsureFits(source);
+        foreach (var read in source.ReadBatches(FixedBatch ?? requestedBatchSize, maxSamples))
+            yield return (FixedBatch is { } b ? read.PadTo(b) : read, read.Count);
+    }
+
+    public long[] Shape(int batch) => [batch, Channels, Height, Width];
 }
 
 /// <summary>Creates ONNX Runtime sessions with this project's settings and turns ONNX Runtime's
@@ -45,7 +57,12 @@ public static class OrtRuntime
     public static InferenceSession CreateSession(Model model, string modelName) =>
         CreateSession(OnnxModelWriter.ToBytes(model), modelName);
 
-    public static InferenceSession CreateSession(byte[] modelBytes, string modelName)
+    /// <summary>A session on the file itself (ONNX Runtime resolves its external data).</summary>
+    public static InferenceSession CreateSession(string modelPath) => Create(options => new InferenceSession(modelPath, options), modelPath);
+
+    public static InferenceSession CreateSession(byte[] modelBytes, string modelName) => Create(options => new InferenceSession(modelBytes, options), modelName);
+
+    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName)
     {
         var options = new SessionOptions
         {
@@ -58,7 +75,7 @@ public static class OrtRuntime
         };
         try
         {
-            return new InferenceSession(modelBytes, options);
+            return open(options);
         }
         catch (OnnxRuntimeException e)
         {

@@ -178,14 +178,6 @@ public sealed class Graph
         ForgetValue(initializer);
     }
 
-    /// <summary>Replaces the node list order (used by the writer's topological sort).</summary>
-    internal void ReorderNodes(IReadOnlyList<Node> order)
-    {
-        if (order.Count != _nodes.Count) throw new InvalidOperationException("reorder must keep every node");
-        _nodes.Clear();
-        _nodes.AddRange(order);
-    }
-
     /// <summary>Values read by this graph (and its subgraphs) from enclosing scopes.</summary>
     public IEnumerable<Value> OuterScopeReads()
     {

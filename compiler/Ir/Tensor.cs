@@ -94,24 +94,6 @@ public sealed class Tensor
         return result;
     }
 
-    /// <summary>Integer elements widened to int64 (int8..int64, uint8..uint32, bool).</summary>
-    public long[] ToInt64s()
-    {
-        var result = new long[ElementCount];
-        switch (DataType)
-        {
-            case DataType.Int64: AsSpan<long>().CopyTo(result); break;
-            case DataType.Int32: Convert(AsSpan<int>(), result, v => v); break;
-            case DataType.Int16: Convert(AsSpan<short>(), result, v => v); break;
-            case DataType.Int8: Convert(AsSpan<sbyte>(), result, v => v); break;
-            case DataType.UInt8 or DataType.Bool: Convert(AsSpan<byte>(), result, v => v); break;
-            case DataType.UInt16: Convert(AsSpan<ushort>(), result, v => v); break;
-            case DataType.UInt32: Convert(AsSpan<uint>(), result, v => v); break;
-            default: throw new NotSupportedException($"cannot convert a {DataType.OnnxName()} tensor to int64");
-        }
-        return result;
-    }
-
     private static void Convert<TIn, TOut>(ReadOnlySpan<TIn> source, TOut[] target, Func<TIn, TOut> f)
     {
         for (int i = 0; i < source.Length; i++) target[i] = f(source[i]);

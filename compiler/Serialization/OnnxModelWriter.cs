@@ -79,8 +79,6 @@ public static class OnnxModelWriter
         return proto.ToByteArray();
     }
 
-    internal static ModelProto ToProto(Model model) => new Writer(null).WriteModel(model);
-
     public static long TotalTensorBytes(Model model) =>
         model.AllGraphs().Sum(g =>
             g.Initializers.Sum(v => TensorBytes(v.Initializer!)) +

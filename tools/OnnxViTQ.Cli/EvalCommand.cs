@@ -45,8 +45,8 @@ internal static class EvalCommand
 
         var (pred, refPred) = ConsoleProgress.Run(io, progress =>
         {
-            var p = ClassificationEvaluator.Predict(model, modelPath, limited, batchSize, progress);
-            var rp = refModel is null ? null : ClassificationEvaluator.Predict(refModel, refPath!, limited, batchSize, progress);
+            var p = ClassificationEvaluator.PredictFile(modelPath, input, limited, batchSize, progress);
+            var rp = refModel is null ? null : ClassificationEvaluator.PredictFile(refPath!, ImageInput.Of(refModel, refPath!), limited, batchSize, progress);
             return (p, rp);
         });
         var score = ClassificationEvaluator.Score(pred, labels);

@@ -153,6 +153,20 @@ public class CliTests
     }
 
     [Test]
+    public void ExternalDataOutputIsEvaluatedAsSaved()
+    {
+        using var tmp = new TempDir();
+        string output = tmp.File("deit.q.onnx");
+        var q = Run("quantize", Repo.Model("deit.opset13.onnx"), "-o", output, "--calib", Repo.Calibration, "--samples", "64", "--external-data", "Always");
+        Assert.That(q.Code, Is.Zero, q.Err);
+        Assert.That(File.Exists(output + ".data"));
+
+        var e = Run("eval", output, "--data", Repo.EvalImages, "--labels", Repo.EvalLabels, "--limit", "200");
+        Assert.That(e.Code, Is.Zero, e.Err);
+        Assert.That(e.Out, Does.Contain("Evaluated 200 samples"));
+    }
+
+    [Test]
     public void DefaultRunQuantizesTheBundledModelAndReportsAccuracy()
     {
         using var tmp = new TempDir();
