@@ -301,22 +301,20 @@ public static class OnnxModelReader
             int n = checked((int)count);
             switch (type)
             {
-                case Ir.DataType.Float:
-                    Check(t.FloatData.Count, n);
-                    for (int i = 0; i < n; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(4 * i)..], t.FloatData[i]);
+                case Ir.DataType.Float or Ir.DataType.Complex64: // a complex number is two floats
+                {
+                    int m = type == Ir.DataType.Complex64 ? 2 * n : n;
+                    Check(t.FloatData.Count, m);
+                    for (int i = 0; i < m; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(4 * i)..], t.FloatData[i]);
                     break;
-                case Ir.DataType.Complex64:
-                    Check(t.FloatData.Count, 2 * n);
-                    for (int i = 0; i < 2 * n; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(4 * i)..], t.FloatData[i]);
+                }
+                case Ir.DataType.Double or Ir.DataType.Complex128:
+                {
+                    int m = type == Ir.DataType.Complex128 ? 2 * n : n;
+                    Check(t.DoubleData.Count, m);
+                    for (int i = 0; i < m; i++) System.Buffers.Binary.BinaryPrimitives.WriteDoubleLittleEndian(span[(8 * i)..], t.DoubleData[i]);
                     break;
-                case Ir.DataType.Double:
-                    Check(t.DoubleData.Count, n);
-                    for (int i = 0; i < n; i++) System.Buffers.Binary.BinaryPrimitives.WriteDoubleLittleEndian(span[(8 * i)..], t.DoubleData[i]);
-                    break;
-                case Ir.DataType.Complex128:
-                    Check(t.DoubleData.Count, 2 * n);
-                    for (int i = 0; i < 2 * n; i++) System.Buffers.Binary.BinaryPrimitives.WriteDoubleLittleEndian(span[(8 * i)..], t.DoubleData[i]);
-                    break;
+                }
                 case Ir.DataType.Int64:
                     Check(t.Int64Data.Count, n);
                     for (int i = 0; i < n; i++) System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(span[(8 * i)..], t.Int64Data[i]);
