@@ -7,38 +7,41 @@ using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ.Passes;
 
-/// <summary>Observer state per calibrated activation, produced by <see cref="CollectActivationStatistics"/>.</summary>
-public sealed class ActivationStatistics(IReadOnlyDictionary<Value, IObserver> observers, long samples)
-{
-    public IReadOnlyDictionary<Value, IObserver> Observers { get; } = observers;
-    public long Samples { get; } = samples;
-
-    public IObserver For(Value v) => Observers.TryGetValue(v, out var o) ? o
-        : throw new InvalidOperationException($"activation '{v.Name}' was not calibrated");
-}
-
 /// <summary>
-/// Analysis: runs the calibration data through ONNX Runtime once and feeds every target
-/// activation to the observer its range estimator needs (streaming; see <see cref="ActivationCapture"/>).
+/// Analysis: runs the calibration data through ONNX Runtime once and feeds every activation site
+/// to the observers its quantizer kind asks for, plus a sample of rows (error measurement and
+/// searches) and, for post-LayerNorm sites, per-channel statistics (reparameterizations).
+/// Streaming (see <see cref="ActivationCapture"/>): memory does not grow with the sample count.
 /// </summary>
-public sealed class CollectActivationStatistics(ICalibrationSource source, IRangeEstimator estimator,
-    int batchSize, int maxSamples, string modelName) : IPass
+public sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName) : IPass, IPassContract
 {
-    public string Name => "collect-activation-statistics";
+    public string Name => "collect-statistics";
+    public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan), typeof(QuantizersAssigned)];
+    public IReadOnlyList<Type> Produces => [typeof(ActivationStatistics)];
 
     public PassResult Run(Model model, PassContext context)
     {
-        var activations = context.Get<QuantizationTargets>().Activations;
-        var observers = activations.ToDictionary(v => v, _ => estimator.CreateObserver());
+        var plan = context.Get<QuantizationPlan>();
+        var observers = new Dictionary<(Value, string), IObserver>();
+        foreach (var site in plan.Activations)
+        {
+            if (site.Spec is null) throw new InvalidOperationException($"site '{site.Name}' has no quantizer; run assign-quantizers first");
+            var requests = site.Spec.KindInfo.Observers(site).Append(new ObserverRequest(ObserverKeys.Rows, () => new RowSampleObserver(tensor: site.Name)));
+            if (site.Role == TensorRole.PostLayerNorm)
+                requests = requests.Append(new ObserverRequest(ObserverKeys.Channels, () => new PerChannelMinMaxObserver(site.Name)));
+            foreach (var request in requests)
+                if (!observers.ContainsKey((site.Value, request.Key))) observers[(site.Value, request.Key)] = request.Create();
+        }
         long samples = 0;
         if (observers.Count > 0)
         {
-            using var capture = new ActivationCapture(model, activations.Select(v => v.Name), modelName);
-            capture.Run(source, observers.ToDictionary(kv => kv.Key.Name, kv => (IReadOnlyList<IObserver>)[kv.Value]),
-                batchSize, maxSamples, context.Progress, context.Cancellation);
+            var byName = observers.GroupBy(kv => kv.Key.Item1.Name)
+                .ToDictionary(g => g.Key, g => (IReadOnlyList<IObserver>)g.Select(kv => kv.Value).ToList());
+            using var capture = new ActivationCapture(model, byName.Keys, modelName);
+            capture.Run(source, byName, batchSize, maxSamples, context.Progress, context.Cancellation);
             samples = capture.SamplesSeen;
         }
-        context.Info($"calibrated {observers.Count} activations on {samples} samples of '{source.Name}'");
+        context.Info($"calibrated {plan.Activations.Count()} activations on {samples} samples of '{source.Name}'");
         context.Set(new ActivationStatistics(observers, samples));
         return PassResult.Unchanged;
     }

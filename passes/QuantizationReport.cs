@@ -4,24 +4,35 @@ using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ;
 
-/// <summary>A machine-readable record of a quantization run: what was quantized and how.</summary>
+/// <summary>A machine-readable record of a quantization run: every site with its role, module,
+/// quantizer, parameters and measured error, plus pass timings and diagnostics.</summary>
 public static class QuantizationReport
 {
-    public sealed record TensorEntry(string Tensor, string Role, string Quantizer, int Bits, int? Axis,
-        IReadOnlyList<float> Scales, IReadOnlyList<int> ZeroPoints, IReadOnlyList<string> Consumers);
+    public sealed record SiteEntry(string Tensor, string Role, string Module, string Quantizer, int Bits, string Granularity,
+        IReadOnlyDictionary<string, object> Parameters, IReadOnlyList<string> Consumers, double? SqnrDb, double? Cosine, IReadOnlyList<string>? Notes);
 
     public sealed record PassEntry(string Pass, double Seconds, bool Modified);
 
-    public sealed record Document(string Model, string Recipe, string Bits, long CalibrationSamples,
-        IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<TensorEntry> Tensors);
+    public sealed record Document(string Model, string Recipe, string RecipeDescription, IReadOnlyList<string> RecipePasses, string Bits,
+        long CalibrationSamples, IReadOnlyDictionary<string, int> SitesByRole, IReadOnlyList<string> Unrecognised,
+        IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites);
 
     public static Document Build(string modelName, QuantizationOptions options, QuantizationResult result) => new(
-        modelName, options.Recipe, options.Bits.ToString(), result.CalibrationSamples,
+        modelName, result.Recipe.Name, result.Recipe.Description, result.Recipe.Passes.Select(p => p.ToString()).ToList(), options.Bits.ToString(),
+        result.CalibrationSamples,
+        result.Plan.Sites.GroupBy(s => s.Role).OrderBy(g => g.Key).ToDictionary(g => g.Key.Name(), g => g.Count()),
+        result.Plan.Sites.Where(s => s.Notes.Any(n => n.StartsWith("role not recognised"))).Select(s => $"{s.Name}: {s.Notes.First(n => n.StartsWith("role not recognised"))}").ToList(),
         result.Timings.Select(t => new PassEntry(t.Pass, Math.Round(t.Elapsed.TotalSeconds, 3), t.Modified)).ToList(),
         result.Diagnostics.Select(d => d.ToString()).ToList(),
-        result.Plan.Entries.Select(e => e.Quantizer is UniformQuantizer u
-            ? new TensorEntry(e.Value.Name, e.Role.ToString().ToLowerInvariant(), u.Kind, u.Bits, u.Axis, u.Scales, u.ZeroPoints, e.Uses.Select(x => x.Node.Name).ToList())
-            : new TensorEntry(e.Value.Name, e.Role.ToString().ToLowerInvariant(), e.Quantizer.Kind, e.Quantizer.Bits, null, [], [], e.Uses.Select(x => x.Node.Name).ToList())).ToList());
+        result.Plan.Sites.Select(Entry).ToList());
+
+    private static SiteEntry Entry(QuantizationSite s) => new(
+        s.Name, s.Role.Name(), s.Module, s.Parameters?.Kind ?? s.Spec?.Kind ?? "none", s.Parameters?.Bits ?? s.Spec?.Bits ?? 0,
+        s.Granularity?.Name() ?? "", s.Parameters?.Describe() ?? new Dictionary<string, object>(),
+        s.Uses.Select(u => u.Node.Name).ToList(),
+        s.Error is { } e && double.IsFinite(e.SqnrDb) ? Math.Round(e.SqnrDb, 3) : null,
+        s.Error is { } c ? Math.Round(c.Cosine, 6) : null,
+        s.Notes.Count > 0 ? s.Notes : null);
 
     public static void Write(Stream stream, Document document) =>
         JsonSerializer.Serialize(stream, document, new JsonSerializerOptions
@@ -29,5 +40,6 @@ public static class QuantizationReport
             WriteIndented = true,
             PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
             DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+            NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         });
 }

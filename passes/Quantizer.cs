@@ -1,20 +1,21 @@
 using OnnxViTQ.Data;
 using OnnxViTQ.Ir;
+using OnnxViTQ.Observers;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ;
 
-/// <summary>Outcome of <see cref="Quantizer.Quantize"/>: the plan that was applied, per-pass
-/// timings and diagnostics.</summary>
+/// <summary>Outcome of <see cref="Quantizer.Quantize"/>: the recipe and plan that were applied,
+/// per-pass timings and diagnostics.</summary>
 public sealed record QuantizationResult(
-    QuantizationPlan Plan, IReadOnlyList<PassTiming> Timings, IReadOnlyList<Diagnostic> Diagnostics, long CalibrationSamples)
+    Recipe Recipe, QuantizationPlan Plan, IReadOnlyList<PassTiming> Timings, IReadOnlyList<Diagnostic> Diagnostics, long CalibrationSamples)
 {
     /// <summary>Nodes with at least one quantized input.</summary>
-    public IReadOnlyList<Node> QuantizedNodes => Plan.Entries.SelectMany(e => e.Uses).Select(u => u.Node).Distinct().ToList();
+    public IReadOnlyList<Node> QuantizedNodes => Plan.QuantizedNodes;
 
-    public int WeightTensors => Plan.Entries.Count(e => e.Role == TensorRole.Weight);
-    public int ActivationTensors => Plan.Entries.Count(e => e.Role == TensorRole.Activation);
+    public int WeightTensors => Plan.Weights.Count();
+    public int ActivationTensors => Plan.Activations.Count();
 }
 
 /// <summary>The library entry point: quantizes a model in place with a recipe.</summary>
@@ -27,10 +28,10 @@ public static class Quantizer
     {
         var recipe = Recipes.Get(options.Recipe);
         var context = new PassContext { Progress = progress, Cancellation = cancel };
-        var manager = new PassManager(recipe.Build(new RecipeInputs(options, calibration, modelName)));
+        var manager = new PassManager(recipe.Build(options, calibration, modelName));
         var timings = manager.Run(model, context);
         model.SetMetadata(MetadataKey, $"recipe={recipe.Name};bits={options.Bits}");
-        long samples = context.TryGet<Passes.ActivationStatistics>(out var stats) ? stats.Samples : 0;
-        return new QuantizationResult(context.Get<QuantizationPlan>(), timings, context.Diagnostics, samples);
+        long samples = context.TryGet<ActivationStatistics>(out var stats) ? stats.Samples : 0;
+        return new QuantizationResult(recipe, context.Get<QuantizationPlan>(), timings, context.Diagnostics, samples);
     }
 }

@@ -111,9 +111,15 @@ public sealed partial class NpyFile
     {
         if (DType is NpyDType.Float32 or NpyDType.Float64)
             throw new OnnxViTQException($"'{Path}' holds {DType} values; integer labels were expected");
-        var floats = new float[ElementCount];
-        ReadFloats(0, floats);
-        return floats.Select(f => (long)f).ToArray();
+        // Read integers as integers: float32 holds them exactly only up to 2^24.
+        var bytes = ReadBytes(0, checked((int)ElementCount));
+        return DType switch
+        {
+            NpyDType.Int64 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(bytes).ToArray(),
+            NpyDType.Int32 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(bytes).ToArray().Select(v => (long)v).ToArray(),
+            NpyDType.Int8 => bytes.Select(v => (long)(sbyte)v).ToArray(),
+            _ => bytes.Select(v => (long)v).ToArray(), // uint8, bool
+        };
     }
 
     public static void Write<T>(string path, ReadOnlySpan<T> data, params long[] shape) where T : unmanaged

@@ -78,6 +78,9 @@ public static class ClassificationEvaluator
     }
 
     /// <summary>Fraction of samples where both models predict the same class.</summary>
-    public static double Agreement(IReadOnlyList<int> a, IReadOnlyList<int> b) =>
-        a.Count == 0 ? 0 : (double)a.Where((p, i) => p == b[i]).Count() / a.Count;
+    public static double Agreement(IReadOnlyList<int> a, IReadOnlyList<int> b)
+    {
+        if (a.Count != b.Count) throw new OnnxViTQException($"cannot compare {a.Count} predictions with {b.Count}");
+        return a.Count == 0 ? 0 : (double)a.Where((p, i) => p == b[i]).Count() / a.Count;
+    }
 }

@@ -8,7 +8,7 @@ namespace OnnxViTQ.Observers;
 /// are never re-estimated and memory stays fixed. Percentiles interpolate inside a bin; their
 /// error is at most one bin width (range / bins).
 /// </summary>
-public sealed class HistogramObserver(int bins = 4096) : IObserver, IRangeStatistics
+public sealed class HistogramObserver(int bins = 4096, string tensor = "activation") : IObserver, IRangeStatistics
 {
     private readonly long[] _counts = bins % 2 == 0 && bins >= 16 ? new long[bins] : throw new ArgumentException("bins must be even and at least 16");
     private double _lo, _width;
@@ -23,8 +23,8 @@ public sealed class HistogramObserver(int bins = 4096) : IObserver, IRangeStatis
     public void Observe(ReadOnlySpan<float> data, ReadOnlySpan<long> shape)
     {
         if (data.IsEmpty) return;
+        Finite.Check(data, tensor); // an infinite value would make the range double forever
         float lo = TensorPrimitives.Min(data), hi = TensorPrimitives.Max(data);
-        if (float.IsNaN(lo) || float.IsNaN(hi)) throw new OnnxViTQException("calibration produced NaN activations; check the input data and preprocessing");
         if (Count == 0)
         {
             _lo = lo;
@@ -58,6 +58,25 @@ public sealed class HistogramObserver(int bins = 4096) : IObserver, IRangeStatis
         Array.Clear(_counts, 0, n / 2);
         _lo -= _width * n;
         _width *= 2;
+    }
+
+    /// <summary>Count in bin <paramref name="i"/>, which covers [RangeStart + i·BinWidth, RangeStart + (i+1)·BinWidth).</summary>
+    public long this[int i] => _counts[i];
+
+    /// <summary>Centre of bin <paramref name="i"/>.</summary>
+    public double Center(int i) => _lo + (i + 0.5) * _width;
+
+    /// <summary>Fraction of the elements below <paramref name="x"/> (interpolated inside a bin).</summary>
+    public double Cdf(double x)
+    {
+        if (Count == 0) throw new InvalidOperationException("no data observed");
+        if (x <= Min) return 0;
+        if (x > Max) return 1;
+        double position = (x - _lo) / _width;
+        int bin = Math.Clamp((int)position, 0, _counts.Length - 1);
+        long below = 0;
+        for (int i = 0; i < bin; i++) below += _counts[i];
+        return Math.Clamp((below + _counts[bin] * Math.Clamp(position - bin, 0, 1)) / Count, 0, 1);
     }
 
     /// <summary>The value below which a fraction <paramref name="q"/> (0..1) of the elements lie.</summary>

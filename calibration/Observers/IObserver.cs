@@ -1,7 +1,8 @@
 namespace OnnxViTQ.Observers;
 
 /// <summary>Accumulates statistics of one tensor over calibration batches. State must have a
-/// fixed size (independent of how many samples are observed).</summary>
+/// fixed size (independent of how many samples are observed). Observers reject NaN and ±∞
+/// (<see cref="Finite"/>) naming <see cref="Tensor"/>.</summary>
 public interface IObserver
 {
     /// <param name="data">The tensor's elements, C order.</param>

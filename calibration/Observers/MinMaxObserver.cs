@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace OnnxViTQ.Observers;
 
 /// <summary>Running minimum and maximum over all elements.</summary>
-public sealed class MinMaxObserver : IObserver, IRangeStatistics
+public sealed class MinMaxObserver(string tensor = "activation") : IObserver, IRangeStatistics
 {
     public float Min { get; private set; } = float.PositiveInfinity;
     public float Max { get; private set; } = float.NegativeInfinity;
@@ -12,10 +12,13 @@ public sealed class MinMaxObserver : IObserver, IRangeStatistics
     public void Observe(ReadOnlySpan<float> data, ReadOnlySpan<long> shape)
     {
         if (data.IsEmpty) return;
-        float lo = TensorPrimitives.Min(data), hi = TensorPrimitives.Max(data);
-        if (float.IsNaN(lo) || float.IsNaN(hi)) throw new OnnxViTQException("calibration produced NaN activations; check the input data and preprocessing");
-        Min = Math.Min(Min, lo);
-        Max = Math.Max(Max, hi);
+        Finite.Check(data, tensor);
+        Min = Math.Min(Min, TensorPrimitives.Min(data));
+        Max = Math.Max(Max, TensorPrimitives.Max(data));
         Count += data.Length;
     }
+
+    /// <summary>A range known from elsewhere (e.g. derived from per-channel statistics after an exact rewrite).</summary>
+    public static MinMaxObserver FromRange(float min, float max, long count, string tensor) =>
+        new(tensor) { Min = min, Max = max, Count = count };
 }

@@ -8,7 +8,7 @@ namespace OnnxViTQ.Observers;
 /// This is what per-token (dynamic) quantization works with: how much ranges differ between
 /// tokens, and which positions (e.g. the class token) stand out.
 /// </summary>
-public sealed class PerTokenObserver : IObserver
+public sealed class PerTokenObserver(string tensor = "activation") : IObserver
 {
     private float[] _min = [], _max = [];
     private double[] _rangeSum = [];
@@ -24,6 +24,7 @@ public sealed class PerTokenObserver : IObserver
     public void Observe(ReadOnlySpan<float> data, ReadOnlySpan<long> shape)
     {
         if (shape.Length < 2) throw new OnnxViTQException("per-token statistics need a tensor with tokens and channels");
+        Finite.Check(data, tensor);
         int channels = checked((int)shape[^1]), tokens = checked((int)shape[^2]);
         Grow(tokens);
         int row = 0;

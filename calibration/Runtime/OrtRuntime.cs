@@ -21,6 +21,10 @@ public sealed record ImageInput(string Name, int Channels, int Height, int Width
         var shape = input.Type?.Shape;
         if (input.Type is null || shape is null || shape.Count != 4 || !input.Type.ElementType.IsFloatingPoint())
             throw new OnnxViTQException($"'{modelName}' input '{input.Name}' is {input.Type?.ToString() ?? "untyped"}; a float image tensor [N,C,H,W] was expected");
+        // Calibration and evaluation feed float32 batches; ONNX Runtime would reject them for a
+        // float16/float64 input only at the first run, after minutes of setup.
+        if (input.Type.ElementType != DataType.Float)
+            throw new OnnxViTQException($"'{modelName}' input '{input.Name}' is {input.Type.ElementType.OnnxName()}; only float32 image inputs are supported (export the model in float32)");
         if (shape.Skip(1).Any(d => d.Size is null))
             throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has shape [{string.Join(",", shape)}]; channels, height and width must be fixed");
         int? batch = shape[0].Size is { } b ? (int)b : null;

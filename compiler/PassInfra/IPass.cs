@@ -16,3 +16,12 @@ public interface IPass
     string Name { get; }
     PassResult Run(Model model, PassContext context);
 }
+
+/// <summary>Optionally implemented by a pass: the <see cref="PassContext"/> results it needs and
+/// those it publishes, so <see cref="PassManager"/> can reject a recipe with passes in the wrong
+/// order before minutes of calibration, not in the middle.</summary>
+public interface IPassContract
+{
+    IReadOnlyList<Type> Requires { get; }
+    IReadOnlyList<Type> Produces { get; }
+}

@@ -32,6 +32,8 @@ public sealed class PassContext
 
     public void Set<T>(T result) where T : class => _results[typeof(T)] = result;
 
+    public bool Has(Type type) => _results.ContainsKey(type);
+
     public bool TryGet<T>(out T result) where T : class
     {
         if (_results.TryGetValue(typeof(T), out var r)) { result = (T)r; return true; }

@@ -25,8 +25,26 @@ public sealed class PassManager(IEnumerable<IPass> passes)
 
     public IReadOnlyList<IPass> Passes => _passes;
 
+    /// <summary>Fails unless every pass's <see cref="IPassContract.Requires"/> is produced by an
+    /// earlier pass or already in <paramref name="context"/>.</summary>
+    public void CheckOrder(PassContext context)
+    {
+        var available = new HashSet<Type>();
+        foreach (var pass in _passes)
+        {
+            if (pass is IPassContract contract)
+            {
+                foreach (var need in contract.Requires)
+                    if (!available.Contains(need) && !context.Has(need))
+                        throw new OnnxViTQException($"pass '{pass.Name}' needs {need.Name}, which no earlier pass produces (check the recipe's pass order)");
+                available.UnionWith(contract.Produces);
+            }
+        }
+    }
+
     public IReadOnlyList<PassTiming> Run(Model model, PassContext context)
     {
+        CheckOrder(context);
         var timings = new List<PassTiming>();
         var ran = new List<string>();
         foreach (var pass in _passes)

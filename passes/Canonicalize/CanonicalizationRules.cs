@@ -20,13 +20,13 @@ public static class CanonicalizationRules
         "fold-constant-transpose",
         Pattern.Op("Transpose", Pattern.Constant("c")).Named("op"),
         m => CheckFoldable(m, out _),
-        (m, g) =>
+        (m, r) =>
         {
             CheckFoldable(m, out var c);
             var op = m.Node("op");
             var folded = TensorOps.Transpose(c, op.Attribute("perm")?.AsInts());
-            Replace(g, op, g.AddInitializer(g.UniqueName(op.Output().Name), folded));
-            DropIfUnused(m.Value("c"));
+            r.Replace(op.Output(), r.AddConstant(op.Output().Name, folded));
+            r.RemoveDead(op);
         });
 
     /// <summary><c>Identity(C)</c> with C constant → C.</summary>
@@ -34,10 +34,11 @@ public static class CanonicalizationRules
         "fold-constant-identity",
         Pattern.Op("Identity", Pattern.Constant("c")).Named("op"),
         m => m.Node("op").Output().IsGraphOutput ? "its output is a graph output" : null,
-        (m, g) =>
+        (m, r) =>
         {
             var op = m.Node("op");
-            Replace(g, op, m.Value("c"));
+            r.Replace(op.Output(), m.Value("c"));
+            r.RemoveDead(op);
         });
 
     public static IReadOnlyList<RewriteRule> All { get; } = [FoldConstantTranspose, FoldConstantIdentity];
@@ -50,20 +51,5 @@ public static class CanonicalizationRules
         if (bits == 0 || bits % 8 != 0) return $"{c.DataType.OnnxName()} tensors are not folded";
         if (c.ElementCount > MaxFoldElements) return $"constant has {c.ElementCount} elements (limit {MaxFoldElements})";
         return null;
-    }
-
-    private static void Replace(Graph g, Node op, Value replacement)
-    {
-        op.Output().ReplaceUsesWith(replacement);
-        g.RemoveNode(op);
-    }
-
-    /// <summary>A folded constant nothing else reads goes too (ONNX Runtime warns about unused
-    /// initializers, and the later passes should not see it).</summary>
-    private static void DropIfUnused(Value constant)
-    {
-        if (constant.Consumers.Count > 0 || constant.IsGraphOutput || constant.IsGraphInput) return;
-        if (constant.IsInitializer) constant.Graph.RemoveInitializer(constant);
-        else if (constant.Producer is { OpType: "Constant" } producer) producer.Graph.RemoveNode(producer);
     }
 }

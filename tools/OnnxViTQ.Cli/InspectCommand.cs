@@ -1,5 +1,6 @@
 using System.CommandLine;
 using OnnxViTQ.Passes;
+using OnnxViTQ.Passes.Canonicalize;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Patterns;
 using OnnxViTQ.Quantization;
@@ -13,7 +14,7 @@ internal static class InspectCommand
     public static Command Create(CliIO io)
     {
         var model = new Argument<string>("model") { Description = "ONNX model to describe" };
-        var cmd = new Command("inspect", "List a model's inputs, outputs, op counts, and the MatMul/Gemm nodes that would be quantized") { model };
+        var cmd = new Command("inspect", "List a model's inputs, outputs, op counts, and the tensors quantize would quantize, with their role (post-layernorm, post-gelu, post-softmax, query, key, value, attention-output, weight, other) per module") { model };
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
             Inspect(io, r.GetValue(model)!);
@@ -51,27 +52,37 @@ internal static class InspectCommand
         var context = new PassContext();
         try
         {
-            new SelectMatMulTargets().Run(m, context);
+            // What quantize would see: canonical weights, sites, roles (the file is not changed).
+            new PassManager([new RewriteRulesPass("canonicalize", CanonicalizationRules.All), new SelectQuantizationSites(), new TagViTRoles()]).Run(m, context);
         }
         catch (OnnxViTQException e)
         {
             io.Out.WriteLine($"not quantizable: {e.Message}");
             return;
         }
-        var targets = context.Get<QuantizationTargets>();
-        var table = new Table().Border(TableBorder.Rounded).Title("MatMul/Gemm nodes that would be quantized")
-            .AddColumn("node").AddColumn("op").AddColumn("kind").AddColumn("weight").AddColumn("per-channel axis");
-        foreach (var node in targets.Nodes)
+        var plan = context.Get<QuantizationPlan>();
+        var table = new Table().Border(TableBorder.Rounded).Title("Quantization sites by module (what quantize would quantize, and each tensor's role)")
+            .AddColumn("module").AddColumn("node").AddColumn("op").AddColumn("input").AddColumn("role").AddColumn("tensor");
+        var order = m.Graph.Nodes.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i);
+        foreach (var module in plan.Sites.GroupBy(s => s.Module).OrderBy(g => g.Min(s => s.Uses.Min(u => order[u.Node]))))
         {
-            var own = targets.All.Where(t => t.Node == node).ToList();
-            var weight = own.FirstOrDefault(t => t.Role == TensorRole.Weight);
-            string weightText = "";
-            if (weight is not null && Constants.TryGetTensor(weight.Value, out var w)) weightText = $"{weight.Value.Name} [{string.Join("×", w.Dims)}]";
-            table.AddRow(Markup.Escape(node.Name), node.OpType,
-                weight is null ? "activation × activation" : "activation × weight",
-                Markup.Escape(weightText), weight?.ChannelAxis?.ToString() ?? "");
+            bool first = true;
+            foreach (var node in module.SelectMany(s => s.Uses.Select(u => (Use: u, Site: s))).GroupBy(x => x.Use.Node).OrderBy(g => order[g.Key]))
+                foreach (var (use, site) in node.OrderBy(x => x.Use.InputIndex))
+                {
+                    string tensor = site.IsWeight && Constants.TryGetTensor(site.Value, out var w)
+                        ? $"{site.Name} [{string.Join("×", w.Dims)}]{(site.ChannelAxis is { } a ? $" axis {a}" : " per-tensor")}"
+                        : site.Name;
+                    table.AddRow(first ? Markup.Escape(module.Key.Length == 0 ? "(none)" : module.Key) : "", Markup.Escape(node.Key.Name), node.Key.OpType,
+                        use.InputIndex.ToString(), site.Role.Name(), Markup.Escape(tensor));
+                    first = false;
+                }
         }
         io.Console.Write(table);
-        io.Out.WriteLine($"{targets.Nodes.Count} of {g.Nodes.Count(n => n.OpType is "MatMul" or "Gemm")} MatMul/Gemm nodes would be quantized");
+        int quantizable = g.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
+        io.Out.WriteLine($"{plan.QuantizedNodes.Count} of {quantizable} MatMul/Gemm/Conv nodes would be quantized; roles: " +
+                         string.Join(", ", plan.Sites.GroupBy(s => s.Role).OrderBy(x => x.Key).Select(x => $"{x.Count()} {x.Key.Name()}")));
+        foreach (var site in plan.Sites.Where(s => s.Notes.Count > 0))
+            io.Out.WriteLine($"  {site.Name}: {string.Join("; ", site.Notes)}");
     }
 }

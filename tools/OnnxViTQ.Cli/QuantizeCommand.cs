@@ -20,17 +20,21 @@ internal static class QuantizeCommand
         };
         var output = new Option<string?>("--output", "-o") { Description = "Where to write the quantized model (required with a model; written atomically)" };
         var calib = new Option<string?>("--calib") { Description = "Calibration data: a float32 NCHW .npy, a uint8 image .npy [N,H,W(,C)], a folder of .npy files, or a folder of PNG/JPEG images" };
-        var recipe = new Option<string>("--recipe") { Description = $"Quantization recipe: {string.Join(", ", Recipes.All.Select(r => r.Name))}", DefaultValueFactory = _ => "minmax" };
-        recipe.AcceptOnlyFromAmong(Recipes.All.Select(r => r.Name).ToArray());
+        var recipe = new Option<string>("--recipe")
+        {
+            Description = $"Quantization recipe: {string.Join(", ", Recipes.Names)}, or a recipe file (.json; see README) " +
+                          "with a pass list and the quantizer per tensor role",
+            DefaultValueFactory = _ => "minmax",
+        };
         var bits = new Option<string>("--bits") { Description = "Weight/activation bit widths: W8A8, W6A6, W4A4 (any W2..8A2..8)", DefaultValueFactory = _ => "W8A8" };
-        var percentile = new Option<double>("--percentile") { Description = "Percentile per side for --recipe percentile", DefaultValueFactory = _ => 99.99 };
+        var percentile = new Option<double?>("--percentile") { Description = "Percentile per side for quantizers with range=percentile (the percentile recipe: default 99.99)" };
         var samples = new Option<int>("--samples") { Description = "Calibration samples to use at most", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch-size") { Description = "Calibration batch size (memory grows with it, not with --samples)", DefaultValueFactory = _ => 32 };
-        var report = new Option<string?>("--report") { Description = "Also write a JSON report: every quantized tensor with its role, bits, axis, scales, zero points and consumers, plus pass timings" };
+        var report = new Option<string?>("--report") { Description = "Also write a JSON report: every quantized tensor with its role, module, quantizer, bits, parameters, measured error (SQNR, cosine) and consumers, plus pass timings" };
         var external = new Option<ExternalDataMode>("--external-data") { Description = "Store weights in '<output>.data': Auto (only past 2 GiB), Always, Never", DefaultValueFactory = _ => ExternalDataMode.Auto };
         var pre = new PreprocessingOptions();
 
-        var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard QuantizeLinear/DequantizeLinear ONNX")
+        var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs")
         {
             model, output, calib, recipe, bits, percentile, samples, batch, external, report,
         };
@@ -72,7 +76,7 @@ internal static class QuantizeCommand
         var input = ImageInput.Of(m, modelPath);
         var source = CalibrationSources.Open(calibPath, pre.Resolve(r, m, input));
         input.EnsureFits(source);
-        int matmuls = m.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm");
+        int quantizable = m.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
         io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}) with up to {Math.Min(options.CalibrationSamples, source.Count)} samples of {source.Name}");
 
         var result = ConsoleProgress.Run(io, progress => Quantizer.Quantize(m, modelPath, source, options, progress));
@@ -89,10 +93,11 @@ internal static class QuantizeCommand
 
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Warning)) io.Error.WriteLine($"warning: {d.Message}");
         var nodes = result.QuantizedNodes;
-        int linear = nodes.Count(n => result.Plan.Entries.Any(e => e.Role == TensorRole.Weight && e.Uses.Any(u => u.Node == n)));
+        int linear = nodes.Count(n => result.Plan.Weights.Any(e => e.Uses.Any(u => u.Node == n)));
         var table = new Table().Border(TableBorder.Rounded).HideHeaders().AddColumn("").AddColumn("");
-        table.AddRow("nodes quantized", $"{nodes.Count} of {matmuls} MatMul/Gemm ({linear} with weights, {nodes.Count - linear} activation × activation)");
-        table.AddRow("tensors", $"{result.WeightTensors} weights (per-channel int8{(options.Bits.Weights < 8 ? $", {options.Bits.Weights}-bit range" : "")}), {result.ActivationTensors} activations (per-tensor uint8{(options.Bits.Activations < 8 ? $", {options.Bits.Activations}-bit range" : "")})");
+        table.AddRow("recipe", Markup.Escape($"{result.Recipe.Name}: {result.Recipe.Description}"));
+        table.AddRow("nodes quantized", $"{nodes.Count} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {nodes.Count - linear} activation × activation)");
+        foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
         table.AddRow("calibration", $"{result.CalibrationSamples} samples");
         table.AddRow("time", Markup.Escape($"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")"));
         table.AddRow("peak memory", Paths.Size(System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64));

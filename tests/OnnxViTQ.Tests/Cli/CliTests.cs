@@ -110,8 +110,8 @@ public class CliTests
         var bits = Run("quantize", Vit, "-o", tmp.File("o.onnx"), "--calib", Repo.Calibration, "--bits", "W9A8");
         Assert.That((bits.Code, bits.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, "error: bit widths 'W9A8': weights and activations must each be 2 to 8 bits")));
         var recipe = Run("quantize", Vit, "-o", tmp.File("o.onnx"), "--calib", Repo.Calibration, "--recipe", "magic");
-        Assert.That(recipe.Code, Is.EqualTo(ExitCodes.Usage));
-        Assert.That(recipe.Err, Does.Contain("magic"));
+        Assert.That((recipe.Code, recipe.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, $"error: unknown recipe 'magic'; available: {string.Join(", ", Recipes.Names)} (or a recipe file ending in .json)")));
+        Assert.That(File.Exists(tmp.File("o.onnx")), Is.False);
         var labels = Run("eval", Vit, "--data", Repo.EvalImages, "--labels", Repo.Calibration);
         Assert.That((labels.Code, labels.Err), Is.EqualTo((ExitCodes.BadInput, $"error: '{Repo.Calibration}' holds Float32 values; integer labels were expected{Environment.NewLine}")));
     }
@@ -123,8 +123,10 @@ public class CliTests
         Assert.That(r.Code, Is.Zero, r.Err);
         Assert.That(r.Out, Does.Contain("pixel_values").And.Contain("float32[batch,3,28,28]").And.Contain("logits"));
         Assert.That(r.Out, Does.Contain("LayerNormalization"));
-        Assert.That(r.Out, Does.Contain("activation × activation"));
-        Assert.That(r.Out, Does.Contain("37 of 37 MatMul/Gemm nodes would be quantized"));
+        Assert.That(r.Out, Does.Contain("attention 0").And.Contain("mlp 5").And.Contain("head").And.Contain("patch embedding"));
+        foreach (var role in new[] { "post-layernorm", "post-gelu", "post-softmax", "query", "key", "value", "attention-output", "weight" })
+            Assert.That(r.Out, Does.Contain(role));
+        Assert.That(r.Out, Does.Contain("38 of 38 MatMul/Gemm/Conv nodes would be quantized; roles: 26 weight, 13 post-layernorm, 6 post-gelu, 6 post-softmax, 6 query, 6 key, 6 value, 6 attention-output, 1 other"));
     }
 
     [Test]
@@ -136,14 +138,18 @@ public class CliTests
         Assert.That(q.Code, Is.Zero, q.Err);
         using (var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("report.json"))))
         {
-            var tensors = report.RootElement.GetProperty("tensors").EnumerateArray().ToList();
-            Assert.That(tensors, Has.Count.EqualTo(25 + 49));
-            var weight = tensors.First(t => t.GetProperty("role").GetString() == "weight");
+            var sites = report.RootElement.GetProperty("sites").EnumerateArray().ToList();
+            Assert.That(sites, Has.Count.EqualTo(26 + 50));
+            var weight = sites.First(t => t.GetProperty("role").GetString() == "weight");
             Assert.That(weight.GetProperty("bits").GetInt32(), Is.EqualTo(8));
-            Assert.That(weight.GetProperty("scales").GetArrayLength(), Is.GreaterThan(1), "per channel");
+            Assert.That(weight.GetProperty("granularity").GetString(), Is.EqualTo("per-channel"));
+            Assert.That(weight.GetProperty("parameters").GetProperty("scales").GetArrayLength(), Is.GreaterThan(1), "per channel");
+            Assert.That(weight.GetProperty("sqnr_db").GetDouble(), Is.GreaterThan(30), "8-bit weights are measured");
+            var ln = sites.First(t => t.GetProperty("role").GetString() == "post-layernorm");
+            Assert.That(ln.GetProperty("module").GetString(), Is.EqualTo("attention 0"));
             Assert.That(report.RootElement.GetProperty("calibration_samples").GetInt64(), Is.EqualTo(16));
         }
-        Assert.That(q.Out, Does.Contain("37 of 37 MatMul/Gemm (25 with weights, 12 activation × activation)"));
+        Assert.That(q.Out, Does.Contain("38 of 38 MatMul/Gemm/Conv (26 with weights, 12 activation × activation)"));
         Assert.That(q.Out, Does.Contain("16 samples"));
         Assert.That(OnnxModelReader.Load(output).GetMetadata("onnxvitq.quantization"), Is.EqualTo("recipe=minmax;bits=W8A8"));
 

@@ -64,9 +64,9 @@ public class CanonicalizationTests
         var model = Unfolded();
         var context = new PassContext();
         new RewriteRulesPass("canonicalize", CanonicalizationRules.All).Run(model, context);
-        new SelectMatMulTargets().Run(model, context);
-        var roles = context.Get<QuantizationTargets>().All.Select(t => $"{t.Node.Name}:{t.InputIndex}:{t.Role}:{t.ChannelAxis}");
-        Assert.That(roles, Is.EqualTo(new[] { "fc1:0:Activation:", "fc1:1:Weight:1", "fc2:0:Activation:", "fc2:1:Weight:1" }));
+        new SelectQuantizationSites().Run(model, context);
+        var roles = context.Get<QuantizationPlan>().Sites.Select(s => $"{s.Uses[0].Node.Name}:{s.Uses[0].InputIndex}:{s.Role.Name()}:{s.ChannelAxis}");
+        Assert.That(roles, Is.EqualTo(new[] { "fc1:0:other:", "fc1:1:weight:1", "fc2:0:other:", "fc2:1:weight:1" }));
     }
 
     [Test]

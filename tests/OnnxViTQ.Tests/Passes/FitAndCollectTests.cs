@@ -12,48 +12,71 @@ namespace OnnxViTQ.Tests.Passes;
 public class FitAndCollectTests
 {
     [Test]
-    public void CollectActivationStatisticsObservesEveryTargetActivation()
+    public void CollectStatisticsObservesWhatEachSitesQuantizerNeeds()
     {
         var model = OnnxModelReader.Load(Repo.Model("swin.opset17.onnx"));
         var context = new PassContext();
-        new SelectMatMulTargets().Run(model, context);
-        var pass = new CollectActivationStatistics(new NpyTensorSource(Repo.Calibration, null), new PercentileRange(99.9), 16, 48, "swin");
+        new SelectQuantizationSites().Run(model, context);
+        new TagViTRoles().Run(model, context);
+        var table = new QuantizerTable { Default = new("uniform", Options: new Dictionary<string, string> { ["range"] = "percentile" }), Roles = new Dictionary<TensorRole, QuantizerChoice> { [TensorRole.PostSoftmax] = new("log2") } };
+        new AssignQuantizers(table, BitWidths.W8A8, "test").Run(model, context);
+        var pass = new CollectActivationStatistics(new NpyTensorSource(Repo.Calibration, null), 16, 48, "swin");
 
         Assert.That(pass.Run(model, context).Modified, Is.False);
 
         var stats = context.Get<ActivationStatistics>();
-        var activations = context.Get<QuantizationTargets>().Activations;
+        var plan = context.Get<QuantizationPlan>();
         Assert.That(stats.Samples, Is.EqualTo(48));
-        Assert.That(stats.Observers.Keys, Is.EquivalentTo(activations));
-        foreach (var h in stats.Observers.Values.Cast<HistogramObserver>())
-            Assert.That(h.Count, Is.GreaterThan(0));
-        Assert.That(context.Diagnostics.Single().Message, Does.StartWith($"calibrated {activations.Count} activations on 48 samples"));
+        foreach (var site in plan.Activations)
+        {
+            var keys = stats.For(site.Value).Select(o => o.Key).ToList();
+            string expected = site.Role == TensorRole.PostSoftmax ? ObserverKeys.MinMax : ObserverKeys.Histogram;
+            Assert.That(keys, Does.Contain(expected).And.Contain(ObserverKeys.Rows), site.Name);
+            Assert.That(keys.Contains(ObserverKeys.Channels), Is.EqualTo(site.Role == TensorRole.PostLayerNorm), $"per-channel statistics of post-LN sites only: {site.Name}");
+            Assert.That(stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows).Count, Is.GreaterThan(0));
+        }
+        Assert.That(context.Diagnostics.Last().Message, Does.StartWith($"calibrated {plan.Activations.Count()} activations on 48 samples"));
     }
 
     [Test]
-    public void FitUniformQuantizersMakesPerChannelWeightsAndPerTensorActivations()
+    public void FitQuantizersMakesPerChannelWeightsAndPerTensorActivations()
     {
         var model = TinyModels.Attention();
         var input = TinyModels.Random(40, 9);
-        var context = PassTestSupport.SelectAndObserve(model, input, [1, 5, 8]);
+        var context = PassTestSupport.SelectAndObserve(model, input, [1, 5, 8], new BitWidths(6, 4));
 
-        new FitUniformQuantizers(new BitWidths(6, 4), new MinMaxRange()).Run(model, context);
+        new FitQuantizers().Run(model, context);
 
         var plan = context.Get<QuantizationPlan>();
-        Assert.That(plan.Entries.Count(e => e.Role == TensorRole.Weight), Is.EqualTo(4));
-        Assert.That(plan.Entries.Count(e => e.Role == TensorRole.Activation), Is.EqualTo(6));
-        var wq = plan.Entries.Single(e => e.Value.Name == "w_q");
-        var q = (UniformQuantizer)wq.Quantizer;
+        Assert.That(plan.Weights.Count(), Is.EqualTo(4));
+        Assert.That(plan.Activations.Count(), Is.EqualTo(6));
+        var wq = plan.Sites.Single(e => e.Name == "w_q");
+        var q = (UniformQuantizer)wq.Parameters!;
         Constants.TryGetTensor(wq.Value, out var w);
         var values = w.ToFloats();
         Assert.That((q.Bits, q.Symmetric, q.Axis, q.Scales.Count), Is.EqualTo((6, true, 1, 8)));
         for (int col = 0; col < 8; col++)
             Assert.That(q.Scales[col], Is.EqualTo(Enumerable.Range(0, 8).Max(r => MathF.Abs(values[r * 8 + col])) / 31).Within(1e-7));
+        Assert.That(q.Codes, Is.EqualTo(q.QuantizeAll(values, [8, 8])), "weights keep their integer codes");
 
-        var x = plan.Entries.Single(e => e.Value.Name == "x");
-        var xq = (UniformQuantizer)x.Quantizer;
+        var x = plan.Sites.Single(e => e.Name == "x");
+        var xq = (UniformQuantizer)x.Parameters!;
         Assert.That((xq.Bits, xq.Symmetric, xq.Axis), Is.EqualTo((4, false, (int?)null)));
         Assert.That(xq.Scales[0], Is.EqualTo((input.Max() - input.Min()) / 15).Within(1e-6));
         Assert.That(x.Uses.Select(u => u.Node.Name), Is.EqualTo(new[] { "q_proj", "k_proj", "v_proj" }), "not the residual");
+    }
+
+    [Test]
+    public void AlreadyFittedSitesAreKept()
+    {
+        var model = TinyModels.MatMul();
+        var context = PassTestSupport.SelectAndObserve(model, TinyModels.Random(32, 3), [1, 4, 8]);
+        var plan = context.Get<QuantizationPlan>();
+        var x = plan.Activations.Single();
+        var fixedQuantizer = UniformQuantizer.Asymmetric(0.5f, 3, 8);
+        plan.Update(x with { Parameters = fixedQuantizer });
+        new FitQuantizers().Run(model, context);
+        Assert.That(plan.For(x.Value).Parameters, Is.SameAs(fixedQuantizer));
+        Assert.That(plan.Weights.Single().Parameters, Is.Not.Null);
     }
 }

@@ -16,6 +16,17 @@ public static class Ort
         return Run(session, inputName, input, shape, outputs);
     }
 
+    /// <summary>Outputs with their shapes (float outputs only).</summary>
+    public static (float[] Data, long[] Shape)[] RunWithShapes(byte[] model, string inputName, float[] input, long[] shape, string[] outputs)
+    {
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var session = new InferenceSession(model, options);
+        using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new RunOptions();
+        using var results = session.Run(runOptions, [inputName], [x], outputs);
+        return results.Select(r => (r.GetTensorDataAsSpan<float>().ToArray(), r.GetTensorTypeAndShape().Shape)).ToArray();
+    }
+
     public static float[][] RunFile(string modelPath, string inputName, float[] input, long[] shape)
     {
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };

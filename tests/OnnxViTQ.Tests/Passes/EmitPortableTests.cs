@@ -6,13 +6,13 @@ using OnnxViTQ.Tests.Support;
 
 namespace OnnxViTQ.Tests.Passes;
 
-public class InsertQdqNodesTests
+public class EmitPortableTests
 {
     private static (Model Model, PassContext Context, float[] Input) Fitted(Model model, long[] shape, BitWidths bits)
     {
         var input = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), seed: 11, scale: 2f);
-        var context = PassTestSupport.SelectAndObserve(model, input, shape);
-        new FitUniformQuantizers(bits, new MinMaxRange()).Run(model, context);
+        var context = PassTestSupport.SelectAndObserve(model, input, shape, bits);
+        new FitQuantizers().Run(model, context);
         return (model, context, input);
     }
 
@@ -20,7 +20,7 @@ public class InsertQdqNodesTests
     public void GoldenGraphForALinearLayer()
     {
         var (model, context, _) = Fitted(TinyModels.MatMul(), [1, 4, 8], BitWidths.W8A8);
-        var result = new InsertQdqNodes().Run(model, context);
+        var result = new EmitPortable().Run(model, context);
         new RemoveUnusedConstants().Run(model, context);
 
         Assert.That(result.Modified);
@@ -45,11 +45,11 @@ public class InsertQdqNodesTests
     {
         var (model, context, input) = Fitted(TinyModels.MatMul(), [1, 4, 8], BitWidths.W8A8);
         var plan = context.Get<QuantizationPlan>();
-        var xq = plan.Entries.Single(e => e.Role == TensorRole.Activation).Quantizer;
-        var wq = plan.Entries.Single(e => e.Role == TensorRole.Weight).Quantizer;
+        var xq = plan.Activations.Single().Parameters!;
+        var wq = plan.Weights.Single().Parameters!;
         var w = model.Graph.Lookup("w")!.Initializer!.ToFloats();
 
-        new InsertQdqNodes().Run(model, context);
+        new EmitPortable().Run(model, context);
         var y = Ort.Run(Ort.Bytes(model), "x", input, [1, 4, 8])[0];
 
         var xs = (float[])input.Clone();
@@ -68,7 +68,7 @@ public class InsertQdqNodesTests
     public void AttentionGetsQdqOnEveryMatMulInputAndTheResidualStaysFloat()
     {
         var (model, context, input) = Fitted(TinyModels.Attention(), [1, 5, 8], BitWidths.W8A8);
-        new InsertQdqNodes().Run(model, context);
+        new EmitPortable().Run(model, context);
         new RemoveUnusedConstants().Run(model, context);
 
         Assert.That(PassTestSupport.Count(model, "QuantizeLinear"), Is.EqualTo(6), "x, q, kᵀ, probs, v, context");
@@ -88,7 +88,7 @@ public class InsertQdqNodesTests
     public void SubEightBitActivationsAreClippedToTheirRange(int bits)
     {
         var (model, context, input) = Fitted(TinyModels.Attention(), [1, 5, 8], new BitWidths(bits, bits));
-        new InsertQdqNodes().Run(model, context);
+        new EmitPortable().Run(model, context);
 
         var clips = model.Graph.Nodes.Where(n => n.OpType == "Clip").ToList();
         Assert.That(clips, Has.Count.EqualTo(6));
@@ -106,7 +106,7 @@ public class InsertQdqNodesTests
     public void OpsetsBefore13AreRefusedClearly()
     {
         var (model, context, _) = Fitted(TinyModels.MatMul(opset: 11), [1, 4, 8], BitWidths.W8A8);
-        var e = Assert.Throws<OnnxViTQException>(() => new InsertQdqNodes().Run(model, context))!;
+        var e = Assert.Throws<OnnxViTQException>(() => new EmitPortable().Run(model, context))!;
         Assert.That(e.Message, Does.Contain("opset 11").And.Contain("13"));
     }
 
@@ -115,7 +115,8 @@ public class InsertQdqNodesTests
     {
         var context = new PassContext();
         context.Set(new QuantizationPlan());
-        Assert.That(new InsertQdqNodes().Run(TinyModels.MatMul(), context).Modified, Is.False);
+        context.Set(new QuantizersFitted());
+        Assert.That(new EmitPortable().Run(TinyModels.MatMul(), context).Modified, Is.False);
         Assert.That(new RemoveUnusedConstants().Run(TinyModels.MatMul(), context).Modified, Is.False);
     }
 }

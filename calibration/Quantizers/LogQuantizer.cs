@@ -1,0 +1,103 @@
+using OnnxViTQ.Ir;
+using OnnxViTQ.Observers;
+
+namespace OnnxViTQ.Quantization;
+
+/// <summary>
+/// Kind <c>log2</c> (post-Softmax in ADFQ-ViT): q = round(−log2(x/s)), x̂ = s·2^(−q).
+/// Codes 0 … 2^k − 2 are powers of two below s; the last code is exact zero (values whose q
+/// would exceed the range, and x ≤ 0). s is the calibration maximum (option <c>range</c>).
+/// </summary>
+public sealed class Log2QuantizerKind : IQuantizerKind
+{
+    public string Name => "log2";
+    public string Description => "powers of two below the calibration maximum, plus zero (post-Softmax)";
+    public QuantizerTarget Target => QuantizerTarget.Activations;
+    public IReadOnlyList<QuantizerOption> Options { get; } = [ActivationRange.RangeOption, ActivationRange.PercentileOption];
+    public Granularity GranularityOf(QuantizationSite site) => Granularity.PerTensor;
+    public IEnumerable<ObserverRequest> Observers(QuantizationSite site) => [ActivationRange.Request(site, site.Spec!)];
+    public FittedQuantizer Fit(QuantizationSite site, FitContext context) => LogQuantizer.Fit(site, context, stepsPerOctave: 1, Name);
+}
+
+/// <summary>
+/// Kind <c>log-sqrt2</c> (RepQ-ViT, post-Softmax): q = round(−2·log2(x/s)), dequantized as
+/// s·2^(−⌈q/2⌉)·(1 + (√2 − 1)·(q mod 2)) = s·√2^(−q) — twice the resolution of log2 over half
+/// the range; the parity factor is a constant per code, so deployment stays shifts. Last code is zero.
+/// </summary>
+public sealed class LogSqrt2QuantizerKind : IQuantizerKind
+{
+    public string Name => "log-sqrt2";
+    public string Description => "powers of √2 below the calibration maximum, plus zero (RepQ-ViT, post-Softmax)";
+    public QuantizerTarget Target => QuantizerTarget.Activations;
+    public IReadOnlyList<QuantizerOption> Options { get; } = [ActivationRange.RangeOption, ActivationRange.PercentileOption];
+    public Granularity GranularityOf(QuantizationSite site) => Granularity.PerTensor;
+    public IEnumerable<ObserverRequest> Observers(QuantizationSite site) => [ActivationRange.Request(site, site.Spec!)];
+    public FittedQuantizer Fit(QuantizationSite site, FitContext context) => LogQuantizer.Fit(site, context, stepsPerOctave: 2, Name);
+}
+
+/// <summary>Logarithmic quantizer with <see cref="StepsPerOctave"/> levels per factor of two
+/// (1: log2, 2: log√2): levels s·2^(−q/n) for codes q = 0 … 2^k − 2, and zero.</summary>
+public sealed class LogQuantizer : FittedQuantizer
+{
+    public LogQuantizer(string kind, int bits, int stepsPerOctave, float scale)
+    {
+        if (bits is < 2 or > 8) throw new ArgumentOutOfRangeException(nameof(bits));
+        Kind = kind;
+        Bits = bits;
+        StepsPerOctave = stepsPerOctave is 1 or 2 ? stepsPerOctave : throw new ArgumentOutOfRangeException(nameof(stepsPerOctave));
+        Scale = float.IsFinite(scale) ? Math.Max(scale, UniformQuantizer.MinScale) : throw new OnnxViTQException($"invalid scale {scale}");
+    }
+
+    public override string Kind { get; }
+    public override int Bits { get; }
+    public override Granularity Granularity => Granularity.PerTensor;
+    public int StepsPerOctave { get; }
+    public float Scale { get; }
+
+    /// <summary>The code that stands for zero.</summary>
+    public int ZeroCode => (1 << Bits) - 1;
+
+    internal static LogQuantizer Fit(QuantizationSite site, FitContext context, int stepsPerOctave, string kind)
+    {
+        int bits = site.Spec!.Bits;
+        var (_, max) = ActivationRange.Estimate(site, site.Spec, context, (_, hi) =>
+        {
+            var q = new LogQuantizer(kind, bits, stepsPerOctave, hi);
+            return x => { double d = x - q.Apply((float)x); return d * d; };
+        });
+        return new LogQuantizer(kind, bits, stepsPerOctave, max);
+    }
+
+    /// <summary>Quantize-dequantize one value (the same float operations as the emitted graph).</summary>
+    public float Apply(float x)
+    {
+        float e = MathF.Round(-MathF.Log(MathF.Max(x, Tiny) / Scale) * (StepsPerOctave * ShiftLog2Quantizer.Log2Inverse), MidpointRounding.ToEven);
+        e = MathF.Max(e, 0);
+        return e < ZeroCode ? MathF.Pow(2, -e / StepsPerOctave) * Scale : 0f;
+    }
+
+    /// <summary>Stands in for values ≤ 0 in the logarithm; far below every level.</summary>
+    private const float Tiny = 1e-30f;
+
+    public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
+    {
+        Finite.Check(values, "simulated tensor");
+        for (int i = 0; i < values.Length; i++) values[i] = Apply(values[i]);
+    }
+
+    public override IReadOnlyDictionary<string, object> Describe() => new Dictionary<string, object>
+    {
+        ["scale"] = Scale, ["steps_per_octave"] = StepsPerOctave, ["zero_code"] = ZeroCode,
+    };
+
+    /// <summary>e = Max(Round(−n·Log(Max(x, tiny)/s)/ln 2), 0); x̂ = Where(e &lt; 2^k − 1, 2^(−e/n)·s, 0).</summary>
+    public override Value EmitPortable(PortableBuilder b, QuantizationSite site)
+    {
+        var log = b.Op("Log", "log", b.Op("Div", "normalised", b.Op("Max", "positive", site.Value, b.Scalar("tiny", Tiny)), b.Scalar("scale", Scale)));
+        var code = b.Op("Max", "codes", b.Op("Round", "codes_raw", b.Op("Mul", "neg_log", log, b.Scalar("neg_steps_inv_ln2", -(StepsPerOctave * ShiftLog2Quantizer.Log2Inverse)))), b.Scalar("code_min", 0f));
+        var exponent = b.Op("Neg", "exponent", StepsPerOctave == 1 ? code : b.Op("Div", "half_codes", code, b.Scalar("steps", StepsPerOctave)));
+        var level = b.Op("Mul", "level", b.Op("Pow", "power", b.Scalar("two", 2f), exponent), b.Scalar("scale_out", Scale));
+        var inRange = b.Op("Less", "in_range", code, b.Scalar("zero_code", ZeroCode));
+        return b.Op("Where", "dequantized", inRange, level, b.Scalar("zero", 0f));
+    }
+}

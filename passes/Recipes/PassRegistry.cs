@@ -1,0 +1,65 @@
+using System.Globalization;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Passes;
+using OnnxViTQ.Passes.Canonicalize;
+using OnnxViTQ.Patterns;
+
+namespace OnnxViTQ;
+
+/// <summary>A pass a recipe can name: its options and how to build it.</summary>
+public sealed record PassFactory(string Name, string Description, IReadOnlyList<string> Options, Func<RecipeInputs, PassStep, IPass> Create);
+
+/// <summary>Every pass recipes (built-in and files) can use, by name.</summary>
+public static class PassRegistry
+{
+    public static IReadOnlyList<PassFactory> All { get; } =
+    [
+        new("canonicalize", "fold Transpose/Identity of constants so weights are constants", [],
+            (_, _) => new RewriteRulesPass("canonicalize", CanonicalizationRules.All)),
+        new("select-sites", "one quantization site per tensor read by a MatMul, Gemm or Conv", [],
+            (_, _) => new SelectQuantizationSites()),
+        new("tag-roles", "recognise post-LayerNorm, post-GELU, post-Softmax, query, key, value and attention-output tensors", [],
+            (_, _) => new TagViTRoles()),
+        new("assign-quantizers", "give every site the recipe's quantizer for its role (and per-site overrides)", [],
+            (r, _) => new AssignQuantizers(r.Recipe.Quantizers, r.Options.Bits, r.Recipe.Name)),
+        new("collect-statistics", "run the calibration data through ONNX Runtime into each site's observers", [],
+            (r, _) => new CollectActivationStatistics(r.Calibration, r.Options.BatchSize, r.Options.CalibrationSamples, r.ModelName)),
+        new("fit-quantizers", "fit every site's quantizer parameters", [],
+            (_, _) => new FitQuantizers()),
+        new("measure-error", "SQNR and cosine of every quantizer on calibration data (for the report)", [],
+            (_, _) => new MeasureQuantizationError()),
+        new("emit-portable", "write the quantizers as standard ONNX (QDQ and fake-quant subgraphs)", [],
+            (_, _) => new EmitPortable()),
+        new("remove-unused-constants", "drop initializers and Constant nodes nothing reads", [],
+            (_, _) => new RemoveUnusedConstants()),
+    ];
+
+    public static PassFactory Get(string name) =>
+        All.FirstOrDefault(p => p.Name == name)
+        ?? throw new OnnxViTQException($"unknown pass '{name}'; passes: {string.Join(", ", All.Select(p => p.Name))}");
+
+    public static IPass Create(PassStep step, RecipeInputs inputs, string recipe)
+    {
+        var factory = Get(step.Name);
+        foreach (var key in step.OptionValues.Keys)
+            if (!factory.Options.Contains(key))
+                throw new OnnxViTQException($"recipe '{recipe}': pass '{step.Name}' has no option '{key}'" +
+                                            (factory.Options.Count == 0 ? " (it takes none)" : $"; options: {string.Join(", ", factory.Options)}"));
+        return factory.Create(inputs, step);
+    }
+
+    /// <summary>A numeric pass option, with the recipe and pass named in errors.</summary>
+    public static double Number(PassStep step, string option, double fallback, double min, double max)
+    {
+        if (!step.OptionValues.TryGetValue(option, out var text)) return fallback;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || v < min || v > max)
+            throw new OnnxViTQException($"pass '{step.Name}': option '{option}' = '{text}' must be a number in [{min}, {max}]");
+        return v;
+    }
+
+    public static string Choice(PassStep step, string option, params string[] choices)
+    {
+        if (!step.OptionValues.TryGetValue(option, out var text)) return choices[0];
+        return choices.Contains(text) ? text : throw new OnnxViTQException($"pass '{step.Name}': option '{option}' = '{text}' must be one of {string.Join(", ", choices)}");
+    }
+}

@@ -1,0 +1,32 @@
+using OnnxViTQ.Quantization;
+
+namespace OnnxViTQ;
+
+/// <summary>A quantizer choice as a recipe states it: kind, bit width (null: the run's
+/// <c>--bits</c> for weights or activations) and options.</summary>
+public sealed record QuantizerChoice(string Kind, int? Bits = null, IReadOnlyDictionary<string, string>? Options = null)
+{
+    public IReadOnlyDictionary<string, string> OptionValues => Options ?? new Dictionary<string, string>();
+
+    public QuantizerSpec Resolve(TensorRole role, BitWidths bits, string where) =>
+        QuantizerRegistry.Spec(Kind, Bits ?? (role == TensorRole.Weight ? bits.Weights : bits.Activations), role, OptionValues, where);
+}
+
+/// <summary>Which quantizer each role gets in a recipe, with a default for activation roles not
+/// listed, and per-site overrides keyed by tensor name or by the name of a node reading it.</summary>
+public sealed record QuantizerTable
+{
+    public QuantizerChoice Weight { get; init; } = new("uniform");
+    public QuantizerChoice Default { get; init; } = new("uniform");
+    public IReadOnlyDictionary<TensorRole, QuantizerChoice> Roles { get; init; } = new Dictionary<TensorRole, QuantizerChoice>();
+    public IReadOnlyDictionary<string, QuantizerChoice> Overrides { get; init; } = new Dictionary<string, QuantizerChoice>();
+
+    public QuantizerChoice For(TensorRole role) => role == TensorRole.Weight ? Weight : Roles.TryGetValue(role, out var c) ? c : Default;
+
+    /// <summary>Every role's choice resolved once, so a bad kind, option or bit width fails
+    /// before any model is touched.</summary>
+    public void Validate(BitWidths bits, string recipe)
+    {
+        foreach (var role in TensorRoles.All) For(role).Resolve(role, bits, $"recipe '{recipe}', {role.Name()}");
+    }
+}

@@ -1,0 +1,72 @@
+using OnnxViTQ.Quantization;
+
+namespace OnnxViTQ;
+
+/// <summary>
+/// The built-in recipes. Each is the standard pipeline — canonicalize, select sites, tag roles,
+/// assign quantizers, calibrate, [reparameterize], fit, [refine], measure, emit, clean up — with
+/// its method's quantizer per role. Ablations are the same recipes with one role's quantizer
+/// replaced (a recipe file with <c>"extends"</c>).
+/// </summary>
+public static class Recipes
+{
+    private static readonly IReadOnlyDictionary<string, string> Mse = new Dictionary<string, string> { ["range"] = "mse" };
+    private static readonly IReadOnlyDictionary<string, string> Percentile = new Dictionary<string, string> { ["range"] = "percentile" };
+
+    /// <summary>The standard pass list with <paramref name="reparameterize"/> after calibration
+    /// and <paramref name="refine"/> after fitting.</summary>
+    public static IReadOnlyList<PassStep> Pipeline(IEnumerable<PassStep>? reparameterize = null, IEnumerable<PassStep>? refine = null) =>
+    [
+        new("canonicalize"),        // weights become constants (exports without constant folding)
+        new("select-sites"),        // what to quantize; needs canonical weights
+        new("tag-roles"),           // post-LN / post-GELU / post-Softmax / Q / K / V / attention-output
+        new("assign-quantizers"),   // a spec per site from its role; overrides checked before calibration
+        new("collect-statistics"),  // runs ONNX Runtime once; observers come from the specs
+        .. reparameterize ?? [],    // exact FP32 rewrites that need statistics and change the weights
+        new("fit-quantizers"),      // parameters for every site not set by a reparameterization
+        .. refine ?? [],            // searches over fitted parameters
+        new("measure-error"),       // per-site SQNR for the report
+        new("emit-portable"),       // reads the plan, rewrites the graph
+        new("remove-unused-constants"), // float weights now unused
+    ];
+
+    public static IReadOnlyList<Recipe> All { get; } =
+    [
+        new("minmax", "weights symmetric per output channel; activations asymmetric per tensor over the calibration min/max",
+            Pipeline(), new QuantizerTable()),
+        new("percentile", "as minmax, but activation ranges clipped at a percentile of the calibration histogram (--percentile, default 99.99)",
+            Pipeline(), new QuantizerTable { Default = new("uniform", Options: Percentile) }),
+        new("ptq4vit", "PTQ4ViT: twin-uniform post-Softmax and post-GELU, least-squares ranges elsewhere (weights per channel)",
+            Pipeline(), new QuantizerTable
+            {
+                Weight = new("uniform", Options: Mse),
+                Default = new("uniform", Options: Mse),
+                Roles = new Dictionary<TensorRole, QuantizerChoice>
+                {
+                    [TensorRole.PostSoftmax] = new("twin-uniform", Options: new Dictionary<string, string> { ["mode"] = "softmax" }),
+                    [TensorRole.PostGelu] = new("twin-uniform", Options: new Dictionary<string, string> { ["mode"] = "signed", ["range"] = "mse" }),
+                },
+            }),
+        new("adfq", "ADFQ-ViT without reconstruction: per-token outlier-aware post-LayerNorm (POQ), shift-log2 post-GELU (SLQ), log2 post-Softmax",
+            Pipeline(), new QuantizerTable
+            {
+                Roles = new Dictionary<TensorRole, QuantizerChoice>
+                {
+                    [TensorRole.PostLayerNorm] = new("outlier-split"),
+                    [TensorRole.PostGelu] = new("shift-log2"),
+                    [TensorRole.PostSoftmax] = new("log2"),
+                },
+            }),
+    ];
+
+    public static IReadOnlyList<string> Names => All.Select(r => r.Name).ToList();
+
+    /// <summary>A built-in recipe by name, or a recipe file when <paramref name="nameOrPath"/>
+    /// ends in .json.</summary>
+    public static Recipe Get(string nameOrPath)
+    {
+        if (nameOrPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return RecipeFile.Load(nameOrPath);
+        return All.FirstOrDefault(r => r.Name.Equals(nameOrPath, StringComparison.OrdinalIgnoreCase))
+               ?? throw new OnnxViTQException($"unknown recipe '{nameOrPath}'; available: {string.Join(", ", Names)} (or a recipe file ending in .json)");
+    }
+}
