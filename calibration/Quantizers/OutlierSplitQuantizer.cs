@@ -46,17 +46,18 @@ public sealed class OutlierSplitQuantizerKind : IQuantizerKind
         var rows = context.Observer<RowSampleObserver>(site, ObserverKeys.Rows);
         double maxRatio = spec.Number("max-outlier-ratio"), tolerance = spec.Number("tolerance");
         var candidates = new List<(float Alpha, double Ratio, double Error)>();
-        float absMax = Math.Max(Math.Abs(histogram.Min), Math.Abs(histogram.Max));
+        // "No outliers" is a threshold above everything calibration saw.
+        float above = 2 * Math.Max(Math.Abs(histogram.Min), Math.Abs(histogram.Max)) + 1;
         foreach (double ratio in CandidateRatios.Where(r => r <= maxRatio))
         {
-            float alpha = ratio == 0 ? float.PositiveInfinity : (float)AbsQuantile(histogram, 1 - ratio);
+            float alpha = ratio == 0 ? above : (float)AbsQuantile(histogram, 1 - ratio);
             if (!(alpha > 0) || candidates.Any(c => c.Alpha == alpha)) continue;
             var q = new OutlierSplitQuantizer(spec.Bits, alpha, ratio == 0 ? 0 : Tail(histogram, alpha));
             candidates.Add((alpha, q.OutlierRatio, SquaredError(q, rows)));
         }
         double best = candidates.Min(c => c.Error);
         var chosen = candidates.OrderBy(c => c.Ratio).First(c => c.Error <= (1 + tolerance) * best);
-        return new OutlierSplitQuantizer(spec.Bits, float.IsPositiveInfinity(chosen.Alpha) ? absMax * 2 + 1 : chosen.Alpha, chosen.Ratio);
+        return new OutlierSplitQuantizer(spec.Bits, chosen.Alpha, chosen.Ratio);
     }
 
     private static double SquaredError(FittedQuantizer q, RowSampleObserver rows)

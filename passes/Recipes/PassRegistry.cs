@@ -2,6 +2,7 @@ using System.Globalization;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Passes;
 using OnnxViTQ.Passes.Canonicalize;
+using OnnxViTQ.Passes.Reparameterize;
 using OnnxViTQ.Patterns;
 
 namespace OnnxViTQ;
@@ -24,8 +25,17 @@ public static class PassRegistry
             (r, _) => new AssignQuantizers(r.Recipe.Quantizers, r.Options.Bits, r.Recipe.Name)),
         new("collect-statistics", "run the calibration data through ONNX Runtime into each site's observers", [],
             (r, _) => new CollectActivationStatistics(r.Calibration, r.Options.BatchSize, r.Options.CalibrationSamples, r.ModelName)),
+        new("fold-layernorm", "reparameterize post-LayerNorm activations into the LayerNorm affine and the next linears (policy: repq, mosf, balance)", ["policy", "kappa"],
+            (r, step) => new FoldLayerNormScales(PassRegistry.Choice(step, "policy", "repq", "mosf", "balance") switch
+            {
+                "mosf" => new MosfPolicy(PassRegistry.Number(step, "kappa", 3, 0, 100)),
+                "balance" => new BalancePolicy(),
+                _ => new RepQPolicy(),
+            }, r.ModelName)),
         new("fit-quantizers", "fit every site's quantizer parameters", [],
             (_, _) => new FitQuantizers()),
+        new("optimize-activation-steps", "re-choose uniform activation steps of linear inputs for the least layer-output error (AOCQ)", [],
+            (_, _) => new OptimizeActivationSteps()),
         new("measure-error", "SQNR and cosine of every quantizer on calibration data (for the report)", [],
             (_, _) => new MeasureQuantizationError()),
         new("emit-portable", "write the quantizers as standard ONNX (QDQ and fake-quant subgraphs)", [],

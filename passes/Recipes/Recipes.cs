@@ -47,6 +47,28 @@ public static class Recipes
                     [TensorRole.PostGelu] = new("twin-uniform", Options: new Dictionary<string, string> { ["mode"] = "signed", ["range"] = "mse" }),
                 },
             }),
+        new("repq", "RepQ-ViT: per-channel post-LayerNorm quantization folded into the LayerNorm and next linears (per-tensor at deployment), log√2 post-Softmax",
+            Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "repq" })]), new QuantizerTable
+            {
+                Roles = new Dictionary<TensorRole, QuantizerChoice>
+                {
+                    [TensorRole.PostSoftmax] = new("log-sqrt2", Options: Mse),
+                },
+            }),
+        new("dopq", "DopQ-ViT: LayerNorm reparameterization with the MAD-guided scaling factor (MOSF), tangent quantizer (TanQ) post-Softmax",
+            Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "mosf" })]), new QuantizerTable
+            {
+                Roles = new Dictionary<TensorRole, QuantizerChoice>
+                {
+                    [TensorRole.PostSoftmax] = new("tan"),
+                },
+            }),
+        new("aocq", "AOCQ without reconstruction: channel-balancing LayerNorm reparameterization, then activation steps chosen for each layer's output",
+            Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "balance" })],
+                     refine: [new("optimize-activation-steps")]), new QuantizerTable
+            {
+                Default = new("uniform", Options: Mse),
+            }),
         new("adfq", "ADFQ-ViT without reconstruction: per-token outlier-aware post-LayerNorm (POQ), shift-log2 post-GELU (SLQ), log2 post-Softmax",
             Pipeline(), new QuantizerTable
             {

@@ -29,6 +29,7 @@ public static class CliApp
             QuantizeCommand.Create(io),
             EvalCommand.Create(io),
             InspectCommand.Create(io),
+            OutliersCommand.Create(io),
         };
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         return root.Parse(args).Invoke(config);
