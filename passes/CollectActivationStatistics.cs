@@ -10,7 +10,7 @@ namespace OnnxViTQ.Passes;
 /// <summary>
 /// Analysis: runs the calibration data through ONNX Runtime once and feeds every activation site
 /// to the observers its quantizer kind asks for, plus a sample of rows (error measurement and
-/// searches) and, for post-LayerNorm sites, per-channel statistics (reparameterizations).
+/// searches) and, for inputs of linear layers, per-channel statistics (reparameterizations).
 /// Streaming (see <see cref="ActivationCapture"/>): memory does not grow with the sample count.
 /// </summary>
 public sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName) : IPass, IPassContract
@@ -27,7 +27,9 @@ public sealed class CollectActivationStatistics(ICalibrationSource source, int b
         {
             if (site.Spec is null) throw new InvalidOperationException($"site '{site.Name}' has no quantizer; run assign-quantizers first");
             var requests = site.Spec.KindInfo.Observers(site).Append(new ObserverRequest(ObserverKeys.Rows, () => new RowSampleObserver(tensor: site.Name)));
-            if (site.Role == TensorRole.PostLayerNorm)
+            // Per-channel statistics of every linear layer's input: reparameterizations fold
+            // channel scales wherever a LayerNorm's output reaches (post-LN sites, Swin's pooled head).
+            if (site.Uses.Any(u => u.InputIndex == 0 && Analysis.ViTPatterns.IsLinear(u.Node)))
                 requests = requests.Append(new ObserverRequest(ObserverKeys.Channels, () => new PerChannelMinMaxObserver(site.Name)));
             foreach (var request in requests)
                 if (!observers.ContainsKey((site.Value, request.Key))) observers[(site.Value, request.Key)] = request.Create();

@@ -23,10 +23,15 @@ public static class Quantizer
 {
     public const string MetadataKey = "onnxvitq.quantization";
 
+    /// <summary>Quantizes with the recipe <see cref="QuantizationOptions.Recipe"/> names (built-in or file).</summary>
     public static QuantizationResult Quantize(Model model, string modelName, ICalibrationSource calibration, QuantizationOptions options,
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default) =>
+        Quantize(model, modelName, calibration, options, Recipes.Get(options.Recipe), progress, cancel);
+
+    /// <summary>Quantizes with a recipe built in code (e.g. a built-in one with a role's quantizer replaced).</summary>
+    public static QuantizationResult Quantize(Model model, string modelName, ICalibrationSource calibration, QuantizationOptions options, Recipe recipe,
         IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
     {
-        var recipe = Recipes.Get(options.Recipe);
         var context = new PassContext { Progress = progress, Cancellation = cancel };
         var manager = new PassManager(recipe.Build(options, calibration, modelName));
         var timings = manager.Run(model, context);

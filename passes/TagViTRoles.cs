@@ -66,15 +66,18 @@ public sealed class TagViTRoles : IPass, IPassContract
         why = "";
         var node = use.Node;
         var input = node.Inputs[use.InputIndex]!;
+        if (input.IsGraphInput) return TensorRole.Input;
         if (node.OpType == "Conv")
         {
-            if (input.IsGraphInput) return TensorRole.Other; // the image: no ViT-specific distribution
             why = $"input of convolution '{node.Name}' inside the network";
             return null;
         }
         if (ViTPatterns.IsLinear(node) && use.InputIndex == 0)
         {
             var source = ViTPatterns.Source(input, throughConstantScaling: false);
+            // Swin's head averages the final LayerNorm's output over space: still post-LN channels.
+            while (source is { OpType: "GlobalAveragePool" or "ReduceMean" } pool)
+                source = ViTPatterns.Source(pool.Inputs[0]!, throughConstantScaling: false);
             if (source is null) { why = $"input of linear '{node.Name}' is a graph input"; return null; }
             if (ViTPatterns.LayerNorm(source) is not null) return TensorRole.PostLayerNorm;
             if (ViTPatterns.IsGelu(source, out _)) return TensorRole.PostGelu;

@@ -23,7 +23,9 @@ public enum TensorRole
     Value,
     /// <summary>Input of the attention output projection (the attn·V result).</summary>
     AttentionOutput,
-    /// <summary>Anything else (image input of the patch embedding, unrecognised patterns).</summary>
+    /// <summary>The network's input (the image read by the patch embedding).</summary>
+    Input,
+    /// <summary>Anything else (unrecognised patterns).</summary>
     Other,
 }
 
@@ -42,6 +44,7 @@ public static class TensorRoles
         TensorRole.Key => "key",
         TensorRole.Value => "value",
         TensorRole.AttentionOutput => "attention-output",
+        TensorRole.Input => "input",
         TensorRole.Other => "other",
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
     };

@@ -19,9 +19,15 @@ public sealed record QuantizerTable
     public QuantizerChoice Weight { get; init; } = new("uniform");
     public QuantizerChoice Default { get; init; } = new("uniform");
     public IReadOnlyDictionary<TensorRole, QuantizerChoice> Roles { get; init; } = new Dictionary<TensorRole, QuantizerChoice>();
+
+    /// <summary>The network's image input: 8-bit uniform whatever the activation bit width, as
+    /// post-training quantization usually keeps the first layer's input (the patch-embedding
+    /// weights follow the weight bit width). A recipe or file may set the <c>input</c> role.</summary>
+    public static QuantizerChoice ImageInput { get; } = new("uniform", Bits: 8);
     public IReadOnlyDictionary<string, QuantizerChoice> Overrides { get; init; } = new Dictionary<string, QuantizerChoice>();
 
-    public QuantizerChoice For(TensorRole role) => role == TensorRole.Weight ? Weight : Roles.TryGetValue(role, out var c) ? c : Default;
+    public QuantizerChoice For(TensorRole role) =>
+        role == TensorRole.Weight ? Weight : Roles.TryGetValue(role, out var c) ? c : role == TensorRole.Input ? ImageInput : Default;
 
     /// <summary>Every role's choice resolved once, so a bad kind, option or bit width fails
     /// before any model is touched.</summary>

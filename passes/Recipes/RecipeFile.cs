@@ -96,7 +96,7 @@ public static class RecipeFile
     }
 
     private static string RoleKey(TensorRole role, QuantizerTable t) =>
-        role == TensorRole.Weight ? "weight" : t.Roles.ContainsKey(role) ? role.Name() : "default";
+        role == TensorRole.Weight ? "weight" : t.Roles.ContainsKey(role) || role == TensorRole.Input ? role.Name() : "default";
 
     private static IReadOnlyList<PassStep> Passes(JsonElement e, string at)
     {

@@ -36,8 +36,8 @@ public static class Recipes
             Pipeline(), new QuantizerTable()),
         new("percentile", "as minmax, but activation ranges clipped at a percentile of the calibration histogram (--percentile, default 99.99)",
             Pipeline(), new QuantizerTable { Default = new("uniform", Options: Percentile) }),
-        new("ptq4vit", "PTQ4ViT: twin-uniform post-Softmax and post-GELU, least-squares ranges elsewhere (weights per channel)",
-            Pipeline(), new QuantizerTable
+        new("ptq4vit", "PTQ4ViT: twin-uniform post-Softmax and post-GELU; linear inputs' steps searched on a 100-point grid for the layer output's error",
+            Pipeline(refine: [new("optimize-activation-steps", new Dictionary<string, string> { ["lower"] = "0.012", ["upper"] = "1.2", ["points"] = "100" })]), new QuantizerTable
             {
                 Weight = new("uniform", Options: Mse),
                 Default = new("uniform", Options: Mse),
@@ -50,6 +50,7 @@ public static class Recipes
         new("repq", "RepQ-ViT: per-channel post-LayerNorm quantization folded into the LayerNorm and next linears (per-tensor at deployment), log√2 post-Softmax",
             Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "repq" })]), new QuantizerTable
             {
+                Weight = new("uniform", Options: Mse),
                 Roles = new Dictionary<TensorRole, QuantizerChoice>
                 {
                     [TensorRole.PostSoftmax] = new("log-sqrt2", Options: Mse),
@@ -58,6 +59,7 @@ public static class Recipes
         new("dopq", "DopQ-ViT: LayerNorm reparameterization with the MAD-guided scaling factor (MOSF), tangent quantizer (TanQ) post-Softmax",
             Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "mosf" })]), new QuantizerTable
             {
+                Weight = new("uniform", Options: Mse),
                 Roles = new Dictionary<TensorRole, QuantizerChoice>
                 {
                     [TensorRole.PostSoftmax] = new("tan"),
@@ -67,11 +69,13 @@ public static class Recipes
             Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "balance" })],
                      refine: [new("optimize-activation-steps")]), new QuantizerTable
             {
+                Weight = new("uniform", Options: Mse),
                 Default = new("uniform", Options: Mse),
             }),
         new("adfq", "ADFQ-ViT without reconstruction: per-token outlier-aware post-LayerNorm (POQ), shift-log2 post-GELU (SLQ), log2 post-Softmax",
             Pipeline(), new QuantizerTable
             {
+                Weight = new("uniform", Options: Mse),
                 Roles = new Dictionary<TensorRole, QuantizerChoice>
                 {
                     [TensorRole.PostLayerNorm] = new("outlier-split"),

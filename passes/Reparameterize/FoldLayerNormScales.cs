@@ -38,7 +38,7 @@ public sealed class FoldLayerNormScales(IFoldPolicy policy, string modelName) : 
                 continue;
             }
             if (sites.Any(s => !stats.Has(s.Value, ObserverKeys.Channels)))
-                throw new InvalidOperationException($"post-LayerNorm sites of '{group.Name}' have no per-channel statistics (tag roles before collecting statistics)");
+                throw new InvalidOperationException($"sites reading LayerNorm '{group.Name}' have no per-channel statistics (collect statistics before folding)");
             var inputs = Inputs(group, sites, plan, stats);
             var decision = policy.Decide(inputs);
             ChannelAffineFold.Apply(model, group, decision.Scale, decision.Shift);

@@ -9,19 +9,26 @@ using OnnxViTQ.Quantization;
 namespace OnnxViTQ.Passes.Reparameterize;
 
 /// <summary>
-/// AOCQ's extra activation-step stage: once the weights are quantized, the step of each uniform
-/// per-tensor activation feeding linear layers is re-chosen for the layers' output, not the
-/// activation itself: the range [lo, hi] is scaled by m ∈ [0.5, 1.2] (15 candidates) and the m
-/// minimising ‖Q(X)·Ŵ − X·W‖² over the site's sample of calibration rows is kept (Ŵ: the
-/// dequantized weights). Clipping a little more than min/max usually pays at low bit widths.
+/// Output-driven step search for the uniform per-tensor activations feeding linear layers, once
+/// the weights are quantized: the range [lo, hi] is scaled by m on a grid of <c>points</c> values in
+/// [<c>lower</c>, <c>upper</c>] and the m minimising ‖Q(X)·Ŵ − X·W‖² over (up to 256 of) the site's
+/// sampled calibration rows is kept (Ŵ: the dequantized weights). Because the error is measured
+/// after the weights, a channel whose weights are small costs little when clipped — what lets a
+/// per-tensor quantizer survive the outlier channels of post-LayerNorm activations.
+/// AOCQ's extra activation-step stage uses [0.5, 1.2] × 15; PTQ4ViT's scale search uses a
+/// 100-point grid up to 1.2 (its Hessian-weighted error needs the task loss's gradients, which a
+/// model file does not have: here the layer output's squared error stands in).
 /// </summary>
-public sealed class OptimizeActivationSteps : IPass, IPassContract
+public sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 1.2f, int points = 15) : IPass, IPassContract
 {
+    public const int MaxRows = 256;
     public string Name => "optimize-activation-steps";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
     public IReadOnlyList<Type> Produces => [];
 
-    public static readonly float[] Multipliers = Enumerable.Range(0, 15).Select(i => 0.5f + 0.05f * i).ToArray();
+    public IReadOnlyList<float> Multipliers { get; } = points >= 2 && lower > 0 && upper > lower
+        ? Enumerable.Range(0, points).Select(i => lower + (upper - lower) * i / (points - 1)).Append(1f).Distinct().Order().ToArray()
+        : throw new OnnxViTQException($"activation step grid: need points ≥ 2 and 0 < lower < upper (got {points}, {lower}, {upper})");
 
     public PassResult Run(Model model, PassContext context)
     {
@@ -38,26 +45,28 @@ public sealed class OptimizeActivationSteps : IPass, IPassContract
             var weights = site.Uses.Select(u => Weights(u.Node, plan)).ToList();
             if (weights.Any(w => w is null || w.Value.K != rows.Width)) continue;
             considered++;
-            var x = rows.Copy();
-            var references = weights.Select(w => Gemm.Multiply(x, rows.Count, w!.Value.K, w.Value.Float, w.Value.N)).ToList();
+            int count = Math.Min(rows.Count, MaxRows);
+            var x = rows.Rows[..(count * rows.Width)].ToArray();
+            long[] shape = [count, rows.Width];
+            var references = weights.Select(w => Gemm.Multiply(x, count, w!.Value.K, w.Value.Float, w.Value.N)).ToList();
             float lo = (0 - q.ZeroPoints[0]) * q.Scales[0], hi = (q.QMax - q.ZeroPoints[0]) * q.Scales[0];
             (UniformQuantizer Q, double Error, float M)? best = null;
             foreach (float m in Multipliers)
             {
                 var candidate = UniformQuantizer.AsymmetricFromRange(lo * m, hi * m, q.Bits);
                 var xq = (float[])x.Clone();
-                candidate.Simulate(xq, rows.Shape);
+                candidate.Simulate(xq, shape);
                 double error = 0;
                 for (int i = 0; i < weights.Count; i++)
                 {
-                    var y = Gemm.Multiply(xq, rows.Count, weights[i]!.Value.K, weights[i]!.Value.Dequantized, weights[i]!.Value.N);
+                    var y = Gemm.Multiply(xq, count, weights[i]!.Value.K, weights[i]!.Value.Dequantized, weights[i]!.Value.N);
                     error += SquaredDistance(y, references[i]);
                 }
                 if (best is null || error < best.Value.Error) best = (candidate, error, m);
             }
             if (best!.Value.M != 1f)
             {
-                plan.Update(site.WithNote($"activation step: range scaled by {best.Value.M:0.00} for the least output error") with { Parameters = best.Value.Q });
+                plan.Update(site.WithNote($"activation step: range scaled by {best.Value.M:0.###} for the least output error") with { Parameters = best.Value.Q });
                 changed++;
             }
         }

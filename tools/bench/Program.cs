@@ -5,121 +5,308 @@ using System.Text.RegularExpressions;
 using OnnxViTQ;
 using OnnxViTQ.Data;
 using OnnxViTQ.Evaluation;
+using OnnxViTQ.Ir;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Passes.Reparameterize;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Serialization;
 
-// Accuracy and memory benchmarks of the baseline recipes on the reference models; writes
-// BENCHMARKS.md. Usage:
-//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--extra <folder of .onnx>] [--quick]
-// --extra adds models that are not in the repository (e.g. separately trained exports from
-// tools/zoo/zoo.py train --variant alt); they are evaluated on the same data.
+// Accuracy, ablation, compile-time and memory benchmarks; writes BENCHMARKS.md. Usage:
+//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,extra,memory]
+//       [--extra <folder of .onnx>] [--deit-tiny <model.onnx> --deit-tiny-calib <images.npy>]
+//       [--models vit,swin-outliers] [--recipes minmax,adfq] [--bits W4A4] [--no-write]
+// --extra adds separately trained exports (tools/zoo/zoo.py train --variant alt), each with an
+// outlier variant made in memory by the same tool as the committed ones.
 
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 var argList = args.ToList();
 string Arg(string name, string fallback) { int i = argList.IndexOf(name); return i >= 0 && i + 1 < argList.Count ? argList[i + 1] : fallback; }
+string[]? List(string name) => Arg(name, "") is { Length: > 0 } v ? v.Split(',') : null;
 string root = FindRoot();
 string outPath = Arg("--out", Path.Combine(root, "BENCHMARKS.md"));
 string? extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
-bool quick = argList.Contains("--quick");
-CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+string? deitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
+string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
+var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory"];
+var modelFilter = List("--models");
+string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
+string[] bitsList = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
+bool write = !argList.Contains("--no-write");
 
 string models = Path.Combine(root, "models");
 string calib = Path.Combine(models, "data", "calib_512.npy");
 string evalImages = Path.Combine(models, "data", "eval_2000_images_u8.npy");
 var labels = NpyFile.Open(Path.Combine(models, "data", "eval_2000_labels.npy")).ReadAllInt64();
-string[] committed = ["vit.opset17.onnx", "vit.opset13.onnx", "deit.opset17.onnx", "deit.opset13.onnx", "swin.opset17.onnx", "swin.opset13.onnx"];
-var recipes = new[] { "minmax", "percentile" };
-var bitsList = quick ? new[] { "W8A8" } : new[] { "W8A8", "W6A6", "W4A4" };
+string[] families = ["vit", "vit-outliers", "deit", "deit-outliers", "swin", "swin-outliers"];
+var committed = families.SelectMany(f => new[] { $"{f}.opset17.onnx", $"{f}.opset13.onnx" })
+    .Where(f => modelFilter is null || modelFilter.Any(m => f.StartsWith(m + ".", StringComparison.Ordinal))).ToList();
+string runtime = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, " +
+                 $"ONNX Runtime {typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version}";
 
 var report = new StringBuilder();
 report.AppendLine("# Benchmarks");
 report.AppendLine();
-report.AppendLine($"Produced by `dotnet run --project tools/bench -c Release{(extra is null ? "" : " -- --extra <folder>")}` on {DateTime.UtcNow:yyyy-MM-dd} " +
-                  $"({Environment.ProcessorCount} cores, {RuntimeLabel()}). Every figure below was measured in that run; FP32 and quantized");
-report.AppendLine("models are evaluated side by side by ONNX Runtime (CPU) on the same 2000 Fashion-MNIST test images (`models/data`).");
-report.AppendLine("Calibration: the 512 bundled training images. Drop = FP32 top-1 − quantized top-1 (points); agreement = share of images where");
-report.AppendLine("both models predict the same class. Quantize time = wall time of `Quantizer.Quantize` (calibration included), noisy on a shared machine.");
+report.AppendLine($"Produced by `dotnet run --project tools/bench -c Release -- {string.Join(" ", args.Select(a => a.StartsWith('/') ? "<" + Path.GetFileName(a) + ">" : a))}` " +
+                  $"on {DateTime.UtcNow:yyyy-MM-dd} ({runtime}). Every figure was measured in that run.");
+report.AppendLine("FP32 and quantized models are evaluated side by side by ONNX Runtime (CPU) on the same 2000 Fashion-MNIST test images");
+report.AppendLine("(`models/data`); the quantized model is the emitted ONNX file (the writer's bytes, read back). Calibration: the 512 bundled");
+report.AppendLine("training images. Drop = FP32 top-1 − quantized top-1, in points (negative: the quantized model scored higher).");
+report.AppendLine("`*-outliers.*` are the function-preserving outlier variants (`onnxvitq outliers`, models/README.md): same FP32");
+report.AppendLine("predictions, post-LayerNorm activations with a few channels 8–50× larger, as in ImageNet ViTs.");
 report.AppendLine();
 
-void Section(string title, string folder, IEnumerable<string> files, string[] bitWidths)
+var evaluated = new Dictionary<string, (int[] Predictions, double Top1)>();
+(int[] Predictions, double Top1) Fp32(string path)
 {
-    var drops = new List<(string Recipe, string Bits, double Drop)>();
+    if (evaluated.TryGetValue(path, out var r)) return r;
+    var m = OnnxModelReader.Load(path);
+    var p = ClassificationEvaluator.Predict(m, path, EvalSource(m));
+    return evaluated[path] = (p, ClassificationEvaluator.Score(p, labels).Top1);
+}
+NpyTensorSource EvalSource(Model m) => new(evalImages, ImagePreprocessing.ForModel(m, 3, 28, 28));
+
+// One quantize + evaluate; `load` gives a fresh FP32 model.
+Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[] Predictions, double Top1) fp32, int samples = 512)
+{
+    var model = load();
+    var sw = Stopwatch.StartNew();
+    var result = Quantizer.Quantize(model, name, new NpyTensorSource(calib, null),
+        new QuantizationOptions { Bits = BitWidths.Parse(bits), CalibrationSamples = samples }, recipe);
+    sw.Stop();
+    var saved = OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model));
+    var q = ClassificationEvaluator.Predict(saved, name, EvalSource(saved));
+    double top1 = ClassificationEvaluator.Score(q, labels).Top1;
+    var o = new Outcome(top1, 100 * (fp32.Top1 - top1), ClassificationEvaluator.Agreement(fp32.Predictions, q), sw.Elapsed.TotalSeconds, result);
+    Console.WriteLine($"{name} {recipe.Name} {bits}: top-1 {Pct(top1)}, drop {o.Drop:0.00}, agreement {Pct(o.Agreement)}, {o.Seconds:0.0} s");
+    return o;
+}
+
+var outcomes = new List<(string Model, string Recipe, string Bits, Outcome O)>();
+
+void AccuracySection(string title, IReadOnlyList<(string Name, Func<Model> Load, (int[], double) Fp32)> set, string[] bitWidths)
+{
     report.AppendLine($"## {title}");
     report.AppendLine();
-    report.AppendLine("| model | FP32 top-1 | recipe | bits | top-1 | drop (pt) | agreement | quantize time |");
-    report.AppendLine("|---|---:|---|---|---:|---:|---:|---:|");
-    foreach (var file in files)
+    report.AppendLine($"| model | FP32 | recipe | {string.Join(" | ", bitWidths.Select(b => $"{b} top-1 (drop)"))} | agreement {bitWidths[^1]} | quantize time |");
+    report.AppendLine($"|---|---:|---|{string.Concat(bitWidths.Select(_ => "---:|"))}---:|---:|");
+    foreach (var (name, load, fp32) in set)
     {
-        string path = Path.Combine(folder, file);
-        var fp32Model = OnnxModelReader.Load(path);
-        var eval = new NpyTensorSource(evalImages, ImagePreprocessing.ForModel(fp32Model, 3, 28, 28));
-        var fp32 = ClassificationEvaluator.Predict(fp32Model, path, eval);
-        var fpScore = ClassificationEvaluator.Score(fp32, labels);
         foreach (var recipe in recipes)
-            foreach (var bits in bitWidths)
-            {
-                var model = OnnxModelReader.Load(path);
-                var sw = Stopwatch.StartNew();
-                Quantizer.Quantize(model, path, new NpyTensorSource(calib, null), new QuantizationOptions { Recipe = recipe, Bits = BitWidths.Parse(bits) });
-                sw.Stop();
-                var q = ClassificationEvaluator.Predict(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model)), path, eval);
-                var qs = ClassificationEvaluator.Score(q, labels);
-                drops.Add((recipe, bits, 100 * (fpScore.Top1 - qs.Top1)));
-                string line = $"| {file} | {Pct(fpScore.Top1)} | {recipe} | {bits} | {Pct(qs.Top1)} | {100 * (fpScore.Top1 - qs.Top1):0.00} | {Pct(ClassificationEvaluator.Agreement(fp32, q))} | {sw.Elapsed.TotalSeconds:0.0} s |";
-                report.AppendLine(line);
-                Console.WriteLine(line);
-            }
+        {
+            var row = bitWidths.Select(b => Measure(name, load, Recipes.Get(recipe), b, fp32)).ToList();
+            for (int i = 0; i < bitWidths.Length; i++) outcomes.Add((name, recipe, bitWidths[i], row[i]));
+            report.AppendLine($"| {name} | {Pct(fp32.Item2)} | {recipe} | {string.Join(" | ", row.Select(o => $"{Pct(o.Top1)} ({o.Drop:0.00})"))} | {Pct(row[^1].Agreement)} | {row.Average(o => o.Seconds):0.0} s |");
+        }
     }
     report.AppendLine();
-    foreach (var g in drops.GroupBy(d => (d.Recipe, d.Bits)))
-        report.AppendLine($"- {g.Key.Recipe} {g.Key.Bits}: worst drop {g.Max(d => d.Drop):0.00} pt, mean {g.Average(d => d.Drop):0.00} pt over {g.Count()} models");
+    Verdicts(set.Select(s => s.Name).ToList(), bitWidths);
+}
+
+void Verdicts(List<string> names, string[] bitWidths)
+{
+    var limits = new Dictionary<string, double> { ["W8A8"] = 0.2, ["W6A6"] = 0.5, ["W4A4"] = 2.0 };
+    report.AppendLine("Best recipe per model and bit width (the issue's targets: ≤ 0.2 pt at W8A8, ≤ 0.5 pt at W6A6, ≤ 2 pt at W4A4):");
+    report.AppendLine();
+    report.AppendLine($"| model | {string.Join(" | ", bitWidths)} |");
+    report.AppendLine($"|---|{string.Concat(bitWidths.Select(_ => "---|"))}");
+    foreach (var name in names)
+    {
+        var cells = bitWidths.Select(b =>
+        {
+            var best = outcomes.Where(o => o.Model == name && o.Bits == b).MinBy(o => o.O.Drop);
+            string mark = limits.TryGetValue(b, out var l) ? (best.O.Drop <= l + 1e-9 ? "✓" : "✗") : "";
+            return $"{best.Recipe} {best.O.Drop:0.00} {mark}";
+        });
+        report.AppendLine($"| {name} | {string.Join(" | ", cells)} |");
+    }
+    report.AppendLine();
+    var outlierModels = names.Where(n => n.Contains("outliers")).ToList();
+    if (outlierModels.Count > 0 && bitWidths.Contains("W4A4"))
+    {
+        var vitRecipes = recipes.Where(r => r is not ("minmax" or "percentile")).ToList();
+        var failures = (from m in outlierModels
+                        let baseline = outcomes.First(o => o.Model == m && o.Recipe == "minmax" && o.Bits == "W4A4").O.Top1
+                        from r in vitRecipes
+                        let top1 = outcomes.FirstOrDefault(o => o.Model == m && o.Recipe == r && o.Bits == "W4A4").O?.Top1
+                        where top1 is not null && top1 <= baseline
+                        select $"{r} on {m}").ToList();
+        report.AppendLine(failures.Count == 0
+            ? $"Every ViT recipe ({string.Join(", ", vitRecipes)}) beats minmax at W4A4 on every outlier variant above."
+            : $"ViT recipes that do not beat minmax at W4A4: {string.Join(", ", failures)}.");
+        report.AppendLine();
+    }
+    foreach (var g in outcomes.Where(o => names.Contains(o.Model)).GroupBy(o => (o.Recipe, o.Bits)).OrderBy(g => Array.IndexOf(recipes, g.Key.Recipe)).ThenBy(g => g.Key.Bits))
+        Console.WriteLine($"  {g.Key.Recipe} {g.Key.Bits}: worst {g.Max(o => o.O.Drop):0.00}, mean {g.Average(o => o.O.Drop):0.00}");
+}
+
+if (only.Contains("accuracy"))
+    AccuracySection("Accuracy: reference models and their outlier variants (committed)",
+        committed.Select(f => (f, (Func<Model>)(() => OnnxModelReader.Load(Path.Combine(models, f))), Fp32(Path.Combine(models, f)))).ToList(), bitsList);
+
+// ADFQ-ViT's ablation (the paper's Table 4): each of its quantizers alone and together, the rest
+// of the recipe as in minmax, on the outlier variants.
+if (only.Contains("ablation"))
+{
+    var adfq = Recipes.Get("adfq");
+    var parts = new (string Name, TensorRole[] Roles)[]
+    {
+        ("none (minmax)", []), ("POQ", [TensorRole.PostLayerNorm]), ("SLQ", [TensorRole.PostGelu]), ("log2", [TensorRole.PostSoftmax]),
+        ("POQ + SLQ", [TensorRole.PostLayerNorm, TensorRole.PostGelu]), ("POQ + SLQ + log2 (adfq)", [TensorRole.PostLayerNorm, TensorRole.PostGelu, TensorRole.PostSoftmax]),
+    };
+    string[] ablationBits = bitsList.Where(b => b != "W8A8").ToArray();
+    report.AppendLine("## ADFQ-ViT ablation (outlier variants)");
+    report.AppendLine();
+    report.AppendLine("Each part of the `adfq` recipe alone and together (POQ: per-token outlier-aware post-LayerNorm; SLQ: shift-log2 post-GELU;");
+    report.AppendLine("log2: post-Softmax); roles not listed get the `minmax` quantizer. Top-1 (drop in pt).");
+    report.AppendLine();
+    var ablationModels = committed.Where(f => f.Contains("outliers")).ToList();
+    report.AppendLine($"| parts | bits | {string.Join(" | ", ablationModels)} | mean drop |");
+    report.AppendLine($"|---|---|{string.Concat(ablationModels.Select(_ => "---:|"))}---:|");
+    foreach (var bits in ablationBits)
+        foreach (var (partName, roles) in parts)
+        {
+            var recipe = adfq with
+            {
+                Name = $"adfq[{partName}]",
+                Quantizers = adfq.Quantizers with { Roles = adfq.Quantizers.Roles.Where(kv => roles.Contains(kv.Key)).ToDictionary() },
+            };
+            var row = ablationModels.Select(f => Measure(f, () => OnnxModelReader.Load(Path.Combine(models, f)), recipe, bits, Fp32(Path.Combine(models, f)))).ToList();
+            report.AppendLine($"| {partName} | {bits} | {string.Join(" | ", row.Select(o => $"{Pct(o.Top1)} ({o.Drop:0.00})"))} | {row.Average(o => o.Drop):0.00} |");
+        }
     report.AppendLine();
 }
 
-Section("Reference models (committed)", models, committed, bitsList);
-if (extra is not null)
+// Post-Softmax quantizers side by side: TanQ (ours) against log2, log√2 and uniform, inside the
+// dopq recipe, on the opset-17 models.
+if (only.Contains("softmax"))
 {
-    var files = Directory.GetFiles(extra, "*.onnx").Select(Path.GetFileName).Order().ToList();
+    var dopq = Recipes.Get("dopq");
+    report.AppendLine("## Post-Softmax quantizers: TanQ against log2, log√2 and uniform");
+    report.AppendLine();
+    report.AppendLine("The `dopq` recipe with only the post-Softmax quantizer changed. SQNR: mean over the post-Softmax sites of");
+    report.AppendLine("10·log10(Σx²/Σ(x − x̂)²) on sampled calibration rows; top-1 drop in pt. (TanQ's design: docs/METHODS-NOTES.md.)");
+    report.AppendLine();
+    var softmaxModels = committed.Where(f => f.EndsWith(".opset17.onnx")).ToList();
+    report.AppendLine($"| post-Softmax quantizer | bits | {string.Join(" | ", softmaxModels.Select(m => $"{m} SQNR / drop"))} |");
+    report.AppendLine($"|---|---|{string.Concat(softmaxModels.Select(_ => "---:|"))}");
+    foreach (var bits in bitsList)
+        foreach (var kind in new[] { "tan", "log2", "log-sqrt2", "uniform" })
+        {
+            var recipe = dopq with
+            {
+                Name = $"dopq[{kind}]",
+                Quantizers = dopq.Quantizers with { Roles = new Dictionary<TensorRole, QuantizerChoice>(dopq.Quantizers.Roles) { [TensorRole.PostSoftmax] = new(kind) } },
+            };
+            var cells = softmaxModels.Select(f =>
+            {
+                var o = Measure(f, () => OnnxModelReader.Load(Path.Combine(models, f)), recipe, bits, Fp32(Path.Combine(models, f)));
+                double sqnr = o.Result.Plan.Sites.Where(s => s.Role == TensorRole.PostSoftmax && s.Error is not null).Average(s => s.Error!.SqnrDb);
+                return $"{sqnr:0.0} dB / {o.Drop:0.00}";
+            });
+            report.AppendLine($"| {kind} | {bits} | {string.Join(" | ", cells)} |");
+        }
+    report.AppendLine();
+}
+
+if (only.Contains("time"))
+{
+    report.AppendLine("## Quantize wall time per recipe");
+    report.AppendLine();
+    report.AppendLine("`Quantizer.Quantize` (calibration through ONNX Runtime included), mean over the runs above per recipe on the committed");
+    report.AppendLine("models (512 calibration images, 28×28).");
+    if (deitTiny is not null && deitTinyCalib is not null)
+        report.AppendLine($"DeiT-Tiny-shaped model: 224×224, 197 tokens, dim 192, depth 12, 3 heads, random weights, exported by `tools/zoo/zoo.py deit-tiny`; 256 calibration images (`{Path.GetFileName(deitTinyCalib)}`), W8A8.");
+    report.AppendLine();
+    report.AppendLine($"| recipe | reference models, mean | {(deitTiny is null ? "" : "DeiT-Tiny-shaped, 256 images | ")}");
+    report.AppendLine($"|---|---:|{(deitTiny is null ? "" : "---:|")}");
+    foreach (var recipe in recipes)
+    {
+        var runs = outcomes.Where(o => o.Recipe == recipe && committed.Contains(o.Model)).ToList();
+        string small = runs.Count > 0 ? $"{runs.Average(o => o.O.Seconds):0.0} s" : "–";
+        string tiny = "";
+        if (deitTiny is not null && deitTinyCalib is not null)
+        {
+            var model = OnnxModelReader.Load(deitTiny);
+            var sw = Stopwatch.StartNew();
+            var result = Quantizer.Quantize(model, deitTiny, new NpyTensorSource(deitTinyCalib, ImagePreprocessing.ForModel(model, 3, 224, 224)),
+                new QuantizationOptions { Bits = BitWidths.W8A8, CalibrationSamples = 256 }, Recipes.Get(recipe));
+            sw.Stop();
+            var passes = string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.5).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0}"));
+            Console.WriteLine($"deit-tiny {recipe}: {sw.Elapsed.TotalSeconds:0.0} s ({passes})");
+            tiny = $" {sw.Elapsed.TotalSeconds:0.0} s ({passes}) |";
+        }
+        report.AppendLine($"| {recipe} | {small} |{tiny}");
+    }
+    report.AppendLine();
+}
+
+if (only.Contains("extra") && extra is not null)
+{
+    var files = Directory.GetFiles(extra, "*.opset17.onnx").Where(f => !f.Contains(".nofold.") && !f.Contains(".static.")).Order().ToList();
+    var set = new List<(string, Func<Model>, (int[], double))>();
+    foreach (var file in files)
+    {
+        string name = Path.GetFileName(file);
+        set.Add((name, () => OnnxModelReader.Load(file), Fp32(file)));
+        Model Outliers()
+        {
+            var m = OnnxModelReader.Load(file);
+            new PassManager([new InjectOutlierChannels(0.02, 8, 50, 1, file)]).Run(m, new PassContext());
+            return m;
+        }
+        string outlierName = name.Replace(".opset17", "-outliers.opset17");
+        var om = Outliers();
+        var fp = ClassificationEvaluator.Predict(om, outlierName, EvalSource(om));
+        set.Add((outlierName, Outliers, (fp, ClassificationEvaluator.Score(fp, labels).Top1)));
+    }
     report.AppendLine("Models below are not in the repository: other members of the same families trained separately");
-    report.AppendLine("(`/usr/bin/python3 tools/zoo/zoo.py train <family> --variant alt --seed 7 --minutes 10 --out <folder>`), to check that the");
-    report.AppendLine("quantizer is not tuned to the committed files. `*.nofold.*` were exported with `do_constant_folding=False`");
-    report.AppendLine("(weights reach MatMul through Transpose nodes), `*.static.*` with a fixed batch of 1. W8A8 only.");
+    report.AppendLine("(`/usr/bin/python3 tools/zoo/zoo.py train <family> --variant alt --seed 7 --minutes 10 --threads 1 --out <folder>`: other sizes,");
+    report.AppendLine("patch sizes, depths and seed), to check that the recipes are not tuned to the committed files; each with its own outlier");
+    report.AppendLine("variant made in memory by the same tool (`InjectOutlierChannels`, fraction 0.02, factors 8–50, seed 1).");
     report.AppendLine();
-    Section("Separately trained exports (not committed)", extra, files!, ["W8A8"]);
+    AccuracySection("Accuracy: separately trained exports (not committed) and their outlier variants", set, bitsList);
 }
 
-// Calibration memory: the CLI run as a child process per sample count; it reports its own peak
-// working set. The calibration data is the 2000 uint8 evaluation images (distinct samples).
-report.AppendLine("## Calibration memory");
-report.AppendLine();
-report.AppendLine("Peak working set of `onnxvitq quantize models/vit.opset17.onnx --calib models/data/eval_2000_images_u8.npy --samples N` (batch 32),");
-report.AppendLine("one process per row. Memory is bounded by the batch size, not by the number of calibration samples.");
-report.AppendLine();
-report.AppendLine("| samples | peak memory | quantize time |");
-report.AppendLine("|---:|---:|---:|");
-string cli = Path.Combine(AppContext.BaseDirectory, "onnxvitq.dll");
-foreach (int n in new[] { 128, 1024, 2000 })
+if (only.Contains("memory"))
 {
-    string tmp = Path.Combine(Path.GetTempPath(), $"onnxvitq-bench-{n}.onnx");
-    var psi = new ProcessStartInfo("dotnet", [cli, "quantize", Path.Combine(models, "vit.opset17.onnx"), "-o", tmp, "--calib", evalImages, "--samples", n.ToString()])
-    { RedirectStandardOutput = true, RedirectStandardError = true };
-    using var p = Process.Start(psi)!;
-    string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-    p.WaitForExit();
-    if (p.ExitCode != 0) throw new Exception($"CLI failed: {output}");
-    string peak = Regex.Match(output, @"peak memory\s*│\s*([^│]+?)\s*│").Groups[1].Value;
-    string time = Regex.Match(output, @"time\s*│\s*([0-9.]+ s)").Groups[1].Value;
-    report.AppendLine($"| {n} | {peak} | {time} |");
-    Console.WriteLine($"{n} samples: peak {peak}, {time}");
-    File.Delete(tmp);
+    // Calibration memory: the CLI run as a child process per sample count; it reports its own peak
+    // working set. The calibration data is the 2000 uint8 evaluation images (distinct samples).
+    report.AppendLine("## Calibration memory");
+    report.AppendLine();
+    report.AppendLine("Peak working set of `onnxvitq quantize models/vit.opset17.onnx --calib models/data/eval_2000_images_u8.npy --samples N` (batch 32),");
+    report.AppendLine("one process per row, recipes minmax and adfq. Memory is bounded by the batch size, not by the number of calibration samples.");
+    report.AppendLine();
+    report.AppendLine("| recipe | samples | peak memory | quantize time |");
+    report.AppendLine("|---|---:|---:|---:|");
+    string cli = Path.Combine(AppContext.BaseDirectory, "onnxvitq.dll");
+    foreach (var recipe in new[] { "minmax", "adfq" })
+        foreach (int n in new[] { 128, 1024, 2000 })
+        {
+            string tmp = Path.Combine(Path.GetTempPath(), $"onnxvitq-bench-{n}.onnx");
+            var psi = new ProcessStartInfo("dotnet", [cli, "quantize", Path.Combine(models, "vit.opset17.onnx"), "-o", tmp, "--calib", evalImages, "--samples", n.ToString(), "--recipe", recipe])
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = Process.Start(psi)!;
+            string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            if (p.ExitCode != 0) throw new Exception($"CLI failed: {output}");
+            string peak = Regex.Match(output, @"peak memory\s*│\s*([^│]+?)\s*│").Groups[1].Value;
+            string time = Regex.Match(output, @"time\s*│\s*([0-9.]+ s)").Groups[1].Value;
+            report.AppendLine($"| {recipe} | {n} | {peak} | {time} |");
+            Console.WriteLine($"{recipe} {n} samples: peak {peak}, {time}");
+            File.Delete(tmp);
+        }
+    report.AppendLine();
 }
-report.AppendLine();
-AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(report.ToString())));
-Console.WriteLine($"wrote {outPath}");
+
+if (write)
+{
+    AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(report.ToString())));
+    Console.WriteLine($"wrote {outPath}");
+}
+else Console.WriteLine(report);
 
 static string Pct(double v) => $"{100 * v:0.00} %";
-
-static string RuntimeLabel() =>
-    $"{System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}, ONNX Runtime {typeof(Microsoft.ML.OnnxRuntime.InferenceSession).Assembly.GetName().Version}";
 
 static string FindRoot()
 {
@@ -127,3 +314,5 @@ static string FindRoot()
         if (File.Exists(Path.Combine(dir.FullName, "OnnxViTQ.sln"))) return dir.FullName;
     throw new OnnxViTQException("run from inside the OnnxViTQ repository");
 }
+
+internal sealed record Outcome(double Top1, double Drop, double Agreement, double Seconds, QuantizationResult Result);
