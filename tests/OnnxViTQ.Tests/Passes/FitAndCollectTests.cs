@@ -30,9 +30,11 @@ public class FitAndCollectTests
         foreach (var site in plan.Activations)
         {
             var keys = stats.For(site.Value).Select(o => o.Key).ToList();
-            string expected = site.Role == TensorRole.PostSoftmax ? ObserverKeys.MinMax : ObserverKeys.Histogram;
+            // log2 and the 8-bit image input use min/max, everything else the percentile histogram
+            string expected = site.Role is TensorRole.PostSoftmax or TensorRole.Input ? ObserverKeys.MinMax : ObserverKeys.Histogram;
             Assert.That(keys, Does.Contain(expected).And.Contain(ObserverKeys.Rows), site.Name);
-            Assert.That(keys.Contains(ObserverKeys.Channels), Is.EqualTo(site.Role == TensorRole.PostLayerNorm), $"per-channel statistics of post-LN sites only: {site.Name}");
+            bool linearInput = site.Uses.Any(u => u.InputIndex == 0 && u.Node.OpType is "MatMul" or "Gemm" && u.Node.Inputs[1]!.IsInitializer);
+            Assert.That(keys.Contains(ObserverKeys.Channels), Is.EqualTo(linearInput), $"per-channel statistics of linear inputs only: {site.Name}");
             Assert.That(stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows).Count, Is.GreaterThan(0));
         }
         Assert.That(context.Diagnostics.Last().Message, Does.StartWith($"calibrated {plan.Activations.Count()} activations on 48 samples"));
@@ -61,9 +63,11 @@ public class FitAndCollectTests
 
         var x = plan.Sites.Single(e => e.Name == "x");
         var xq = (UniformQuantizer)x.Parameters!;
-        Assert.That((xq.Bits, xq.Symmetric, xq.Axis), Is.EqualTo((4, false, (int?)null)));
-        Assert.That(xq.Scales[0], Is.EqualTo((input.Max() - input.Min()) / 15).Within(1e-6));
+        Assert.That((x.Role, xq.Bits, xq.Symmetric, xq.Axis), Is.EqualTo((TensorRole.Input, 8, false, (int?)null)), "the network input stays at 8 bits");
+        Assert.That(xq.Scales[0], Is.EqualTo((input.Max() - input.Min()) / 255).Within(1e-6));
         Assert.That(x.Uses.Select(u => u.Node.Name), Is.EqualTo(new[] { "q_proj", "k_proj", "v_proj" }), "not the residual");
+        var probs = (UniformQuantizer)plan.Sites.Single(e => e.Name == "probs").Parameters!;
+        Assert.That((probs.Bits, probs.Symmetric, probs.Axis), Is.EqualTo((4, false, (int?)null)));
     }
 
     [Test]

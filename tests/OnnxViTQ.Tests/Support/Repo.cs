@@ -20,6 +20,13 @@ public static class Repo
         "swin.opset17.onnx", "swin.opset13.onnx",
     ];
 
+    /// <summary>Their function-preserving outlier variants (models/README.md), in the same order.</summary>
+    public static readonly string[] OutlierModels = ReferenceModels.Select(OutlierVariant).ToArray();
+
+    public static readonly string[] AllModels = [.. ReferenceModels, .. OutlierModels];
+
+    public static string OutlierVariant(string file) => file.Replace(".opset", "-outliers.opset");
+
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)

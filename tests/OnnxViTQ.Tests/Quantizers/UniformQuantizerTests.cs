@@ -1,6 +1,6 @@
 using OnnxViTQ.Quantization;
 
-namespace OnnxViTQ.Tests.Calibration;
+namespace OnnxViTQ.Tests.Quantizers;
 
 public class UniformQuantizerTests
 {
@@ -86,4 +86,35 @@ public class UniformQuantizerTests
     [TestCase("W1A1")]
     public void BadBitWidthsAreRejected(string text) =>
         Assert.That(Assert.Throws<OnnxViTQException>(() => BitWidths.Parse(text))!.Message, Does.Contain(text));
+
+    [Test]
+    public void PerChannelSimulationChecksTheChannelCount()
+    {
+        var q = UniformQuantizer.SymmetricFromMaxAbs([1f, 2f], 8, axis: 0);
+        var e = Assert.Throws<ArgumentException>(() => q.Simulate(new float[6], [3, 2]))!;
+        Assert.That(e.Message, Does.Contain("axis 0 has 3 channels, the quantizer has 2"));
+    }
+
+    [Test]
+    public void WeightsKeepTheirCodesAndMseClippingNeverErrsMore()
+    {
+        var w = Support.QuantizerHarness.Uniform(64 * 16, 5, -1f, 1f);
+        w[3] = 9f; // one large weight in channel 3 (axis 1 of [64, 16])
+        var plain = UniformQuantizer.FitWeight(w, [64, 16], 4, axis: 1, mse: false);
+        var clipped = UniformQuantizer.FitWeight(w, [64, 16], 4, axis: 1, mse: true);
+        Assert.That(plain.Codes, Is.EqualTo(plain.QuantizeAll(w, [64, 16])));
+        double Error(UniformQuantizer q) { var x = (float[])w.Clone(); q.Simulate(x, [64, 16]); return w.Zip(x, (a, b) => (double)(a - b) * (a - b)).Sum(); }
+        Assert.That(Error(clipped), Is.LessThanOrEqualTo(Error(plain)));
+        Assert.That(clipped.Scales[3], Is.LessThan(plain.Scales[3]), "the outlier channel is clipped");
+        Assert.Throws<ArgumentException>(() => plain.WithCodes([99]), "codes outside the bit width are refused");
+    }
+
+    [Test]
+    public void AsymmetricCodesAreMonotone()
+    {
+        var q = UniformQuantizer.AsymmetricFromRange(-0.7f, 2.3f, 4);
+        var xs = Enumerable.Range(0, 2001).Select(i => -1f + 4f * i / 2000).ToArray();
+        var codes = xs.Select(x => q.Quantize(x)).ToArray();
+        for (int i = 1; i < codes.Length; i++) Assert.That(codes[i], Is.GreaterThanOrEqualTo(codes[i - 1]));
+    }
 }

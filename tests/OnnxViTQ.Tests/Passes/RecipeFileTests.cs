@@ -1,0 +1,100 @@
+using System.Text.Json;
+using OnnxViTQ.Data;
+using OnnxViTQ.Quantization;
+using OnnxViTQ.Serialization;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Passes;
+
+public class RecipeFileTests
+{
+    private static Recipe Parse(string json) => RecipeFile.Parse(JsonDocument.Parse(json).RootElement, "r.json");
+
+    private static string Error(string json) => Assert.Throws<OnnxViTQException>(() => Parse(json))!.Message;
+
+    [Test]
+    public void ExtendingARecipeReplacesOnlyWhatTheFileSays()
+    {
+        var r = Parse("""
+            { "name": "adfq-uniform-gelu", "extends": "adfq",
+              "quantizers": { "post-gelu": { "kind": "uniform", "options": { "range": "percentile", "percentile": 99.9 } },
+                              "weight": { "kind": "uniform", "bits": 8 } },
+              "overrides": { "/head/Gemm": { "kind": "uniform", "bits": 8 } } }
+            """);
+        var adfq = Recipes.Get("adfq");
+        Assert.That(r.Name, Is.EqualTo("adfq-uniform-gelu"));
+        Assert.That(r.Passes, Is.EqualTo(adfq.Passes));
+        Assert.That(r.Quantizers.For(TensorRole.PostLayerNorm).Kind, Is.EqualTo("outlier-split"), "inherited");
+        Assert.That(r.Quantizers.For(TensorRole.PostGelu), Is.EqualTo(new QuantizerChoice("uniform", null, r.Quantizers.For(TensorRole.PostGelu).Options)));
+        Assert.That(r.Quantizers.For(TensorRole.PostGelu).OptionValues["percentile"], Is.EqualTo("99.9"));
+        Assert.That(r.Quantizers.Weight.Bits, Is.EqualTo(8));
+        Assert.That(r.Quantizers.Overrides.Keys, Is.EqualTo(new[] { "/head/Gemm" }));
+    }
+
+    [Test]
+    public void APassListWithOptionsIsRead()
+    {
+        var r = Parse("""
+            { "passes": ["canonicalize", "select-sites", "tag-roles", "assign-quantizers", "collect-statistics",
+                         { "name": "fold-layernorm", "policy": "mosf", "kappa": 2.5 }, "fit-quantizers", "emit-portable"] }
+            """);
+        Assert.That(r.Name, Is.EqualTo("r"));
+        Assert.That(r.Passes[5], Is.EqualTo(r.Passes[5] with { Name = "fold-layernorm" }));
+        Assert.That(r.Passes[5].OptionValues, Is.EquivalentTo(new Dictionary<string, string> { ["policy"] = "mosf", ["kappa"] = "2.5" }));
+        Assert.That(r.Build(new QuantizationOptions(), new NpyTensorSource(Repo.Calibration, null), "m").Select(p => p.Name), Does.Contain("fold-layernorm-mosf"));
+    }
+
+    [TestCase("""{ "extends": "adfq", "quantisers": {} }""", "recipe file 'r.json': unknown key 'quantisers'; keys: name, description, extends, passes, quantizers, overrides")]
+    [TestCase("""{ "name": "x" }""", "recipe file 'r.json': give 'passes' or 'extends'")]
+    [TestCase("""{ "extends": "adaround" }""", "unknown recipe 'adaround'")]
+    [TestCase("""{ "extends": "adfq", "quantizers": { "post-ln": { "kind": "log2" } } }""", "quantizers.post-ln: unknown role; roles: default, weight, post-layernorm")]
+    [TestCase("""{ "extends": "adfq", "quantizers": { "post-softmax": { "kind": "log3" } } }""", "unknown quantizer 'log3'")]
+    [TestCase("""{ "extends": "adfq", "quantizers": { "post-softmax": { "kind": "log2", "bits": 12 } } }""", "recipe file 'r.json': quantizers.post-softmax: quantizer 'log2' supports 2 to 8 bits, not 12")]
+    [TestCase("""{ "extends": "adfq", "quantizers": { "weight": { "kind": "log2" } } }""", "recipe file 'r.json': quantizers.weight: quantizer 'log2' applies to activations, not weights")]
+    [TestCase("""{ "extends": "adfq", "quantizers": { "post-layernorm": { "kind": "outlier-split", "options": { "max-outlier-ratio": 2 } } } }""", "option 'max-outlier-ratio' of quantizer 'outlier-split' = '2' must be in [0, 0.5]")]
+    [TestCase("""{ "extends": "adfq", "quantizers": { "post-layernorm": { "type": "uniform" } } }""", "quantizers.post-layernorm: unknown key 'type' (kind, bits, options)")]
+    [TestCase("""{ "passes": ["canonicalise"] }""", "unknown pass 'canonicalise'; passes: canonicalize, select-sites")]
+    [TestCase("""{ "passes": [3] }""", "recipe file 'r.json': passes[0]: expected a pass name or object")]
+    public void MistakesAreNamed(string json, string message) => Assert.That(Error(json), Does.Contain(message));
+
+    [Test]
+    public void OverridesNamingNothingAreRejectedBeforeCalibration()
+    {
+        var recipe = Parse("""{ "extends": "minmax", "overrides": { "/no/such/node": { "kind": "uniform", "bits": 8 } } }""");
+        var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        var calibration = new CountingSource(new NpyTensorSource(Repo.Calibration, null));
+        var e = Assert.Throws<OnnxViTQException>(() => Quantizer.Quantize(model, "vit", calibration, new QuantizationOptions(), recipe))!;
+        Assert.That(e.Message, Is.EqualTo("recipe 'r': override '/no/such/node' names no quantized tensor or node of the model (`onnxvitq inspect` lists them)"));
+        Assert.That(calibration.BatchesRead, Is.Zero, "nothing was calibrated");
+    }
+
+    [Test]
+    public void OverridesApplyByTensorAndByNode()
+    {
+        var recipe = Parse("""
+            { "extends": "adfq",
+              "overrides": { "/heads/head/Gemm": { "kind": "uniform", "bits": 8 },
+                             "/encoder/layers/encoder_layer_0/mlp/mlp.1/Mul_1_output_0": { "kind": "uniform" } } }
+            """);
+        var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null), new QuantizationOptions { Bits = BitWidths.Parse("W4A4"), CalibrationSamples = 32 }, recipe);
+        var head = result.Plan.Sites.Where(s => s.Uses.Any(u => u.Node.Name == "/heads/head/Gemm")).ToList();
+        Assert.That(head.Select(s => (s.Role, s.Parameters!.Kind, s.Parameters.Bits)), Is.EquivalentTo(new[] { (TensorRole.Weight, "uniform", 8), (TensorRole.PostLayerNorm, "uniform", 8) }));
+        var gelu = result.Plan.Sites.Where(s => s.Role == TensorRole.PostGelu).ToList();
+        Assert.That(gelu[0].Parameters!.Kind, Is.EqualTo("uniform"));
+        Assert.That(gelu[0].Parameters!.Bits, Is.EqualTo(4));
+        Assert.That(gelu.Skip(1).Select(s => s.Parameters!.Kind).Distinct(), Is.EqualTo(new[] { "shift-log2" }));
+    }
+
+    private sealed class CountingSource(ICalibrationSource inner) : ICalibrationSource
+    {
+        public int BatchesRead { get; private set; }
+        public string Name => inner.Name;
+        public int Count => inner.Count;
+        public IReadOnlyList<int> SampleShape => inner.SampleShape;
+        public IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue)
+        {
+            foreach (var b in inner.ReadBatches(batchSize, maxSamples)) { BatchesRead++; yield return b; }
+        }
+    }
+}
