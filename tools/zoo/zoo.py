@@ -8,6 +8,7 @@ dataset-fashion-mnist):
     /usr/bin/python3 tools/zoo/zoo.py train vit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train deit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train swin --minutes 25
+    /usr/bin/python3 tools/zoo/zoo.py deit-tiny            # DeiT-Tiny-shaped random model + 256 images (benchmarks)
 
 `train` writes <out>/<name>.opset17.onnx (LayerNormalization op) and
 <out>/<name>.opset13.onnx (LayerNorm decomposed by the exporter), plus <name>.json with the
@@ -327,6 +328,39 @@ def cmd_export(args):
     save_golden(model, os.path.join(args.out, f"{name}.golden_logits.npy"))
 
 
+def cmd_deit_tiny(args):
+    """A DeiT-Tiny-shaped ViT for compile-time benchmarks: 224x224, patch 16 (196 patches + class
+    token = 197 tokens), dim 192, depth 12, 3 heads, MLP 768, 1000 classes, random weights
+    (seeded), exported at opset 17; plus `--calib` uint8 RGB images [N,224,224,3] (Fashion-MNIST
+    training images upscaled), which the compiler preprocesses with the ImageNet mean/std
+    recorded in the model's metadata. Neither is committed (~22 MB and ~38 MB)."""
+    import onnx
+    torch.manual_seed(args.seed)
+    model = VisionTransformer(image_size=224, patch_size=16, num_layers=12, num_heads=3, hidden_dim=192,
+                              mlp_dim=768, num_classes=1000)
+    model.eval()
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "deit_tiny_random.opset17.onnx")
+    dummy = torch.zeros(1, 3, 224, 224)
+    with torch.enable_grad():
+        torch.onnx.export(model, dummy, path, opset_version=17, input_names=["pixel_values"], output_names=["logits"],
+                          dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    m = onnx.load(path)
+    for k, v in {"onnxvitq.preprocess.size": "224", "onnxvitq.preprocess.channels": "3",
+                 "onnxvitq.preprocess.mean": "0.485,0.456,0.406", "onnxvitq.preprocess.std": "0.229,0.224,0.225",
+                 "onnxvitq.family": "deit-tiny-shaped", "onnxvitq.variant": "random"}.items():
+        p = m.metadata_props.add(); p.key = k; p.value = v
+    onnx.save(m, path)
+    print(f"wrote {path} ({os.path.getsize(path)/1e6:.1f} MB)")
+    xi, _ = load_split(True)
+    rng = np.random.RandomState(args.seed)
+    pick = rng.choice(len(xi), args.calib, replace=False)
+    small = torch.from_numpy(xi[pick].astype(np.float32)).unsqueeze(1)
+    big = F.interpolate(small, size=(224, 224), mode="bilinear", align_corners=False).clamp(0, 255).round().to(torch.uint8)
+    images = big.squeeze(1).unsqueeze(-1).expand(-1, -1, -1, 3).contiguous().numpy()
+    save_npy(os.path.join(args.out, f"deit_tiny_calib_{args.calib}_u8.npy"), images)
+
+
 def save_npy(path, array):
     np.save(path, np.ascontiguousarray(array))
     print(f"wrote {path} {array.dtype} {array.shape} ({os.path.getsize(path)/1e6:.1f} MB)")
@@ -383,11 +417,15 @@ def main():
     d.add_argument("--eval", type=int, default=2000)
     d.add_argument("--pngs", type=int, default=16)
     d.add_argument("--out", default="models/data")
+    t2 = sub.add_parser("deit-tiny")
+    t2.add_argument("--calib", type=int, default=256)
+    t2.add_argument("--seed", type=int, default=0)
+    t2.add_argument("--out", default="/tmp/onnxvitq-deit-tiny")
     i = sub.add_parser("pngs")
     i.add_argument("--pngs", type=int, default=16)
     i.add_argument("--out", default="models/data")
     args = p.parse_args()
-    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs}[args.cmd](args)
+    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny}[args.cmd](args)
 
 
 if __name__ == "__main__":

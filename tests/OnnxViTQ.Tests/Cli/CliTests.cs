@@ -126,7 +126,7 @@ public class CliTests
         Assert.That(r.Out, Does.Contain("attention 0").And.Contain("mlp 5").And.Contain("head").And.Contain("patch embedding"));
         foreach (var role in new[] { "post-layernorm", "post-gelu", "post-softmax", "query", "key", "value", "attention-output", "weight" })
             Assert.That(r.Out, Does.Contain(role));
-        Assert.That(r.Out, Does.Contain("38 of 38 MatMul/Gemm/Conv nodes would be quantized; roles: 26 weight, 13 post-layernorm, 6 post-gelu, 6 post-softmax, 6 query, 6 key, 6 value, 6 attention-output, 1 other"));
+        Assert.That(r.Out, Does.Contain("38 of 38 MatMul/Gemm/Conv nodes would be quantized; roles: 26 weight, 13 post-layernorm, 6 post-gelu, 6 post-softmax, 6 query, 6 key, 6 value, 6 attention-output, 1 input"));
     }
 
     [Test]
@@ -190,5 +190,63 @@ public class CliTests
         Assert.That(r.Out, Does.Contain("quantize").And.Contain("eval").And.Contain("inspect"));
         var q = Run("quantize", "--help");
         Assert.That(q.Out, Does.Contain("--calib").And.Contain("--recipe").And.Contain("--bits").And.Contain("W8A8"));
+    }
+
+    [Test]
+    public void OutliersWritesTheFunctionPreservingVariant()
+    {
+        using var tmp = new TempDir();
+        string output = tmp.File("vit-outliers.onnx");
+        var r = Run("outliers", Vit, "-o", output);
+        Assert.That(r.Code, Is.Zero, r.Err);
+        Assert.That(r.Out, Does.Contain("/encoder/layers/encoder_layer_0/ln_1/LayerNormalization").And.Contain("(×"));
+        Assert.That(File.ReadAllBytes(output), Is.EqualTo(File.ReadAllBytes(Repo.Model("vit-outliers.opset17.onnx"))), "the committed variant");
+        var same = Run("outliers", Vit, "-o", Vit);
+        Assert.That((same.Code, same.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, $"error: output '{Vit}' is the input model; choose another -o")));
+        var bad = Run("outliers", Vit, "-o", tmp.File("x.onnx"), "--min-factor", "0.5");
+        Assert.That(bad.Err.Trim(), Is.EqualTo("error: --min-factor 0.5 must be above 1"));
+        Assert.That(File.Exists(tmp.File("x.onnx")), Is.False);
+    }
+
+    [Test]
+    public void ARecipeFileDrivesQuantizeAndTheReportRecordsEverySite()
+    {
+        using var tmp = new TempDir();
+        File.WriteAllText(tmp.File("mine.json"), """
+            { "extends": "adfq", "description": "adfq with 8-bit heads",
+              "overrides": { "/heads/head/Gemm": { "kind": "uniform", "bits": 8 } } }
+            """);
+        var q = Run("quantize", Repo.Model("vit-outliers.opset17.onnx"), "-o", tmp.File("q.onnx"), "--calib", Repo.Calibration, "--samples", "64",
+            "--bits", "W4A4", "--recipe", tmp.File("mine.json"), "--report", tmp.File("r.json"));
+        Assert.That(q.Code, Is.Zero, q.Err);
+        Assert.That(q.Out, Does.Contain("mine: adfq with 8-bit heads"));
+        Assert.That(q.Out, Does.Contain("post-layernorm").And.Contain("outlier-split 4-bit per-token").And.Contain("% outliers on average"));
+        using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("r.json")));
+        var root = report.RootElement;
+        Assert.That(root.GetProperty("recipe").GetString(), Is.EqualTo("mine"));
+        var sites = root.GetProperty("sites").EnumerateArray().ToList();
+        foreach (var site in sites)
+        {
+            Assert.That(site.GetProperty("quantizer").GetString(), Is.Not.EqualTo("none"));
+            Assert.That(site.TryGetProperty("sqnr_db", out _) || site.GetProperty("role").GetString() == "input", site.ToString());
+        }
+        var ln = sites.First(s => s.GetProperty("role").GetString() == "post-layernorm" && s.GetProperty("module").GetString() == "attention 0");
+        Assert.That(ln.GetProperty("quantizer").GetString(), Is.EqualTo("outlier-split"));
+        Assert.That(ln.GetProperty("parameters").GetProperty("outlier_ratio").GetDouble(), Is.GreaterThan(0).And.LessThan(0.05));
+        var head = sites.Where(s => s.GetProperty("consumers").EnumerateArray().Any(c => c.GetString() == "/heads/head/Gemm")).ToList();
+        Assert.That(head.Select(s => s.GetProperty("bits").GetInt32()), Is.All.EqualTo(8));
+        Assert.That(root.GetProperty("sites_by_role").GetProperty("post-softmax").GetInt32(), Is.EqualTo(6));
+    }
+
+    [Test]
+    public void ABrokenRecipeFileIsACleanFailure()
+    {
+        using var tmp = new TempDir();
+        File.WriteAllText(tmp.File("bad.json"), """{ "extends": "adfq", "quantizers": { "post-softmax": { "kind": "log2", "bits": 1 } } }""");
+        var r = Run("quantize", Vit, "-o", tmp.File("q.onnx"), "--calib", Repo.Calibration, "--recipe", tmp.File("bad.json"));
+        AssertCleanFailure(r, tmp, "bad.json", "quantizers.post-softmax", "2 to 8 bits, not 1");
+        File.WriteAllText(tmp.File("bad.json"), "{ not json");
+        r = Run("quantize", Vit, "-o", tmp.File("q.onnx"), "--calib", Repo.Calibration, "--recipe", tmp.File("bad.json"));
+        AssertCleanFailure(r, tmp, "bad.json", "is not valid JSON");
     }
 }
