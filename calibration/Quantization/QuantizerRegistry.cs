@@ -13,8 +13,8 @@ public static class QuantizerRegistry
         new PerTokenQuantizerKind(),
         new OutlierSplitQuantizerKind(),
         new ShiftLog2QuantizerKind(),
-        new Log2QuantizerKind(),
-        new LogSqrt2QuantizerKind(),
+        LogQuantizerKind.Log2,
+        LogQuantizerKind.LogSqrt2,
         new TanQuantizerKind(),
         new TwinUniformQuantizerKind(),
     ];

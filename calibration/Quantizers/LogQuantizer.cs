@@ -4,35 +4,28 @@ using OnnxViTQ.Observers;
 namespace OnnxViTQ.Quantization;
 
 /// <summary>
-/// Kind <c>log2</c> (post-Softmax in ADFQ-ViT): q = round(−log2(x/s)), x̂ = s·2^(−q).
-/// Codes 0 … 2^k − 2 are powers of two below s; the last code is exact zero (values whose q
-/// would exceed the range, and x ≤ 0). s is the calibration maximum (option <c>range</c>).
+/// Logarithmic kinds, one mechanism with n levels per factor of two:
+/// <list type="bullet">
+/// <item><c>log2</c> (n = 1, post-Softmax in ADFQ-ViT): q = round(−log2(x/s)), x̂ = s·2^(−q).</item>
+/// <item><c>log-sqrt2</c> (n = 2, RepQ-ViT): q = round(−2·log2(x/s)), dequantized as
+/// s·2^(−⌈q/2⌉)·(1 + (√2 − 1)·(q mod 2)) = s·√2^(−q) — twice log2's resolution over half the range;
+/// the parity factor is a constant per code, so deployment stays shifts.</item>
+/// </list>
+/// Codes 0 … 2^k − 2 are levels below s; the last code is exact zero (values whose q would exceed
+/// the range, and x ≤ 0). s is the calibration maximum (option <c>range</c>).
 /// </summary>
-public sealed class Log2QuantizerKind : IQuantizerKind
+public sealed class LogQuantizerKind(string name, int stepsPerOctave, string description) : IQuantizerKind
 {
-    public string Name => "log2";
-    public string Description => "powers of two below the calibration maximum, plus zero (post-Softmax)";
-    public QuantizerTarget Target => QuantizerTarget.Activations;
-    public IReadOnlyList<QuantizerOption> Options { get; } = [ActivationRange.RangeOption, ActivationRange.PercentileOption];
-    public Granularity GranularityOf(QuantizationSite site) => Granularity.PerTensor;
-    public IEnumerable<ObserverRequest> Observers(QuantizationSite site) => [ActivationRange.Request(site, site.Spec!)];
-    public FittedQuantizer Fit(QuantizationSite site, FitContext context) => LogQuantizer.Fit(site, context, stepsPerOctave: 1, Name);
-}
+    public static LogQuantizerKind Log2 { get; } = new("log2", 1, "powers of two below the calibration maximum, plus zero (ADFQ-ViT, post-Softmax)");
+    public static LogQuantizerKind LogSqrt2 { get; } = new("log-sqrt2", 2, "powers of √2 below the calibration maximum, plus zero (RepQ-ViT, post-Softmax)");
 
-/// <summary>
-/// Kind <c>log-sqrt2</c> (RepQ-ViT, post-Softmax): q = round(−2·log2(x/s)), dequantized as
-/// s·2^(−⌈q/2⌉)·(1 + (√2 − 1)·(q mod 2)) = s·√2^(−q) — twice the resolution of log2 over half
-/// the range; the parity factor is a constant per code, so deployment stays shifts. Last code is zero.
-/// </summary>
-public sealed class LogSqrt2QuantizerKind : IQuantizerKind
-{
-    public string Name => "log-sqrt2";
-    public string Description => "powers of √2 below the calibration maximum, plus zero (RepQ-ViT, post-Softmax)";
+    public string Name => name;
+    public string Description => description;
     public QuantizerTarget Target => QuantizerTarget.Activations;
     public IReadOnlyList<QuantizerOption> Options { get; } = [ActivationRange.RangeOption, ActivationRange.PercentileOption];
     public Granularity GranularityOf(QuantizationSite site) => Granularity.PerTensor;
     public IEnumerable<ObserverRequest> Observers(QuantizationSite site) => [ActivationRange.Request(site, site.Spec!)];
-    public FittedQuantizer Fit(QuantizationSite site, FitContext context) => LogQuantizer.Fit(site, context, stepsPerOctave: 2, Name);
+    public FittedQuantizer Fit(QuantizationSite site, FitContext context) => LogQuantizer.Fit(site, context, stepsPerOctave, Name);
 }
 
 /// <summary>Logarithmic quantizer with <see cref="StepsPerOctave"/> levels per factor of two

@@ -84,9 +84,14 @@ Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[
 
 var outcomes = new List<(string Model, string Recipe, string Bits, Outcome O)>();
 
-void AccuracySection(string title, IReadOnlyList<(string Name, Func<Model> Load, (int[], double) Fp32)> set, string[] bitWidths)
+void Regenerate(string section) =>
+    report.AppendLine($"Regenerate this table: `dotnet run --project tools/bench -c Release -- --only {section}{(section == "extra" ? " --extra <folder>" : section.Contains("time") ? " --deit-tiny <model> --deit-tiny-calib <images>" : "")} --out <file>`.");
+
+void AccuracySection(string title, string section, IReadOnlyList<(string Name, Func<Model> Load, (int[], double) Fp32)> set, string[] bitWidths)
 {
     report.AppendLine($"## {title}");
+    report.AppendLine();
+    Regenerate(section);
     report.AppendLine();
     report.AppendLine($"| model | FP32 | recipe | {string.Join(" | ", bitWidths.Select(b => $"{b} top-1 (drop)"))} | agreement {bitWidths[^1]} | quantize time |");
     report.AppendLine($"|---|---:|---|{string.Concat(bitWidths.Select(_ => "---:|"))}---:|---:|");
@@ -141,7 +146,7 @@ void Verdicts(List<string> names, string[] bitWidths)
 }
 
 if (only.Contains("accuracy"))
-    AccuracySection("Accuracy: reference models and their outlier variants (committed)",
+    AccuracySection("Accuracy: reference models and their outlier variants (committed)", "accuracy",
         committed.Select(f => (f, (Func<Model>)(() => OnnxModelReader.Load(Path.Combine(models, f))), Fp32(Path.Combine(models, f)))).ToList(), bitsList);
 
 // ADFQ-ViT's ablation (the paper's Table 4): each of its quantizers alone and together, the rest
@@ -157,6 +162,7 @@ if (only.Contains("ablation"))
     string[] ablationBits = bitsList.Where(b => b != "W8A8").ToArray();
     report.AppendLine("## ADFQ-ViT ablation (outlier variants)");
     report.AppendLine();
+    Regenerate("ablation");
     report.AppendLine("Each part of the `adfq` recipe alone and together (POQ: per-token outlier-aware post-LayerNorm; SLQ: shift-log2 post-GELU;");
     report.AppendLine("log2: post-Softmax); roles not listed get the `minmax` quantizer. Top-1 (drop in pt).");
     report.AppendLine();
@@ -184,6 +190,7 @@ if (only.Contains("softmax"))
     var dopq = Recipes.Get("dopq");
     report.AppendLine("## Post-Softmax quantizers: TanQ against log2, log√2 and uniform");
     report.AppendLine();
+    Regenerate("softmax");
     report.AppendLine("The `dopq` recipe with only the post-Softmax quantizer changed. SQNR: mean over the post-Softmax sites of");
     report.AppendLine("10·log10(Σx²/Σ(x − x̂)²) on sampled calibration rows; top-1 drop in pt. (TanQ's design: docs/METHODS-NOTES.md.)");
     report.AppendLine();
@@ -213,6 +220,7 @@ if (only.Contains("time"))
 {
     report.AppendLine("## Quantize wall time per recipe");
     report.AppendLine();
+    Regenerate("accuracy,time");
     report.AppendLine("`Quantizer.Quantize` (calibration through ONNX Runtime included), mean over the runs above per recipe on the committed");
     report.AppendLine("models (512 calibration images, 28×28).");
     if (deitTiny is not null && deitTinyCalib is not null)
@@ -265,7 +273,7 @@ if (only.Contains("extra") && extra is not null)
     report.AppendLine("patch sizes, depths and seed), to check that the recipes are not tuned to the committed files; each with its own outlier");
     report.AppendLine("variant made in memory by the same tool (`InjectOutlierChannels`, fraction 0.02, factors 8–50, seed 1).");
     report.AppendLine();
-    AccuracySection("Accuracy: separately trained exports (not committed) and their outlier variants", set, bitsList);
+    AccuracySection("Accuracy: separately trained exports (not committed) and their outlier variants", "extra", set, bitsList);
 }
 
 if (only.Contains("memory"))
@@ -274,6 +282,7 @@ if (only.Contains("memory"))
     // working set. The calibration data is the 2000 uint8 evaluation images (distinct samples).
     report.AppendLine("## Calibration memory");
     report.AppendLine();
+    Regenerate("memory");
     report.AppendLine("Peak working set of `onnxvitq quantize models/vit.opset17.onnx --calib models/data/eval_2000_images_u8.npy --samples N` (batch 32),");
     report.AppendLine("one process per row, recipes minmax and adfq. Memory is bounded by the batch size, not by the number of calibration samples.");
     report.AppendLine();
