@@ -31,11 +31,4 @@ public sealed class PortableBuilder(Model model, Node before, string prefix)
             return Node(opType, suffix, [x, Constant(suffix + "_axes", Tensor.FromInt64s([1], [-1]))], AttributeValue.Int("keepdims", 1));
         return Node(opType, suffix, [x], AttributeValue.Ints("axes", [-1]), AttributeValue.Int("keepdims", 1));
     }
-
-    /// <summary>A value gets the element type and shape of <paramref name="like"/> (for readers of the printed graph).</summary>
-    public static Value Typed(Value v, Value like)
-    {
-        v.Type = like.Type;
-        return v;
-    }
 }

@@ -97,4 +97,20 @@ public class RecipeFileTests
             foreach (var b in inner.ReadBatches(batchSize, maxSamples)) { BatchesRead++; yield return b; }
         }
     }
+
+    [Test]
+    public void FoldsComposeWithQuantizersTheirStatisticsCarryOver()
+    {
+        var model = OnnxModelReader.Load(Repo.Model("vit-outliers.opset17.onnx"));
+        var perToken = Parse("""{ "extends": "repq", "quantizers": { "post-layernorm": { "kind": "per-token" } } }""");
+        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null), new QuantizationOptions { Bits = BitWidths.Parse("W4A4"), CalibrationSamples = 32 }, perToken);
+        var ln = result.Plan.Sites.Where(s => s.Role == TensorRole.PostLayerNorm).ToList();
+        Assert.That(ln.Select(s => s.Parameters!.Kind).Distinct(), Is.EqualTo(new[] { "per-token" }));
+        Assert.That(ln.Count(s => s.Notes.Any(n => n.StartsWith("repq: folded"))), Is.EqualTo(13));
+
+        var histogram = Parse("""{ "extends": "repq", "quantizers": { "post-layernorm": { "kind": "outlier-split" } } }""");
+        var e = Assert.Throws<OnnxViTQException>(() => Quantizer.Quantize(OnnxModelReader.Load(Repo.Model("vit-outliers.opset17.onnx")), "vit",
+            new NpyTensorSource(Repo.Calibration, null), new QuantizationOptions { CalibrationSamples = 32 }, histogram))!;
+        Assert.That(e.Message, Does.Contain("quantizer 'outlier-split' needs 'histogram' statistics, which a LayerNorm reparameterization cannot carry over"));
+    }
 }
