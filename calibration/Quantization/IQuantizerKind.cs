@@ -70,3 +70,19 @@ public abstract class FittedQuantizer
 
     public override string ToString() => $"{Kind} {Bits}-bit {Granularity.Name()}";
 }
+
+/// <summary>A per-tensor quantizer that maps each element on its own (<see cref="Apply"/>):
+/// simulation is that map over the tensor. The log, shift-log2, tan and twin-uniform kinds.</summary>
+public abstract class ElementwiseQuantizer : FittedQuantizer
+{
+    public override Granularity Granularity => Granularity.PerTensor;
+
+    /// <summary>Quantize-dequantize one value, with the same float operations as the emitted graph.</summary>
+    public abstract float Apply(float x);
+
+    public sealed override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
+    {
+        Observers.Finite.Check(values, "simulated tensor");
+        for (int i = 0; i < values.Length; i++) values[i] = Apply(values[i]);
+    }
+}

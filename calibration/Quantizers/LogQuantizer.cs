@@ -30,7 +30,7 @@ public sealed class LogQuantizerKind(string name, int stepsPerOctave, string des
 
 /// <summary>Logarithmic quantizer with <see cref="StepsPerOctave"/> levels per factor of two
 /// (1: log2, 2: log√2): levels s·2^(−q/n) for codes q = 0 … 2^k − 2, and zero.</summary>
-public sealed class LogQuantizer : FittedQuantizer
+public sealed class LogQuantizer : ElementwiseQuantizer
 {
     public LogQuantizer(string kind, int bits, int stepsPerOctave, float scale)
     {
@@ -43,7 +43,6 @@ public sealed class LogQuantizer : FittedQuantizer
 
     public override string Kind { get; }
     public override int Bits { get; }
-    public override Granularity Granularity => Granularity.PerTensor;
     public int StepsPerOctave { get; }
     public float Scale { get; }
 
@@ -62,7 +61,7 @@ public sealed class LogQuantizer : FittedQuantizer
     }
 
     /// <summary>Quantize-dequantize one value (the same float operations as the emitted graph).</summary>
-    public float Apply(float x)
+    public override float Apply(float x)
     {
         float e = MathF.Round(-MathF.Log(MathF.Max(x, Tiny) / Scale) * (StepsPerOctave * ShiftLog2Quantizer.Log2Inverse), MidpointRounding.ToEven);
         e = MathF.Max(e, 0);
@@ -71,12 +70,6 @@ public sealed class LogQuantizer : FittedQuantizer
 
     /// <summary>Stands in for values ≤ 0 in the logarithm; far below every level.</summary>
     private const float Tiny = 1e-30f;
-
-    public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
-    {
-        Finite.Check(values, "simulated tensor");
-        for (int i = 0; i < values.Length; i++) values[i] = Apply(values[i]);
-    }
 
     public override IReadOnlyDictionary<string, object> Describe() => new Dictionary<string, object>
     {

@@ -30,7 +30,7 @@ public sealed class ShiftLog2QuantizerKind : IQuantizerKind
     }
 }
 
-public sealed class ShiftLog2Quantizer : FittedQuantizer
+public sealed class ShiftLog2Quantizer : ElementwiseQuantizer
 {
     private ShiftLog2Quantizer(int bits, float shift, float epsilon, float scale)
     {
@@ -42,7 +42,6 @@ public sealed class ShiftLog2Quantizer : FittedQuantizer
 
     public override string Kind => "shift-log2";
     public override int Bits { get; }
-    public override Granularity Granularity => Granularity.PerTensor;
 
     /// <summary>m: the minimum values are shifted by (the calibration minimum).</summary>
     public float Shift { get; }
@@ -61,7 +60,7 @@ public sealed class ShiftLog2Quantizer : FittedQuantizer
     }
 
     /// <summary>Quantize-dequantize one value (the same float operations as the emitted graph).</summary>
-    public float Apply(float x)
+    public override float Apply(float x)
     {
         float shifted = MathF.Max(x - (Shift - Epsilon), Epsilon);
         float code = Math.Clamp(MathF.Round(-MathF.Log(shifted / Scale) * Log2Inverse, MidpointRounding.ToEven), 0, MaxCode);
@@ -69,12 +68,6 @@ public sealed class ShiftLog2Quantizer : FittedQuantizer
     }
 
     internal static readonly float Log2Inverse = 1 / MathF.Log(2);
-
-    public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
-    {
-        Finite.Check(values, "simulated tensor");
-        for (int i = 0; i < values.Length; i++) values[i] = Apply(values[i]);
-    }
 
     public override IReadOnlyDictionary<string, object> Describe() => new Dictionary<string, object>
     {

@@ -47,7 +47,7 @@ public sealed class TanQuantizerKind : IQuantizerKind
     }
 }
 
-public sealed class TanQuantizer : FittedQuantizer
+public sealed class TanQuantizer : ElementwiseQuantizer
 {
     private readonly float[] _levels;
     private readonly float _a0, _span;
@@ -71,7 +71,6 @@ public sealed class TanQuantizer : FittedQuantizer
 
     public override string Kind => "tan";
     public override int Bits { get; }
-    public override Granularity Granularity => Granularity.PerTensor;
     public float Scale { get; }
     public float Kappa { get; }
     public float Centre { get; }
@@ -86,13 +85,7 @@ public sealed class TanQuantizer : FittedQuantizer
         return (int)Math.Clamp(MathF.Round(u * Top, MidpointRounding.ToEven), 0, Top);
     }
 
-    public float Apply(float x) => _levels[Encode(x)];
-
-    public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
-    {
-        Finite.Check(values, "simulated tensor");
-        for (int i = 0; i < values.Length; i++) values[i] = Apply(values[i]);
-    }
+    public override float Apply(float x) => _levels[Encode(x)];
 
     public override IReadOnlyDictionary<string, object> Describe() => new Dictionary<string, object>
     {

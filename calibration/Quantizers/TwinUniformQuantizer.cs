@@ -56,24 +56,17 @@ public sealed class TwinUniformQuantizerKind : IQuantizerKind
 }
 
 /// <summary>x̂ = x &lt; t ? Δ₁·clamp(round(x/Δ₁), a₁, b₁) : Δ₂·clamp(round(x/Δ₂), a₂, b₂).</summary>
-public sealed class TwinUniformQuantizer(int bits, float threshold, float step1, int min1, int max1, float step2, int min2, int max2) : FittedQuantizer
+public sealed class TwinUniformQuantizer(int bits, float threshold, float step1, int min1, int max1, float step2, int min2, int max2) : ElementwiseQuantizer
 {
     public override string Kind => "twin-uniform";
     public override int Bits { get; } = bits;
-    public override Granularity Granularity => Granularity.PerTensor;
     public float Threshold { get; } = threshold;
     public float Step1 { get; } = Math.Max(step1, UniformQuantizer.MinScale);
     public float Step2 { get; } = Math.Max(step2, UniformQuantizer.MinScale);
 
-    public float Apply(float x) => x < Threshold
+    public override float Apply(float x) => x < Threshold
         ? Math.Clamp(MathF.Round(x / Step1, MidpointRounding.ToEven), min1, max1) * Step1
         : Math.Clamp(MathF.Round(x / Step2, MidpointRounding.ToEven), min2, max2) * Step2;
-
-    public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
-    {
-        Finite.Check(values, "simulated tensor");
-        for (int i = 0; i < values.Length; i++) values[i] = Apply(values[i]);
-    }
 
     public override IReadOnlyDictionary<string, object> Describe() => new Dictionary<string, object>
     {
