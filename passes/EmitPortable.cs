@@ -26,6 +26,8 @@ public sealed class EmitPortable : IPass, IPassContract
         int emitted = 0;
         foreach (var site in plan.Sites)
         {
+            // Every use lowered to a native or ONNX Runtime op: nothing left to emit.
+            if (site.Uses.Count == 0) continue;
             var q = site.Parameters ?? throw new InvalidOperationException($"site '{site.Name}' has no fitted quantizer; run fit-quantizers first");
             var firstUse = site.Uses.Select(u => u.Node).MinBy(n => order[n])!;
             var dequantized = q.EmitPortable(new PortableBuilder(model, firstUse, site.Name), site);

@@ -36,8 +36,32 @@ public static class ClassificationEvaluator
     private static int[] Predict(InferenceSession session, ImageInput input, string modelName, ICalibrationSource data, int batchSize,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
-        string output = session.OutputNames[0];
         var predictions = new List<int>(data.Count);
+        ForEachLogitRow(session, input, modelName, data, batchSize, progress, cancel, row =>
+        {
+            int best = 0;
+            for (int c = 1; c < row.Length; c++) if (row[c] > row[best]) best = c;
+            predictions.Add(best);
+        });
+        return predictions.ToArray();
+    }
+
+    /// <summary>The first output of an in-memory model for every sample, one row per sample.</summary>
+    public static float[][] Logits(Model model, string modelName, ICalibrationSource data, int batchSize = 64)
+    {
+        using var session = OrtRuntime.CreateSession(model, modelName);
+        var rows = new List<float[]>(data.Count);
+        ForEachLogitRow(session, ImageInput.Of(model, modelName), modelName, data, batchSize, null, default, row => rows.Add(row.ToArray()));
+        return rows.ToArray();
+    }
+
+    private delegate void RowAction(ReadOnlySpan<float> row);
+
+    private static void ForEachLogitRow(InferenceSession session, ImageInput input, string modelName, ICalibrationSource data, int batchSize,
+        IProgress<ProgressReport>? progress, CancellationToken cancel, RowAction onRow)
+    {
+        string output = session.OutputNames[0];
+        int done = 0;
         using var runOptions = new RunOptions();
         progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelName)}", 0, data.Count, "images"));
         foreach (var (batch, real) in input.Batches(data, batchSize))
@@ -57,17 +81,11 @@ public static class ClassificationEvaluator
             {
                 var logits = results[0].GetTensorDataAsSpan<float>();
                 int classes = logits.Length / batch.Count;
-                for (int i = 0; i < real; i++)
-                {
-                    var row = logits.Slice(i * classes, classes);
-                    int best = 0;
-                    for (int c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
-                    predictions.Add(best);
-                }
+                for (int i = 0; i < real; i++) onRow(logits.Slice(i * classes, classes));
             }
-            progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelName)}", predictions.Count, data.Count, "images"));
+            done += real;
+            progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelName)}", done, data.Count, "images"));
         }
-        return predictions.ToArray();
     }
 
     public static ClassificationResult Score(IReadOnlyList<int> predictions, IReadOnlyList<long> labels)

@@ -79,11 +79,13 @@ public static class OrtRuntime
         };
         try
         {
+            NativeOps.RegisterIfAvailable(options);
             return open(options);
         }
         catch (OnnxRuntimeException e)
         {
-            throw new OnnxViTQException($"ONNX Runtime cannot load '{modelName}': {FirstLine(e.Message)}", e);
+            string hint = e.Message.Contains(NativeOps.Domain) && NativeOps.Unavailable is { } why ? $" (the model uses {NativeOps.Domain} ops: {why})" : "";
+            throw new OnnxViTQException($"ONNX Runtime cannot load '{modelName}': {FirstLine(e.Message)}{hint}", e);
         }
         finally
         {

@@ -178,6 +178,29 @@ public sealed class Graph
         ForgetValue(initializer);
     }
 
+    /// <summary>Makes <paramref name="replacement"/> the graph output in <paramref name="old"/>'s
+    /// position (the model's output order is its interface).</summary>
+    public void ReplaceOutput(Value old, Value replacement)
+    {
+        int at = _outputs.IndexOf(old);
+        if (at < 0) throw new InvalidOperationException($"'{old.Name}' is not an output of graph '{Name}'");
+        if (!replacement.Graph.Encloses(this)) throw new InvalidOperationException($"value '{replacement.Name}' is not visible in graph '{Name}'");
+        _outputs[at] = replacement;
+        replacement.IsGraphOutput = true;
+        old.IsGraphOutput = _outputs.Contains(old);
+    }
+
+    /// <summary>Renames a value of this graph to a name no value of the model has.</summary>
+    public void Rename(Value value, string name)
+    {
+        if (!ReferenceEquals(value.Graph, this)) throw new InvalidOperationException($"'{value.Name}' is not a value of graph '{Name}'");
+        if (Root.NameTaken(name)) throw new InvalidOperationException($"cannot rename '{value.Name}' to '{name}': the name is taken");
+        ForgetValue(value);
+        value.Name = name;
+        _values.Add(name, value);
+        _localNames.Add(name);
+    }
+
     /// <summary>Values read by this graph (and its subgraphs) from enclosing scopes.</summary>
     public IEnumerable<Value> OuterScopeReads()
     {

@@ -2,6 +2,7 @@ using System.Globalization;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Passes;
 using OnnxViTQ.Passes.Canonicalize;
+using OnnxViTQ.Passes.Lowering;
 using OnnxViTQ.Passes.Reparameterize;
 using OnnxViTQ.Patterns;
 
@@ -38,6 +39,8 @@ public static class PassRegistry
             (_, step) => new OptimizeActivationSteps((float)Number(step, "lower", 0.5, 1e-4, 10), (float)Number(step, "upper", 1.2, 1e-4, 10), (int)Number(step, "points", 15, 2, 1000))),
         new("measure-error", "SQNR and cosine of every quantizer on calibration data (for the report)", [],
             (_, _) => new MeasureQuantizationError()),
+        new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],
+            (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
         new("emit-portable", "write the quantizers as standard ONNX (QDQ and fake-quant subgraphs)", [],
             (_, _) => new EmitPortable()),
         new("remove-unused-constants", "drop initializers and Constant nodes nothing reads", [],

@@ -20,6 +20,38 @@ public sealed record QuantizationOptions
     public int CalibrationSamples { get; init; } = 512;
 
     public int BatchSize { get; init; } = 32;
+
+    /// <summary>What the quantized model is written as (see <see cref="OutputFormat"/>).</summary>
+    public OutputFormat Format { get; init; } = OutputFormat.Portable;
+}
+
+/// <summary>The form of the quantized model.</summary>
+public enum OutputFormat
+{
+    /// <summary>Standard ONNX (QuantizeLinear/DequantizeLinear and plain ops): runs on any runtime.</summary>
+    Portable,
+
+    /// <summary>Linear layers as com.onnxvitq ops (runtime-ops, packed int8/int4 weights); the rest portable.</summary>
+    Native,
+
+    /// <summary>Linear layers as ONNX Runtime's own ops, per layer the fastest measured on this machine.</summary>
+    Ort,
+}
+
+public static class OutputFormats
+{
+    public static OutputFormat Parse(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "portable" => OutputFormat.Portable,
+        "native" => OutputFormat.Native,
+        "ort" => OutputFormat.Ort,
+        _ => throw new OnnxViTQException($"unknown format '{text}'; formats: portable, native, ort"),
+    };
+
+    public static string Name(this OutputFormat f) => f.ToString().ToLowerInvariant();
+
+    /// <summary>The lowering pass a format adds before the portable emitter (none for portable).</summary>
+    public static string? LoweringPass(this OutputFormat f) => f == OutputFormat.Portable ? null : $"lower-{f.Name()}";
 }
 
 /// <summary>One pass of a recipe with its options.</summary>
@@ -48,7 +80,17 @@ public sealed record Recipe(string Name, string Description, IReadOnlyList<PassS
         var recipe = this with { Quantizers = table };
         table.Validate(options.Bits, Name);
         var inputs = new RecipeInputs(options, calibration, modelName, recipe);
-        return Passes.Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
+        return WithLowering(Passes, options.Format).Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
+    }
+
+    /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
+    /// that already names a lowering pass keeps its own).</summary>
+    private IReadOnlyList<PassStep> WithLowering(IReadOnlyList<PassStep> passes, OutputFormat format)
+    {
+        if (format.LoweringPass() is not { } lowering || passes.Any(p => p.Name.StartsWith("lower-", StringComparison.Ordinal))) return passes;
+        int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
+        if (emit < 0) throw new OnnxViTQException($"recipe '{Name}' has no emit-portable pass, so --format {format.Name()} has nowhere to go");
+        return [.. passes.Take(emit), new PassStep(lowering), .. passes.Skip(emit)];
     }
 
     private static QuantizerTable WithPercentile(QuantizerTable t, double percentile)

@@ -32,11 +32,18 @@ internal static class QuantizeCommand
         var batch = new Option<int>("--batch-size") { Description = "Calibration batch size (memory grows with it, not with --samples)", DefaultValueFactory = _ => 32 };
         var report = new Option<string?>("--report") { Description = "Also write a JSON report: every quantized tensor with its role, module, quantizer, bits, parameters, measured error (SQNR, cosine) and consumers, plus pass timings" };
         var external = new Option<ExternalDataMode>("--external-data") { Description = "Store weights in '<output>.data': Auto (only past 2 GiB), Always, Never", DefaultValueFactory = _ => ExternalDataMode.Auto };
+        var format = new Option<string>("--format")
+        {
+            Description = "Output form: portable (standard ONNX QDQ, any runtime), native (linear layers as com.onnxvitq ops from runtime-ops: " +
+                          "integer VNNI GEMM, packed int8/int4 weights; needs libonnxvitq_ops.so registered), ort (linear layers as ONNX Runtime's own " +
+                          "ops, per layer the fastest measured here: QDQ, MatMulNBits or DynamicQuantizeMatMul)",
+            DefaultValueFactory = _ => "portable",
+        };
         var pre = new PreprocessingOptions();
 
-        var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs")
+        var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, percentile, samples, batch, external, report,
+            model, output, calib, recipe, bits, format, percentile, samples, batch, external, report,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -48,6 +55,7 @@ internal static class QuantizeCommand
                 Percentile = r.GetValue(percentile),
                 CalibrationSamples = Positive(r.GetValue(samples), "--samples"),
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
+                Format = OutputFormats.Parse(r.GetValue(format)!),
             };
             string? modelPath = r.GetValue(model);
             if (modelPath is null)
@@ -77,7 +85,7 @@ internal static class QuantizeCommand
         var source = CalibrationSources.Open(calibPath, pre.Resolve(r, m, input));
         input.EnsureFits(source);
         int quantizable = m.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
-        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}) with up to {Math.Min(options.CalibrationSamples, source.Count)} samples of {source.Name}");
+        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}, {options.Format.Name()} format) with up to {Math.Min(options.CalibrationSamples, source.Count)} samples of {source.Name}");
 
         var result = ConsoleProgress.Run(io, progress => Quantizer.Quantize(m, modelPath, source, options, progress));
 
@@ -98,6 +106,10 @@ internal static class QuantizeCommand
         table.AddRow("recipe", Markup.Escape($"{result.Recipe.Name}: {result.Recipe.Description}"));
         table.AddRow("nodes quantized", $"{nodes.Count} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {nodes.Count - linear} activation × activation)");
         foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
+        foreach (var d in result.Diagnostics.Where(d => d.Pass.StartsWith("lower-", StringComparison.Ordinal)))
+            table.AddRow("format " + options.Format.Name(), Markup.Escape(d.Message.Length > 300 ? d.Message[..300] + "…" : d.Message));
+        if (options.Format == OutputFormat.Native && NativeOps.Unavailable is { } why)
+            io.Error.WriteLine($"warning: the native model needs libonnxvitq_ops.so to run, and {why}");
         table.AddRow("calibration", $"{result.CalibrationSamples} samples");
         table.AddRow("time", Markup.Escape($"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")"));
         table.AddRow("peak memory", Paths.Size(System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64));

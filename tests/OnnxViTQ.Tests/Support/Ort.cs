@@ -11,7 +11,7 @@ public static class Ort
     /// <summary>All outputs of the model for one input, as float arrays (by output order).</summary>
     public static float[][] Run(byte[] model, string inputName, float[] input, long[] shape, string[]? outputs = null)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var options = Options();
         using var session = new InferenceSession(model, options);
         return Run(session, inputName, input, shape, outputs);
     }
@@ -19,7 +19,7 @@ public static class Ort
     /// <summary>Outputs with their shapes (float outputs only).</summary>
     public static (float[] Data, long[] Shape)[] RunWithShapes(byte[] model, string inputName, float[] input, long[] shape, string[] outputs)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var options = Options();
         using var session = new InferenceSession(model, options);
         using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
         using var runOptions = new RunOptions();
@@ -29,9 +29,17 @@ public static class Ort
 
     public static float[][] RunFile(string modelPath, string inputName, float[] input, long[] shape)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        using var options = Options();
         using var session = new InferenceSession(modelPath, options);
         return Run(session, inputName, input, shape, null);
+    }
+
+    /// <summary>No graph optimisation (tests compare the graph as written); the native ops registered when built.</summary>
+    public static SessionOptions Options()
+    {
+        var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
+        OnnxViTQ.Runtime.NativeOps.RegisterIfAvailable(options);
+        return options;
     }
 
     private static float[][] Run(InferenceSession session, string inputName, float[] input, long[] shape, string[]? outputs)

@@ -1,0 +1,84 @@
+using OnnxViTQ.Ir;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Quantization;
+
+namespace OnnxViTQ.Passes.Lowering;
+
+/// <summary>A target a quantized linear layer can be lowered to (our native op, an ONNX Runtime
+/// contrib op).</summary>
+public interface ILinearLowering
+{
+    string Name { get; }
+
+    /// <summary>Adds the layer's replacement just before <c>layer.Node</c> and returns its output
+    /// (the layer's float output), with a one-line <paramref name="detail"/> for the report; or
+    /// returns null with the reason in <paramref name="detail"/> when the layer stays portable.</summary>
+    Value? Emit(LinearLayer layer, Model model, out string detail);
+}
+
+/// <summary>
+/// Replaces every quantized linear layer the target can run by the target's op, reading the
+/// plan (each site's fitted quantizer) rather than the emitted graph. Lowered uses leave the
+/// plan, so the portable emitter that runs next writes QDQ only for what is left (attention
+/// matmuls, quantizers without a native form). The layer's output keeps its name and position.
+/// </summary>
+public sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassContract
+{
+    public string Name => $"lower-{target.Name}";
+    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
+    public IReadOnlyList<Type> Produces => [];
+
+    public PassResult Run(Model model, PassContext context)
+    {
+        var plan = context.Get<QuantizationPlan>();
+        var graph = model.Graph;
+        int lowered = 0;
+        var kept = new List<string>();
+        foreach (var node in graph.Nodes.ToList())
+        {
+            if (node.IsRemoved) continue;
+            var layer = LinearLayer.Match(node, plan, out _);
+            if (layer is null) continue;
+            var replacement = target.Emit(layer, model, out string detail);
+            if (replacement is null)
+            {
+                kept.Add($"{layer.Name} ({detail})");
+                plan.Update(plan.For(layer.Weight.Value).WithNote($"{layer.Name}: kept portable: {detail}"));
+                continue;
+            }
+            Rewire(graph, layer, replacement);
+            var activation = plan.For(layer.Activation.Value);
+            plan.Update(activation with { Uses = activation.Uses.Where(u => u != new Use(layer.Node, 0)).ToList() });
+            var weight = plan.For(layer.Weight.Value);
+            var remaining = weight.Uses.Where(u => u != new Use(layer.Node, 1)).ToList();
+            plan.Update((weight with { Uses = remaining }).WithNote($"{layer.Name}: {detail}"));
+            lowered++;
+        }
+        context.Info($"{lowered} linear layer(s) lowered to {target.Name}" + (kept.Count == 0 ? "" : $"; {kept.Count} kept portable: {string.Join("; ", kept)}"));
+        return new PassResult(lowered > 0);
+    }
+
+    private static void Rewire(Graph graph, LinearLayer layer, Value replacement)
+    {
+        var old = layer.Output;
+        replacement.Type = old.Type;
+        old.ReplaceUsesWith(replacement);
+        string? outputName = old.IsGraphOutput ? old.Name : null;
+        if (outputName is not null) graph.ReplaceOutput(old, replacement);
+        if (layer.BiasAdd is { } add) graph.RemoveNode(add);
+        graph.RemoveNode(layer.Node);
+        if (outputName is not null) graph.Rename(replacement, outputName);
+    }
+}
+
+/// <summary>Imports an op domain at a version (once).</summary>
+internal static class OpsetImports
+{
+    public static void Ensure(Model model, string domain, long version)
+    {
+        long have = model.OpsetVersion(domain);
+        if (have >= version) return;
+        model.OpsetImports.RemoveAll(o => o.Domain == domain);
+        model.OpsetImports.Add(new OpsetImport(domain, version));
+    }
+}

@@ -1,0 +1,79 @@
+// The kernel table shared by the scalar, AVX2 and AVX-512 VNNI builds of the integer GEMM.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace onnxvitq {
+
+// Packed weight layout (written by the C# lowering pass, read here):
+// output columns in panels of 16; K in groups of 4 (one VNNI dot product). For panel p and
+// group g, a 64-code block holds W[4g + j, 16p + c] at byte 4c + j, i.e. one 512-bit register
+// whose 32-bit lane c is the 4 codes that column c multiplies with 4 consecutive activations.
+// Padding (k ≥ K or n ≥ N) is code 0. int4: a block is stored in 32 bytes,
+// byte i = (code[i] & 15) | (code[i + 32] << 4), codes in [-8, 7].
+constexpr int64_t kPanel = 16;
+constexpr int64_t kGroup = 4;
+constexpr int64_t kBlockCodes = kPanel * kGroup;
+
+inline int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+struct PackedWeights {
+  const uint8_t* data = nullptr;
+  int bits = 8;
+  int64_t k = 0, n = 0;    // logical
+  int64_t kp = 0, np = 0;  // padded to kGroup / kPanel
+  int64_t BlockBytes() const { return bits == 8 ? kBlockCodes : kBlockCodes / 2; }
+  int64_t PanelBytes() const { return kp / kGroup * BlockBytes(); }
+  int64_t Bytes() const { return np / kPanel * PanelBytes(); }
+  // Signed code of W[k, n] (slow path: tests, outlier residual setup).
+  int Code(int64_t k, int64_t n) const;
+};
+
+// Activation codes, one row per token: u8 codes (stride kp, padded with 0) with the row's
+// scale and zero point in the u8 domain: x̂ = scale·(code − zero).
+struct QuantizedRows {
+  const uint8_t* codes = nullptr;
+  int64_t stride = 0;
+  const float* scale = nullptr;
+  const int32_t* zero = nullptr;
+};
+
+// y[r, c] = scale[r]·col_scale[c]·(Σ_k code[r,k]·W[k,c] − zero[r]·col_sum[c]) + bias[c].
+struct Epilogue {
+  const float* col_scale = nullptr;  // [np], padding 0
+  const int32_t* col_sum = nullptr;  // [np]
+  const float* bias = nullptr;       // [np], zeros when the layer has none
+  float* y = nullptr;
+  int64_t n = 0;                     // row stride of y and number of valid columns
+};
+
+struct RowQuantization {
+  bool dynamic = true;     // per token at run time, else one static scale
+  int levels = 255;        // dynamic: codes in [0, levels]
+  float alpha = 0;         // dynamic: |x| ≥ alpha are outliers (quantized as 0), 0 = none
+  float scale = 1;         // static
+  int zero = 0;            // static, u8 domain
+  int qmin = 0, qmax = 255;  // static, u8 domain
+};
+
+struct Kernels {
+  const char* name;
+  // Quantizes rows [m0, m1) of x (row length k) into codes/scale/zero.
+  void (*quantize)(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuantization& q,
+                   uint8_t* codes, int64_t stride, float* scale, int32_t* zero);
+  // Output rows [m0, m1) × panels [p0, p1).
+  void (*gemm)(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w,
+               int64_t p0, int64_t p1, const Epilogue& e);
+};
+
+const Kernels& ScalarKernels();
+const Kernels& Avx2Kernels();
+const Kernels& Avx512VnniKernels();
+
+// The fastest table this CPU supports, or the one ONNXVITQ_ISA names (avx512vnni, avx2,
+// scalar). Returns nullptr and sets *error when the variable names a path the CPU lacks.
+const Kernels* SelectKernels(const char** error);
+// Paths this CPU can run, fastest first, comma-separated.
+const char* SupportedPaths();
+
+}  // namespace onnxvitq

@@ -1,0 +1,42 @@
+// Portable C++ path: the reference the vector paths are tested against, and the fallback on
+// CPUs without AVX2.
+#include "panel_source.h"
+
+namespace onnxvitq {
+namespace {
+
+void Quantize(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuantization& q,
+              uint8_t* codes, int64_t stride, float* scale, int32_t* zero) {
+  QuantizeRowsImpl(x, k, m0, m1, q, codes, stride, scale, zero);
+}
+
+void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w, int64_t p0, int64_t p1,
+          const Epilogue& e) {
+  const int8_t* panels = PanelCodes(w, p0, p1, UnpackInt4Panels);
+  const int64_t groups = w.kp / kGroup, panel_codes = groups * kBlockCodes;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int8_t* b = panels + (p - p0) * panel_codes;
+    for (int64_t r = m0; r < m1; ++r) {
+      const uint8_t* x = a.codes + r * a.stride;
+      int32_t acc[kPanel] = {};
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t c = 0; c < kPanel; ++c)
+          for (int64_t j = 0; j < kGroup; ++j)
+            acc[c] += static_cast<int32_t>(x[g * kGroup + j]) * b[g * kBlockCodes + c * kGroup + j];
+      for (int64_t c = 0; c < kPanel && p * kPanel + c < e.n; ++c) {
+        const int64_t col = p * kPanel + c;
+        const float t = static_cast<float>(acc[c] - a.zero[r] * e.col_sum[col]);
+        e.y[r * e.n + col] = t * (a.scale[r] * e.col_scale[col]) + e.bias[col];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const Kernels& ScalarKernels() {
+  static const Kernels k{"scalar", Quantize, Gemm};
+  return k;
+}
+
+}  // namespace onnxvitq

@@ -1,0 +1,251 @@
+#include "quantized_linear.h"
+
+#include "onnxruntime_cxx_api.h"
+
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace onnxvitq {
+namespace {
+
+// Errors inside the op are thrown as this and turned into an OrtStatus at the C boundary.
+struct OpError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <typename T>
+T Attribute(const Ort::ConstKernelInfo& info, const char* name, T fallback, bool required) {
+  try {
+    return info.GetAttribute<T>(name);
+  } catch (const Ort::Exception&) {
+    if (required) throw OpError(std::string("attribute '") + name + "' is missing");
+    return fallback;
+  }
+}
+
+const float* ConstantFloats(const Ort::ConstKernelInfo& info, size_t index, const char* what, int64_t* count) {
+  int is_constant = 0;
+  Ort::ConstValue v = info.GetTensorConstantInput(index, &is_constant);
+  if (!is_constant) throw OpError(std::string("input ") + std::to_string(index) + " (" + what + ") must be an initializer");
+  auto type = v.GetTensorTypeAndShapeInfo();
+  if (type.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) throw OpError(std::string(what) + " must be float");
+  *count = static_cast<int64_t>(type.GetElementCount());
+  return v.GetTensorData<float>();
+}
+
+}  // namespace
+
+struct QuantizedLinearKernel;
+
+struct QuantizedLinearOp : Ort::CustomOpBase<QuantizedLinearOp, QuantizedLinearKernel, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept;
+  const char* GetName() const { return "QuantizedLinear"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t index) const {
+    return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+struct QuantizedLinearKernel {
+  std::string node;
+  const Kernels* kernels = nullptr;
+  PackedWeights weights;
+  RowQuantization activation;
+  std::vector<float> col_scale, bias;  // padded to np
+  std::vector<int32_t> col_sum;
+  std::vector<float> dequantized;      // [k × n], only with outliers
+  int64_t tile_rows = 64, tile_panels = 3;
+
+  QuantizedLinearKernel(const OrtApi&, const OrtKernelInfo* raw) {
+    Ort::ConstKernelInfo info(raw);
+    node = info.GetNodeName();
+    const char* error = nullptr;
+    kernels = SelectKernels(&error);
+    if (kernels == nullptr) throw OpError(error);
+
+    weights.k = Attribute<int64_t>(info, "k", 0, true);
+    weights.n = Attribute<int64_t>(info, "n", 0, true);
+    weights.bits = static_cast<int>(Attribute<int64_t>(info, "weight_bits", 8, false));
+    if (weights.k <= 0 || weights.n <= 0) throw OpError("attributes k and n must be positive");
+    if (weights.bits != 8 && weights.bits != 4) throw OpError("weight_bits must be 8 or 4, not " + std::to_string(weights.bits));
+    weights.kp = RoundUp(weights.k, kGroup);
+    weights.np = RoundUp(weights.n, kPanel);
+
+    int is_constant = 0;
+    Ort::ConstValue packed = info.GetTensorConstantInput(1, &is_constant);
+    if (!is_constant) throw OpError("input 1 (packed weights) must be an initializer");
+    const auto packed_type = packed.GetTensorTypeAndShapeInfo();
+    if (packed_type.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) throw OpError("packed weights must be uint8");
+    if (static_cast<int64_t>(packed_type.GetElementCount()) != weights.Bytes())
+      throw OpError("packed weights have " + std::to_string(packed_type.GetElementCount()) + " bytes; k=" +
+                    std::to_string(weights.k) + ", n=" + std::to_string(weights.n) + " at " + std::to_string(weights.bits) +
+                    " bits need " + std::to_string(weights.Bytes()));
+    weights.data = packed.GetTensorData<uint8_t>();
+
+    int64_t scales = 0;
+    const float* scale = ConstantFloats(info, 2, "weight scale", &scales);
+    if (scales != weights.n && scales != 1) throw OpError("weight scale has " + std::to_string(scales) + " values; expected 1 or n=" + std::to_string(weights.n));
+    col_scale.assign(weights.np, 0.f);
+    for (int64_t c = 0; c < weights.n; ++c) col_scale[c] = scale[scales == 1 ? 0 : c];
+
+    bias.assign(weights.np, 0.f);
+    if (info.GetInputCount() > 3) {
+      int64_t count = 0;
+      const float* b = ConstantFloats(info, 3, "bias", &count);
+      if (count != weights.n) throw OpError("bias has " + std::to_string(count) + " values; expected n=" + std::to_string(weights.n));
+      for (int64_t c = 0; c < weights.n; ++c) bias[c] = b[c];
+    }
+
+    col_sum.assign(weights.np, 0);
+    for (int64_t c = 0; c < weights.n; ++c)
+      for (int64_t kk = 0; kk < weights.k; ++kk) col_sum[c] += weights.Code(kk, c);
+
+    const std::string mode = Attribute<std::string>(info, "activation", "", true);
+    if (mode == "token") {
+      activation.dynamic = true;
+      const int64_t bits = Attribute<int64_t>(info, "activation_bits", 8, false);
+      if (bits < 2 || bits > 8) throw OpError("activation_bits must be 2..8, not " + std::to_string(bits));
+      activation.levels = (1 << bits) - 1;
+      activation.alpha = Attribute<float>(info, "outlier_alpha", 0.f, false);
+      if (!(activation.alpha >= 0) || !std::isfinite(activation.alpha)) throw OpError("outlier_alpha must be finite and ≥ 0");
+    } else if (mode == "static") {
+      activation.dynamic = false;
+      activation.scale = Attribute<float>(info, "activation_scale", 0.f, true);
+      activation.zero = static_cast<int>(Attribute<int64_t>(info, "activation_zero_point", 0, true));
+      activation.qmin = static_cast<int>(Attribute<int64_t>(info, "activation_qmin", 0, false));
+      activation.qmax = static_cast<int>(Attribute<int64_t>(info, "activation_qmax", 255, false));
+      if (!(activation.scale > 0) || !std::isfinite(activation.scale)) throw OpError("activation_scale must be positive and finite");
+      if (activation.qmin < 0 || activation.qmax > 255 || activation.qmin > activation.qmax || activation.zero < activation.qmin || activation.zero > activation.qmax)
+        throw OpError("static activation codes must satisfy 0 ≤ qmin ≤ zero_point ≤ qmax ≤ 255");
+    } else {
+      throw OpError("attribute 'activation' must be 'token' or 'static', not '" + mode + "'");
+    }
+
+    if (activation.dynamic && activation.alpha > 0) {
+      dequantized.resize(static_cast<size_t>(weights.k * weights.n));
+      for (int64_t kk = 0; kk < weights.k; ++kk)
+        for (int64_t c = 0; c < weights.n; ++c) dequantized[kk * weights.n + c] = weights.Code(kk, c) * col_scale[c];
+    }
+  }
+
+  struct Work {
+    const QuantizedLinearKernel* self;
+    const float* x;
+    int64_t m;
+    std::vector<uint8_t> codes;
+    std::vector<float> scale;
+    std::vector<int32_t> zero;
+    float* y;
+    int64_t row_tiles, panel_tiles;
+  };
+
+  static constexpr int64_t kQuantizeRows = 16;
+
+  void Compute(OrtKernelContext* raw) const {
+    Ort::KernelContext context(raw);
+    auto input = context.GetInput(0);
+    const auto info = input.GetTensorTypeAndShapeInfo();
+    const std::vector<int64_t> shape = info.GetShape();
+    if (shape.empty() || shape.back() != weights.k) {
+      std::string dims;
+      for (auto d : shape) dims += (dims.empty() ? "" : ",") + std::to_string(d);
+      throw OpError("input X has shape [" + dims + "]; its last axis must be k=" + std::to_string(weights.k));
+    }
+    const int64_t m = static_cast<int64_t>(info.GetElementCount()) / weights.k;
+    std::vector<int64_t> out_shape = shape;
+    out_shape.back() = weights.n;
+    auto output = context.GetOutput(0, out_shape);
+    if (m == 0) return;
+
+    Work work{this, input.GetTensorData<float>(), m, {}, {}, {}, output.GetTensorMutableData<float>(), 0, 0};
+    work.codes.resize(static_cast<size_t>(m * weights.kp));
+    work.scale.resize(m);
+    work.zero.resize(m);
+
+    const size_t quantize_tasks = static_cast<size_t>((m + kQuantizeRows - 1) / kQuantizeRows);
+    context.ParallelFor([](void* data, size_t task) {
+      auto& w = *static_cast<Work*>(data);
+      const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
+      w.self->kernels->quantize(w.x, w.self->weights.k, m0, m1, w.self->activation, w.codes.data(), w.self->weights.kp, w.scale.data(), w.zero.data());
+    }, quantize_tasks, 0, &work);
+
+    work.row_tiles = (m + tile_rows - 1) / tile_rows;
+    work.panel_tiles = (weights.np / kPanel + tile_panels - 1) / tile_panels;
+    context.ParallelFor([](void* data, size_t task) {
+      auto& w = *static_cast<Work*>(data);
+      const auto& s = *w.self;
+      const int64_t rt = static_cast<int64_t>(task) % w.row_tiles, pt = static_cast<int64_t>(task) / w.row_tiles;
+      const int64_t m0 = rt * s.tile_rows, m1 = std::min(w.m, m0 + s.tile_rows);
+      const int64_t p0 = pt * s.tile_panels, p1 = std::min(s.weights.np / kPanel, p0 + s.tile_panels);
+      QuantizedRows rows{w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data()};
+      Epilogue e{s.col_scale.data(), s.col_sum.data(), s.bias.data(), w.y, s.weights.n};
+      s.kernels->gemm(rows, m0, m1, s.weights, p0, p1, e);
+    }, static_cast<size_t>(work.row_tiles * work.panel_tiles), 0, &work);
+
+    if (!dequantized.empty()) {
+      // Outlier residual: Y[r] += x·W[k] for every |x| ≥ α of row r (the rows' outliers were
+      // quantized as 0, so this restores them exactly in float).
+      context.ParallelFor([](void* data, size_t task) {
+        auto& w = *static_cast<Work*>(data);
+        const auto& s = *w.self;
+        const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
+        const int64_t k = s.weights.k, n = s.weights.n;
+        for (int64_t r = m0; r < m1; ++r) {
+          const float* x = w.x + r * k;
+          float* y = w.y + r * n;
+          for (int64_t i = 0; i < k; ++i) {
+            if (!(std::fabs(x[i]) >= s.activation.alpha)) continue;
+            const float v = x[i];
+            const float* row = s.dequantized.data() + i * n;
+            for (int64_t c = 0; c < n; ++c) y[c] += v * row[c];
+          }
+        }
+      }, quantize_tasks, 0, &work);
+    }
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept {
+    try {
+      Compute(context);
+      return nullptr;
+    } catch (const std::exception& e) {
+      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedLinear '" + node + "': " + e.what()).c_str());
+    } catch (...) {
+      return Ort::GetApi().CreateStatus(ORT_FAIL, ("QuantizedLinear '" + node + "': unknown error").c_str());
+    }
+  }
+};
+
+OrtStatusPtr QuantizedLinearOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept {
+  try {
+    *kernel = new QuantizedLinearKernel(api, info);
+    return nullptr;
+  } catch (const std::exception& e) {
+    std::string node;
+    try {
+      node = Ort::ConstKernelInfo(info).GetNodeName();
+    } catch (...) {
+    }
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedLinear '" + node + "': " + e.what()).c_str());
+  } catch (...) {
+    return api.CreateStatus(ORT_FAIL, "QuantizedLinear: unknown error while creating the kernel");
+  }
+}
+
+OrtCustomOp* QuantizedLinearCustomOp() {
+  static QuantizedLinearOp op;
+  return &op;
+}
+
+}  // namespace onnxvitq

@@ -1,0 +1,19 @@
+// com.onnxvitq QuantizedLinear: Y = dequant(quant(X) · W) + bias (+ outlier residual).
+//
+// Inputs: X float [..., K]; W uint8 packed (kernels.h layout, int8 or int4 codes);
+//         weight_scale float [N] or [1]; bias float [N] (optional). W, weight_scale and bias
+//         must be initializers (they are read once when the kernel is created).
+// Attributes: k, n, weight_bits (8 | 4); activation ("token" | "static");
+//   token: activation_bits (codes in [0, 2^bits − 1] per row), outlier_alpha (> 0: |x| ≥ α is
+//          taken out of the quantized row and multiplied in float with the dequantized weight);
+//   static: activation_scale, activation_zero_point, activation_qmin, activation_qmax (u8 domain:
+//          a symmetric int8 quantizer is passed with +128 on zero point and bounds).
+#pragma once
+#include "onnxruntime_c_api.h"
+
+namespace onnxvitq {
+
+// The op's registration record (one per process; the kernel type stays private to the .cc).
+OrtCustomOp* QuantizedLinearCustomOp();
+
+}  // namespace onnxvitq

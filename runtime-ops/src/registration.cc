@@ -1,0 +1,40 @@
+// Library entry point: ONNX Runtime calls RegisterCustomOps when a session registers this file
+// (SessionOptions.RegisterCustomOpLibrary in .NET).
+#include "onnxruntime_cxx_api.h"
+
+#include "kernels.h"
+#include "quantized_linear.h"
+
+namespace {
+constexpr const char* kDomain = "com.onnxvitq";
+}
+
+extern "C" {
+
+__attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {
+    // A runtime older than the headers we were built against: nothing to report the error with
+    // but the oldest API, which every runtime serves.
+    const OrtApi* oldest = api_base->GetApi(1);
+    return oldest == nullptr ? nullptr : oldest->CreateStatus(ORT_FAIL, "libonnxvitq_ops was built for a newer ONNX Runtime API than this runtime provides");
+  }
+  Ort::InitApi(api);
+  OrtCustomOpDomain* domain = nullptr;
+  if (OrtStatus* s = api->CreateCustomOpDomain(kDomain, &domain)) return s;
+  if (OrtStatus* s = api->CustomOpDomain_Add(domain, onnxvitq::QuantizedLinearCustomOp())) return s;
+  // The domain must outlive every session that uses it; sessions do not own it, so it is kept
+  // for the life of the process (one small object per registration).
+  return api->AddCustomOpDomain(options, domain);
+}
+
+// The kernel path a new kernel would use in this process (for reports and tests).
+__attribute__((visibility("default"))) const char* OnnxViTQOpsKernelPath() {
+  const char* error = nullptr;
+  const onnxvitq::Kernels* k = onnxvitq::SelectKernels(&error);
+  return k == nullptr ? error : k->name;
+}
+
+__attribute__((visibility("default"))) const char* OnnxViTQOpsSupportedPaths() { return onnxvitq::SupportedPaths(); }
+
+}  // extern "C"

@@ -1,0 +1,151 @@
+using Microsoft.ML.OnnxRuntime;
+using OnnxViTQ.Ir;
+using OnnxViTQ.Passes.Lowering;
+using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Lowering;
+
+/// <summary>
+/// com.onnxvitq.QuantizedLinear against a float reference (the activation quantizer's own
+/// simulation, then X̂·Ŵ + b in double) on every kernel path this CPU has, forced with
+/// ONNXVITQ_ISA: odd K and N, one token, batches, static/per-token/outlier activations, int8 and
+/// int4 weights, empty and all-outlier rows, constant rows; and bad inputs give errors.
+/// </summary>
+[NonParallelizable]
+public class QuantizedLinearKernelTests
+{
+    private static readonly string[] Paths = ["scalar", "avx2", "avx512vnni"];
+
+    private static IEnumerable<string> SupportedPaths() =>
+        NativeOps.IsAvailable ? NativeOps.SupportedPaths.Split(',') : Paths;
+
+    [SetUp]
+    public void RequireLibrary()
+    {
+        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+    }
+
+    [TearDown]
+    public void ResetPath() => Environment.SetEnvironmentVariable("ONNXVITQ_ISA", null);
+
+    /// <summary>A one-node model: y = QuantizedLinear(x[rows..., k]).</summary>
+    private static byte[] Model(int k, int n, int weightBits, int[] codes, float[] scales, float[]? bias, IEnumerable<AttributeValue> activation, long[] xShape)
+    {
+        var g = new Graph("quantized_linear");
+        var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, xShape.Select(Dim.Known).ToArray()));
+        var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(k, n, weightBits)],
+            NativeWeightLayout.Pack((kk, nn) => codes[kk * n + nn], k, n, weightBits)));
+        var s = g.AddInitializer("s", Tensor.FromFloats([scales.Length], scales));
+        var inputs = new List<Value?> { x, packed, s };
+        if (bias is not null) inputs.Add(g.AddInitializer("b", Tensor.FromFloats([n], bias)));
+        var attributes = new List<AttributeValue> { AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits) };
+        attributes.AddRange(activation);
+        var y = g.AddNode("QuantizedLinear", inputs, ["y"], attributes, NativeOps.Domain, "linear").Output();
+        g.AddOutput(y);
+        var model = new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]);
+        return OnnxModelWriter.ToBytes(model);
+    }
+
+    private static float[] Reference(float[] x, int k, int n, int[] codes, float[] scales, float[]? bias, FittedQuantizer activation)
+    {
+        var xq = (float[])x.Clone();
+        activation.Simulate(xq, [x.Length / k, k]);
+        int m = x.Length / k;
+        var y = new float[m * n];
+        for (int r = 0; r < m; r++)
+            for (int c = 0; c < n; c++)
+            {
+                double acc = bias?[c] ?? 0;
+                for (int i = 0; i < k; i++) acc += (double)xq[r * k + i] * codes[i * n + c] * scales[scales.Length == 1 ? 0 : c];
+                y[r * n + c] = (float)acc;
+            }
+        return y;
+    }
+
+    private static float[] Run(byte[] model, float[] x, long[] shape)
+    {
+        using var options = Ort.Options();
+        options.IntraOpNumThreads = 2;
+        using var session = new InferenceSession(model, options);
+        using var input = OrtValue.CreateTensorValueFromMemory(x, shape);
+        using var run = new RunOptions();
+        using var outputs = session.Run(run, ["x"], [input], ["y"]);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    private static (int[] Codes, float[] Scales) Weights(int k, int n, int bits, int seed)
+    {
+        var rng = new Random(seed);
+        int lo = -(1 << (bits - 1)), hi = (1 << (bits - 1)) - 1;
+        var codes = Enumerable.Range(0, k * n).Select(_ => rng.Next(lo, hi + 1)).ToArray();
+        var scales = Enumerable.Range(0, n).Select(_ => 0.001f + (float)rng.NextDouble() * 0.01f).ToArray();
+        return (codes, scales);
+    }
+
+    public static IEnumerable<TestCaseData> Shapes()
+    {
+        foreach (var path in SupportedPaths())
+            foreach (var (shape, k, n) in new (long[], int, int)[]
+                     {
+                         ([1, 1, 5], 5, 3),       // one token, K and N below the vector widths
+                         ([2, 7, 33], 33, 17),    // batch > 1, odd K and N
+                         ([3, 197, 192], 192, 576),
+                         ([13, 64], 64, 48),      // rank-2 input, rows not a multiple of the tile
+                     })
+                foreach (int wbits in new[] { 8, 4 })
+                    yield return new TestCaseData(path, shape, k, n, wbits).SetArgDisplayNames(path, $"[{string.Join(",", shape)}]x{n}", $"int{wbits}");
+    }
+
+    private static void AssertClose(float[] actual, float[] expected, string what)
+    {
+        Assert.That(actual, Has.Length.EqualTo(expected.Length));
+        double scale = expected.Max(v => Math.Abs(v)) + 1e-6;
+        double worst = 0;
+        for (int i = 0; i < actual.Length; i++) worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+        Assert.That(worst / scale, Is.LessThan(2e-5), $"{what}: max |Δ| {worst:g3} against max |y| {scale:g3}");
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void PerTokenMatchesReference(string path, long[] shape, int k, int n, int weightBits)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 3, 2f);
+        var (codes, scales) = Weights(k, n, weightBits, 4);
+        var bias = TinyModels.Random(n, 5);
+        var model = Model(k, n, weightBits, codes, scales, bias, [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], shape);
+        AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, new PerTokenQuantizer(8)), "per-token");
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void OutlierSplitMatchesReference(string path, long[] shape, int k, int n, int weightBits)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 6, 2f);
+        // A few large values per row, one all-outlier row and one constant row.
+        for (int i = 0; i < x.Length; i += 17) x[i] *= 40;
+        for (int i = 0; i < k; i++) x[i] = 50 + i;
+        if (x.Length >= 2 * k) for (int i = k; i < 2 * k; i++) x[i] = 0.75f;
+        var (codes, scales) = Weights(k, n, weightBits, 7);
+        var model = Model(k, n, weightBits, codes, scales, null,
+            [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 6), AttributeValue.Float("outlier_alpha", 10f)], shape);
+        AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, null, new OutlierSplitQuantizer(6, 10f, 0)), "outlier-split");
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void StaticMatchesReference(string path, long[] shape, int k, int n, int weightBits)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 8, 2f);
+        var (codes, scales) = Weights(k, n, weightBits, 9);
+        var bias = TinyModels.Random(n, 10);
+        foreach (var q in new[] { UniformQuantizer.AsymmetricFromRange(-1.5f, 2.5f, 8), UniformQuantizer.SymmetricFromMaxAbs([1.8f], 8, null), UniformQuantizer.AsymmetricFromRange(-2f, 1f, 5) })
+        {
+            var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
+            var model = Model(k, n, weightBits, codes, scales, bias, attributes, shape);
+            AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString());
+        }
+    }
+}
