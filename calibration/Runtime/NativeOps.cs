@@ -45,8 +45,18 @@ public static class NativeOps
     /// <summary>Paths this CPU supports, fastest first.</summary>
     public static string SupportedPaths => Native.Call(Native.SupportedPaths);
 
+    /// <summary>Register-only int8 VNNI throughput of one core (GOPS, 2 ops per multiply-add),
+    /// measured for <paramref name="seconds"/> on the calling thread; 0 without AVX-512 VNNI.</summary>
+    public static unsafe double VnniPeakGops(double seconds)
+    {
+        var fn = (delegate* unmanaged<double, double>)NativeLibrary.GetExport(Native.Library, "OnnxViTQOpsVnniPeakGops");
+        return fn(seconds);
+    }
+
     private static class Native
     {
+        public static IntPtr Library => Handle.Value;
+
         private static readonly Lazy<IntPtr> Handle = new(() =>
         {
             EnsureAvailable("reading the kernel path");

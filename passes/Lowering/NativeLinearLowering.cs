@@ -44,7 +44,7 @@ public sealed class NativeLinearLowering : ILinearLowering
     }
 
     /// <summary>The op's activation attributes for a fitted quantizer, or null (with the reason).</summary>
-    internal static List<AttributeValue>? ActivationAttributes(FittedQuantizer? q, out string text)
+    public static List<AttributeValue>? ActivationAttributes(FittedQuantizer? q, out string text)
     {
         switch (q)
         {

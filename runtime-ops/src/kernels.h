@@ -73,6 +73,9 @@ const Kernels& Avx512VnniKernels();
 // The fastest table this CPU supports, or the one ONNXVITQ_ISA names (avx512vnni, avx2,
 // scalar). Returns nullptr and sets *error when the variable names a path the CPU lacks.
 const Kernels* SelectKernels(const char** error);
+// Register-only vpdpbusd throughput of the calling thread's core, GOPS (AVX-512 VNNI CPUs only).
+double VnniPeakGops(double seconds);
+
 // Paths this CPU can run, fastest first, comma-separated.
 const char* SupportedPaths();
 

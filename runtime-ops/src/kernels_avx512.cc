@@ -2,6 +2,7 @@
 // accumulates in int32 without saturation. Register tile: MR token rows × NR panels of 16
 // columns (8 × 3 = 24 accumulators + 3 weight registers of the 32).
 #include <immintrin.h>
+#include <time.h>
 #include "panel_source.h"
 
 namespace onnxvitq {
@@ -26,22 +27,8 @@ void UnpackInt4(const PackedWeights& w, int64_t p0, int64_t p1, int8_t* out) {
 }
 
 template <int MR, int NR>
-inline void Tile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t panel_codes, int64_t groups,
-                 int64_t col0, const Epilogue& e) {
-  __m512i acc[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
-  const uint8_t* rows = a.codes + r0 * a.stride;
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512i w[NR];
-    for (int j = 0; j < NR; ++j) w[j] = _mm512_loadu_si512(b + j * panel_codes + g * kBlockCodes);
-    for (int i = 0; i < MR; ++i) {
-      int32_t four;
-      __builtin_memcpy(&four, rows + i * a.stride + g * kGroup, 4);
-      const __m512i x = _mm512_set1_epi32(four);
-      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, w[j]);
-    }
-  }
+inline void StoreTile(const QuantizedRows& a, int64_t r0, const __m512i (&acc)[MR][NR], int64_t col0, const Epilogue& e) {
+#pragma GCC unroll 4
   for (int j = 0; j < NR; ++j) {
     const int64_t col = col0 + j * kPanel;
     const __m512i sums = _mm512_loadu_si512(e.col_sum + col);
@@ -49,6 +36,7 @@ inline void Tile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t pa
     const __m512 bias = _mm512_loadu_ps(e.bias + col);
     const int64_t valid = e.n - col;
     const __mmask16 mask = valid >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const int64_t r = r0 + i;
       const __m512 t = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], _mm512_mullo_epi32(_mm512_set1_epi32(a.zero[r]), sums)));
@@ -58,11 +46,100 @@ inline void Tile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t pa
   }
 }
 
+template <int MR, int NR>
+inline void Tile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t panel_codes, int64_t groups,
+                 int64_t col0, const Epilogue& e) {
+  __m512i acc[MR][NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
+  const uint8_t* rows = a.codes + r0 * a.stride;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i w[NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) w[j] = _mm512_loadu_si512(b + j * panel_codes + g * kBlockCodes);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      int32_t four;
+      __builtin_memcpy(&four, rows + i * a.stride + g * kGroup, 4);
+      const __m512i x = _mm512_set1_epi32(four);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, w[j]);
+    }
+  }
+  StoreTile<MR, NR>(a, r0, acc, col0, e);
+}
+
+// Dequantize + bias + store of one row of a 3-panel tile (values passed in registers).
+inline void StoreRow3(const QuantizedRows& a, int64_t r, __m512i v0, __m512i v1, __m512i v2, int64_t col0, const Epilogue& e) {
+  const __m512i v[3] = {v0, v1, v2};
+  const __m512i zero = _mm512_set1_epi32(a.zero[r]);
+  const __m512 scale = _mm512_set1_ps(a.scale[r]);
+  for (int j = 0; j < 3; ++j) {
+    const int64_t col = col0 + j * kPanel;
+    const int64_t valid = e.n - col;
+    if (valid <= 0) break;
+    const __mmask16 mask = valid >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+    const __m512 t = _mm512_cvtepi32_ps(_mm512_sub_epi32(v[j], _mm512_mullo_epi32(zero, _mm512_loadu_si512(e.col_sum + col))));
+    const __m512 y = _mm512_fmadd_ps(t, _mm512_mul_ps(scale, _mm512_loadu_ps(e.col_scale + col)), _mm512_loadu_ps(e.bias + col));
+    _mm512_mask_storeu_ps(e.y + r * e.n + col, mask, y);
+  }
+}
+
+// The main tile, 8 rows × 3 panels, with named accumulators: GCC keeps an accumulator array of
+// the generic Tile in memory (a store per vpdpbusd); named variables stay in registers.
+inline void Tile8x3(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t panel_codes, int64_t groups,
+                    int64_t col0, const Epilogue& e) {
+  __m512i c00 = _mm512_setzero_si512(), c01 = _mm512_setzero_si512(), c02 = _mm512_setzero_si512();
+  __m512i c10 = _mm512_setzero_si512(), c11 = _mm512_setzero_si512(), c12 = _mm512_setzero_si512();
+  __m512i c20 = _mm512_setzero_si512(), c21 = _mm512_setzero_si512(), c22 = _mm512_setzero_si512();
+  __m512i c30 = _mm512_setzero_si512(), c31 = _mm512_setzero_si512(), c32 = _mm512_setzero_si512();
+  __m512i c40 = _mm512_setzero_si512(), c41 = _mm512_setzero_si512(), c42 = _mm512_setzero_si512();
+  __m512i c50 = _mm512_setzero_si512(), c51 = _mm512_setzero_si512(), c52 = _mm512_setzero_si512();
+  __m512i c60 = _mm512_setzero_si512(), c61 = _mm512_setzero_si512(), c62 = _mm512_setzero_si512();
+  __m512i c70 = _mm512_setzero_si512(), c71 = _mm512_setzero_si512(), c72 = _mm512_setzero_si512();
+  const uint8_t* rows = a.codes + r0 * a.stride;
+  const int64_t st = a.stride;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int8_t* bg = b + g * kBlockCodes;
+    const __m512i w0 = _mm512_loadu_si512(bg), w1 = _mm512_loadu_si512(bg + panel_codes), w2 = _mm512_loadu_si512(bg + 2 * panel_codes);
+    const uint8_t* ag = rows + g * kGroup;
+    { int32_t f; __builtin_memcpy(&f, ag + 0 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c00 = _mm512_dpbusd_epi32(c00, x, w0); c01 = _mm512_dpbusd_epi32(c01, x, w1); c02 = _mm512_dpbusd_epi32(c02, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 1 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c10 = _mm512_dpbusd_epi32(c10, x, w0); c11 = _mm512_dpbusd_epi32(c11, x, w1); c12 = _mm512_dpbusd_epi32(c12, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 2 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c20 = _mm512_dpbusd_epi32(c20, x, w0); c21 = _mm512_dpbusd_epi32(c21, x, w1); c22 = _mm512_dpbusd_epi32(c22, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 3 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c30 = _mm512_dpbusd_epi32(c30, x, w0); c31 = _mm512_dpbusd_epi32(c31, x, w1); c32 = _mm512_dpbusd_epi32(c32, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 4 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c40 = _mm512_dpbusd_epi32(c40, x, w0); c41 = _mm512_dpbusd_epi32(c41, x, w1); c42 = _mm512_dpbusd_epi32(c42, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 5 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c50 = _mm512_dpbusd_epi32(c50, x, w0); c51 = _mm512_dpbusd_epi32(c51, x, w1); c52 = _mm512_dpbusd_epi32(c52, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 6 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c60 = _mm512_dpbusd_epi32(c60, x, w0); c61 = _mm512_dpbusd_epi32(c61, x, w1); c62 = _mm512_dpbusd_epi32(c62, x, w2); }
+    { int32_t f; __builtin_memcpy(&f, ag + 7 * st, 4); const __m512i x = _mm512_set1_epi32(f);
+      c70 = _mm512_dpbusd_epi32(c70, x, w0); c71 = _mm512_dpbusd_epi32(c71, x, w1); c72 = _mm512_dpbusd_epi32(c72, x, w2); }
+  }
+  StoreRow3(a, r0 + 0, c00, c01, c02, col0, e);
+  StoreRow3(a, r0 + 1, c10, c11, c12, col0, e);
+  StoreRow3(a, r0 + 2, c20, c21, c22, col0, e);
+  StoreRow3(a, r0 + 3, c30, c31, c32, col0, e);
+  StoreRow3(a, r0 + 4, c40, c41, c42, col0, e);
+  StoreRow3(a, r0 + 5, c50, c51, c52, col0, e);
+  StoreRow3(a, r0 + 6, c60, c61, c62, col0, e);
+  StoreRow3(a, r0 + 7, c70, c71, c72, col0, e);
+}
+
 template <int NR>
 inline void Rows(const QuantizedRows& a, int64_t m0, int64_t m1, const int8_t* b, int64_t panel_codes, int64_t groups,
                  int64_t col0, const Epilogue& e) {
   int64_t r = m0;
-  for (; r + 8 <= m1; r += 8) Tile<8, NR>(a, r, b, panel_codes, groups, col0, e);
+  for (; r + 8 <= m1; r += 8) {
+    if constexpr (NR == 3) Tile8x3(a, r, b, panel_codes, groups, col0, e);
+    else Tile<8, NR>(a, r, b, panel_codes, groups, col0, e);
+  }
   switch (m1 - r) {
     case 7: Tile<7, NR>(a, r, b, panel_codes, groups, col0, e); break;
     case 6: Tile<6, NR>(a, r, b, panel_codes, groups, col0, e); break;
@@ -90,6 +167,43 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
 const Kernels& Avx512VnniKernels() {
   static const Kernels k{"avx512vnni", Quantize, Gemm};
   return k;
+}
+
+}  // namespace onnxvitq
+
+namespace onnxvitq {
+
+// Peak of the u8×s8 dot-product unit on this core: 24 independent vpdpbusd chains on registers
+// only (no loads), so the figure is the instruction throughput the GEMM is measured against.
+// ops = 2 (multiply + add) × 64 MACs per instruction × instructions.
+double VnniPeakGops(double seconds) {
+  // Named accumulators (not an array) so every chain stays in a register across iterations.
+#define OVQ_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19)
+#define OVQ_DECLARE(i) __m512i c##i = _mm512_set1_epi32(i);
+#define OVQ_STEP(i) c##i = _mm512_dpbusd_epi32(c##i, a, b);
+#define OVQ_SUM(i) sum = _mm512_add_epi32(sum, c##i);
+  OVQ_CHAINS(OVQ_DECLARE)
+  __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  __asm__ volatile("" : "+v"(a), "+v"(b));
+  int64_t instructions = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double elapsed = 0;
+  do {
+    for (int r = 0; r < 10000; ++r) { OVQ_CHAINS(OVQ_STEP) }
+    instructions += 20 * 10000;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    elapsed = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+  } while (elapsed < seconds);
+  __m512i sum = _mm512_setzero_si512();
+  OVQ_CHAINS(OVQ_SUM)
+  volatile int sink = _mm512_reduce_add_epi32(sum);
+  (void)sink;
+#undef OVQ_CHAINS
+#undef OVQ_DECLARE
+#undef OVQ_STEP
+#undef OVQ_SUM
+  return 2.0 * 64.0 * static_cast<double>(instructions) / elapsed / 1e9;
 }
 
 }  // namespace onnxvitq

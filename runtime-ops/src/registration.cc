@@ -35,6 +35,12 @@ __attribute__((visibility("default"))) const char* OnnxViTQOpsKernelPath() {
   return k == nullptr ? error : k->name;
 }
 
+// Measured int8 VNNI peak of the calling thread's core in GOPS; 0 when the CPU lacks AVX-512 VNNI.
+__attribute__((visibility("default"))) double OnnxViTQOpsVnniPeakGops(double seconds) {
+  const char* paths = onnxvitq::SupportedPaths();
+  return paths[0] == 'a' && paths[3] == '5' ? onnxvitq::VnniPeakGops(seconds) : 0.0;
+}
+
 __attribute__((visibility("default"))) const char* OnnxViTQOpsSupportedPaths() { return onnxvitq::SupportedPaths(); }
 
 }  // extern "C"

@@ -9,6 +9,7 @@ using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Passes.Reparameterize;
 using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
 using OnnxViTQ.Serialization;
 
 // Accuracy, ablation, compile-time and memory benchmarks; writes BENCHMARKS.md. Usage:
@@ -28,7 +29,7 @@ string outPath = Arg("--out", Path.Combine(root, "BENCHMARKS.md"));
 string? extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
 string? deitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
 string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory"];
+var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "speed"];
 var modelFilter = List("--models");
 string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
 string[] bitsList = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
@@ -307,6 +308,110 @@ if (only.Contains("memory"))
         }
     report.AppendLine();
 }
+
+// Runtime speed (issue: native runtime ops). Written between markers so `--only speed` refreshes
+// this section of BENCHMARKS.md alone.
+var speedReport = new StringBuilder();
+if (only.Contains("speed"))
+{
+    var r = speedReport;
+    int rounds = int.Parse(Arg("--rounds", "30"));
+    r.AppendLine("<!-- speed:begin -->");
+    r.AppendLine("## Runtime speed: native ops against ONNX Runtime");
+    r.AppendLine();
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only speed{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` " +
+                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, native kernel path `{NativeOps.KernelPath}`). All latencies: {Speed.Threads} intra-op threads, ORT_ENABLE_ALL, the candidates of one table");
+    r.AppendLine($"run interleaved round by round ({rounds} rounds after 3 warm-up rounds), median per candidate; ratios are against FP32 in the same run.");
+    r.AppendLine();
+    var (perCore, allCores) = Speed.VnniPeak();
+    r.AppendLine($"**int8 VNNI peak** (register-only loop of 24 independent `vpdpbusd zmm` chains; each instruction is 64 u8×s8 multiply-adds = 128 ops;");
+    r.AppendLine($"GOPS = 128 × instructions / seconds): **{perCore:0} GOPS on one core, {allCores:0} GOPS on {Speed.Threads} cores at once** — the GEMM figures below are against the {Speed.Threads}-core figure.");
+    r.AppendLine();
+    r.AppendLine("### Per-GEMM throughput (com.onnxvitq.QuantizedLinear, per-token activations quantized in the op)");
+    r.AppendLine();
+    r.AppendLine("GOPS = 2·M·K·N / median time (the op's whole work: per-token quantization, integer GEMM, dequantize + bias). FP32 = ONNX Runtime MatMul + Add of the same shape.");
+    r.AppendLine();
+    r.AppendLine("| M×K×N | int8 ms | int8 GOPS | % of peak | int4 ms | int4 GOPS | FP32 ms | int8 vs FP32 |");
+    r.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+    foreach (var (m, k, n) in new[] { (197, 192, 768), (197, 192, 576), (197, 192, 192), (197, 768, 192), (1576, 192, 768), (1576, 768, 192) })
+    {
+        var x = Speed.RandomInput((long)m * k, 1);
+        var t = Speed.MedianMs([Speed.GemmModel(m, k, n, 8, true), Speed.GemmModel(m, k, n, 4, true), Speed.FloatGemmModel(m, k, n)], "x", x, [m, k], rounds * 5);
+        double ops = 2.0 * m * k * n / 1e9;
+        r.AppendLine($"| {m}×{k}×{n} | {t[0]:0.000} | {ops / (t[0] / 1e3):0} | {100 * ops / (t[0] / 1e3) / allCores:0} % | {t[1]:0.000} | {ops / (t[1] / 1e3):0} | {t[2]:0.000} | {t[2] / t[0]:0.00}× |");
+        Console.WriteLine($"gemm {m}x{k}x{n}: int8 {t[0]:0.000} ms, int4 {t[1]:0.000} ms, fp32 {t[2]:0.000} ms");
+    }
+    r.AppendLine();
+
+    var speedModels = new List<(string Name, string Path, ICalibrationSource Calib)>();
+    if (deitTiny is not null && deitTinyCalib is not null)
+    {
+        var dm = OnnxModelReader.Load(deitTiny);
+        speedModels.Add(("DeiT-Tiny-shaped (224², 197 tokens, dim 192, depth 12)", deitTiny, new NpyTensorSource(deitTinyCalib, ImagePreprocessing.ForModel(dm, 3, 224, 224))));
+    }
+    foreach (var f in new[] { "vit.opset17.onnx", "deit.opset17.onnx", "swin.opset17.onnx" })
+        speedModels.Add((f, Path.Combine(models, f), new NpyTensorSource(calib, null)));
+    var variants = new (string Label, string Recipe, string Bits, OutputFormat Format)[]
+    {
+        ("portable QDQ, minmax W8A8", "minmax", "W8A8", OutputFormat.Portable),
+        ("native, minmax W8A8", "minmax", "W8A8", OutputFormat.Native),
+        ("native, minmax W4A8", "minmax", "W4A8", OutputFormat.Native),
+        ("portable, adfq W8A8", "adfq", "W8A8", OutputFormat.Portable),
+        ("native, adfq W8A8", "adfq", "W8A8", OutputFormat.Native),
+    };
+    r.AppendLine("### End-to-end latency");
+    r.AppendLine();
+    r.AppendLine("Each quantized model is the file `onnxvitq quantize --recipe R --bits B --format F` writes (64 calibration images); same plan across formats of one recipe.");
+    r.AppendLine("Input: a random image batch. Size: the .onnx file.");
+    r.AppendLine();
+    foreach (var (name, path, source) in speedModels)
+    {
+        var fp32Bytes = File.ReadAllBytes(path);
+        var fp32Model = OnnxModelReader.Load(path);
+        var input = ImageInput.Of(fp32Model, path);
+        var bytes = new List<byte[]> { fp32Bytes };
+        foreach (var v in variants)
+        {
+            var m = OnnxModelReader.Load(path);
+            Quantizer.Quantize(m, path, source, new QuantizationOptions { Recipe = v.Recipe, Bits = BitWidths.Parse(v.Bits), CalibrationSamples = 64, BatchSize = 16, Format = v.Format });
+            bytes.Add(OnnxModelWriter.ToBytes(m));
+        }
+        r.AppendLine($"**{name}**");
+        r.AppendLine();
+        r.AppendLine("| model | batch 1 ms | vs FP32 | batch 8 ms | vs FP32 | file | vs FP32 |");
+        r.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        var perBatch = new Dictionary<int, double[]>();
+        foreach (int batch in new[] { 1, 8 })
+        {
+            var x = Speed.RandomInput((long)batch * input.Channels * input.Height * input.Width, 2);
+            perBatch[batch] = Speed.MedianMs(bytes, input.Name, x, input.Shape(batch), batch == 1 ? rounds : Math.Max(10, rounds / 2));
+        }
+        string[] rowLabels = ["FP32", .. variants.Select(v => v.Label)];
+        for (int i = 0; i < bytes.Count; i++)
+        {
+            double b1 = perBatch[1][i], b8 = perBatch[8][i];
+            r.AppendLine($"| {rowLabels[i]} | {b1:0.00} | {perBatch[1][0] / b1:0.00}× | {b8:0.00} | {perBatch[8][0] / b8:0.00}× | {bytes[i].Length / 1048576.0:0.00} MiB | {(double)bytes[i].Length / bytes[0].Length:0.000} |");
+            Console.WriteLine($"{name} {rowLabels[i]}: b1 {b1:0.00} ms ({perBatch[1][0] / b1:0.00}x), b8 {b8:0.00} ms ({perBatch[8][0] / b8:0.00}x), {bytes[i].Length} bytes");
+        }
+        r.AppendLine();
+    }
+    r.AppendLine("<!-- speed:end -->");
+    r.AppendLine();
+}
+
+if (write && only.SetEquals(["speed"]) && File.Exists(outPath))
+{
+    // Refresh only the speed section of the existing file.
+    string existing = File.ReadAllText(outPath);
+    int begin = existing.IndexOf("<!-- speed:begin -->", StringComparison.Ordinal), end = existing.IndexOf("<!-- speed:end -->", StringComparison.Ordinal);
+    string spliced = begin >= 0 && end > begin
+        ? existing[..begin] + speedReport.ToString().TrimEnd() + existing[(end + "<!-- speed:end -->".Length)..]
+        : existing.TrimEnd() + "\n\n" + speedReport;
+    AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(spliced)));
+    Console.WriteLine($"wrote the speed section of {outPath}");
+    return;
+}
+report.Append(speedReport);
 
 if (write)
 {

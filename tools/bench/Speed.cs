@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Text;
+using Microsoft.ML.OnnxRuntime;
+using OnnxViTQ;
+using OnnxViTQ.Data;
+using OnnxViTQ.Ir;
+using OnnxViTQ.Passes.Lowering;
+using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+
+/// <summary>
+/// Runtime speed: the int8 VNNI peak of this machine, per-GEMM throughput of
+/// com.onnxvitq.QuantizedLinear, and end-to-end latency of FP32 against every quantized form of the
+/// same plan — all with 2 intra-op threads, runs interleaved round by round, medians.
+/// </summary>
+internal static class Speed
+{
+    public const int Threads = 2;
+
+    public static SessionOptions Options()
+    {
+        var o = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            IntraOpNumThreads = Threads,
+            InterOpNumThreads = 1,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+        };
+        // Sessions are timed interleaved; a finished session's pool threads would otherwise spin
+        // on the 2 cores while the next session runs. Same setting for every candidate.
+        o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        NativeOps.RegisterIfAvailable(o);
+        return o;
+    }
+
+    /// <summary>Medians (ms) of <paramref name="rounds"/> interleaved runs of each candidate on the same input.</summary>
+    public static double[] MedianMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3)
+    {
+        var sessions = models.Select(m => { using var o = Options(); return new InferenceSession(m, o); }).ToList();
+        try
+        {
+            using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
+            using var run = new RunOptions();
+            var outputs = sessions.Select(s => s.OutputNames.ToArray()).ToList();
+            var times = sessions.Select(_ => new List<double>()).ToList();
+            for (int r = -warmup; r < rounds; r++)
+                for (int i = 0; i < sessions.Count; i++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    using (sessions[i].Run(run, [inputName], [x], outputs[i])) { }
+                    sw.Stop();
+                    if (r >= 0) times[i].Add(sw.Elapsed.TotalMilliseconds);
+                }
+            return times.Select(Median).ToArray();
+        }
+        finally
+        {
+            foreach (var s in sessions) s.Dispose();
+        }
+    }
+
+    public static double Median(List<double> v)
+    {
+        var s = v.Order().ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+
+    /// <summary>Register-only VNNI peak: per core, and all cores at once (one thread each).</summary>
+    public static (double PerCore, double AllCores) VnniPeak()
+    {
+        double single = NativeOps.VnniPeakGops(0.5);
+        var results = new double[Threads];
+        var threads = Enumerable.Range(0, Threads).Select(i => new Thread(() => results[i] = NativeOps.VnniPeakGops(0.5))).ToList();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        return (single, results.Sum());
+    }
+
+    /// <summary>y[M,N] = QuantizedLinear(x[M,K]) with random codes; per-token activations.</summary>
+    public static byte[] GemmModel(int m, int k, int n, int weightBits, bool perToken)
+    {
+        var g = new Graph("gemm");
+        var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(m), Dim.Known(k)]));
+        var rng = new Random(1);
+        int lo = -(1 << (weightBits - 1)), hi = 1 << (weightBits - 1);
+        var codes = Enumerable.Range(0, k * n).Select(_ => rng.Next(lo, hi)).ToArray();
+        var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(k, n, weightBits)], NativeWeightLayout.Pack((a, b) => codes[a * n + b], k, n, weightBits)));
+        var s = g.AddInitializer("s", Tensor.FromFloats([n], Enumerable.Repeat(0.01f, n).ToArray()));
+        var b = g.AddInitializer("b", Tensor.FromFloats([n], new float[n]));
+        var activation = perToken
+            ? NativeLinearLowering.ActivationAttributes(new PerTokenQuantizer(8), out _)!
+            : NativeLinearLowering.ActivationAttributes(UniformQuantizer.AsymmetricFromRange(-2, 2, 8), out _)!;
+        var y = g.AddNode("QuantizedLinear", [x, packed, s, b], ["y"],
+            [AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits), .. activation], NativeOps.Domain, "gemm").Output();
+        g.AddOutput(y);
+        return OnnxModelWriter.ToBytes(new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]));
+    }
+
+    /// <summary>The same GEMM in FP32 (MatMul + Add), for the side-by-side ratio.</summary>
+    public static byte[] FloatGemmModel(int m, int k, int n)
+    {
+        var g = new Graph("gemm");
+        var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(m), Dim.Known(k)]));
+        var rng = new Random(1);
+        var w = g.AddInitializer("w", Tensor.FromFloats([k, n], Enumerable.Range(0, k * n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray()));
+        var b = g.AddInitializer("b", Tensor.FromFloats([n], new float[n]));
+        var y = g.AddNode("Add", [g.AddNode("MatMul", [x, w], ["xw"]).Output(), b], ["y"]).Output();
+        g.AddOutput(y);
+        return OnnxModelWriter.ToBytes(new Model(g, 8, [new OpsetImport("", 17)]));
+    }
+
+    public static float[] RandomInput(long count, int seed)
+    {
+        var rng = new Random(seed);
+        var x = new float[count];
+        for (long i = 0; i < count; i++) x[i] = (float)(rng.NextDouble() * 4 - 2);
+        return x;
+    }
+}
