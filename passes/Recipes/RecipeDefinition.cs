@@ -34,7 +34,8 @@ public enum OutputFormat
     /// <summary>Linear layers as com.onnxvitq ops (runtime-ops, packed int8/int4 weights); the rest portable.</summary>
     Native,
 
-    /// <summary>Linear layers as ONNX Runtime's own ops, per layer the fastest measured on this machine.</summary>
+    /// <summary>Linear layers as ONNX Runtime's own ops, per layer the fastest measured on this
+    /// machine. Not implemented yet: parsing "ort" fails with that message.</summary>
     Ort,
 }
 
@@ -44,7 +45,7 @@ public static class OutputFormats
     {
         "portable" => OutputFormat.Portable,
         "native" => OutputFormat.Native,
-        "ort" => OutputFormat.Ort,
+        "ort" => throw new OnnxViTQException("--format ort (linear layers as ONNX Runtime contrib ops) is not implemented yet; use portable (ONNX Runtime fuses its QDQ into integer kernels) or native"),
         _ => throw new OnnxViTQException($"unknown format '{text}'; formats: portable, native, ort"),
     };
 

@@ -35,8 +35,7 @@ internal static class QuantizeCommand
         var format = new Option<string>("--format")
         {
             Description = "Output form: portable (standard ONNX QDQ, any runtime), native (linear layers as com.onnxvitq ops from runtime-ops: " +
-                          "integer VNNI GEMM, packed int8/int4 weights; needs libonnxvitq_ops.so registered), ort (linear layers as ONNX Runtime's own " +
-                          "ops, per layer the fastest measured here: QDQ, MatMulNBits or DynamicQuantizeMatMul)",
+                          "integer VNNI GEMM, packed int8/int4 weights; needs libonnxvitq_ops.so registered); ort is not implemented yet",
             DefaultValueFactory = _ => "portable",
         };
         var pre = new PreprocessingOptions();
