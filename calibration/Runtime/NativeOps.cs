@@ -40,38 +40,20 @@ public static class NativeOps
 
     /// <summary>The kernel path new sessions use here ("avx512vnni", "avx2" or "scalar"; the
     /// environment variable ONNXVITQ_ISA forces one), or the reason none can be used.</summary>
-    public static string KernelPath => Native.Call(Native.KernelPath);
+    public static unsafe string KernelPath => Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)Export("OnnxViTQOpsKernelPath"))()) ?? "";
 
     /// <summary>Paths this CPU supports, fastest first.</summary>
-    public static string SupportedPaths => Native.Call(Native.SupportedPaths);
+    public static unsafe string SupportedPaths => Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)Export("OnnxViTQOpsSupportedPaths"))()) ?? "";
 
     /// <summary>Register-only int8 VNNI throughput of one core (GOPS, 2 ops per multiply-add),
     /// measured for <paramref name="seconds"/> on the calling thread; 0 without AVX-512 VNNI.</summary>
-    public static unsafe double VnniPeakGops(double seconds)
+    public static unsafe double VnniPeakGops(double seconds) => ((delegate* unmanaged<double, double>)Export("OnnxViTQOpsVnniPeakGops"))(seconds);
+
+    private static readonly Lazy<IntPtr> Library = new(() =>
     {
-        var fn = (delegate* unmanaged<double, double>)NativeLibrary.GetExport(Native.Library, "OnnxViTQOpsVnniPeakGops");
-        return fn(seconds);
-    }
+        EnsureAvailable("calling into the native library");
+        return NativeLibrary.Load(LibraryPath);
+    });
 
-    private static class Native
-    {
-        public static IntPtr Library => Handle.Value;
-
-        private static readonly Lazy<IntPtr> Handle = new(() =>
-        {
-            EnsureAvailable("reading the kernel path");
-            return NativeLibrary.Load(LibraryPath);
-        });
-
-        public static string KernelPath(IntPtr h) => Call(h, "OnnxViTQOpsKernelPath");
-        public static string SupportedPaths(IntPtr h) => Call(h, "OnnxViTQOpsSupportedPaths");
-
-        public static string Call(Func<IntPtr, string> f) => f(Handle.Value);
-
-        private static unsafe string Call(IntPtr h, string export)
-        {
-            var fn = (delegate* unmanaged<IntPtr>)NativeLibrary.GetExport(h, export);
-            return Marshal.PtrToStringUTF8(fn()) ?? "";
-        }
-    }
+    private static IntPtr Export(string name) => NativeLibrary.GetExport(Library.Value, name);
 }

@@ -21,21 +21,20 @@ public sealed record LinearLayer(
 
     public string Name => Node.Name;
 
-    /// <summary>Finds the layer whose matmul is <paramref name="node"/>, or says why it is not one.</summary>
-    public static LinearLayer? Match(Node node, QuantizationPlan plan, out string? whyNot)
+    /// <summary>The layer whose matmul is <paramref name="node"/>, or null when it is not one.</summary>
+    public static LinearLayer? Match(Node node, QuantizationPlan plan)
     {
-        whyNot = null;
-        if (node.OpType is not ("MatMul" or "Gemm") || node.Domain.Length > 0) { whyNot = "not a MatMul/Gemm"; return null; }
+        if (node.OpType is not ("MatMul" or "Gemm") || node.Domain.Length > 0) return null; // not a MatMul/Gemm
         var x = node.Input(0);
         var w = node.Input(1);
-        if (x is null || w is null) { whyNot = "missing input"; return null; }
+        if (x is null || w is null) return null; // missing input
         if (!plan.TryGet(w, out var weight) || !weight.IsWeight || !weight.Uses.Contains(new Use(node, 1)))
-        { whyNot = "its second input is not a quantized weight"; return null; }
+            return null; // its second input is not a quantized weight
         if (!plan.TryGet(x, out var activation) || activation.IsWeight || !activation.Uses.Contains(new Use(node, 0)))
-        { whyNot = "its input is not a quantized activation"; return null; }
+            return null; // its input is not a quantized activation
         if (weight.Parameters is not UniformQuantizer { Symmetric: true, Codes: not null } wq || wq.ZeroPoints.Any(z => z != 0))
-        { whyNot = $"weight quantizer {weight.Parameters} is not symmetric uniform with codes"; return null; }
-        if (!Constants.TryGetTensor(w, out var wt) || wt.Rank != 2) { whyNot = "the weight is not a constant matrix"; return null; }
+            return null; // weight quantizer is not symmetric uniform with codes
+        if (!Constants.TryGetTensor(w, out var wt) || wt.Rank != 2) return null; // the weight is not a constant matrix
 
         bool transposed = false;
         Value? biasValue = null;
@@ -43,15 +42,15 @@ public sealed record LinearLayer(
         if (node.OpType == "Gemm")
         {
             if (node.GetInt("transA", 0) != 0 || node.GetFloat("alpha", 1) != 1 || node.GetFloat("beta", 1) != 1)
-            { whyNot = "Gemm with transA or alpha/beta ≠ 1"; return null; }
+                return null; // Gemm with transA or alpha/beta ≠ 1
             transposed = node.GetInt("transB", 0) != 0;
             biasValue = node.Input(2);
         }
         int k = (int)(transposed ? wt.Dims[1] : wt.Dims[0]);
         int n = (int)(transposed ? wt.Dims[0] : wt.Dims[1]);
         int channelAxis = transposed ? 0 : 1;
-        if (wq.Axis is { } axis && axis != channelAxis) { whyNot = $"weight scales are along axis {axis}, not the output axis"; return null; }
-        if (wq.Axis is not null && wq.Scales.Count != n) { whyNot = "weight scale count differs from the output width"; return null; }
+        if (wq.Axis is { } axis && axis != channelAxis) return null; // weight scales are not along the output axis
+        if (wq.Axis is not null && wq.Scales.Count != n) return null; // weight scale count differs from the output width
 
         var output = node.Output();
         if (node.OpType == "MatMul" && output.Consumers.Count == 1 && !output.IsGraphOutput)
@@ -71,7 +70,7 @@ public sealed record LinearLayer(
         float[]? bias = null;
         if (biasValue is not null)
         {
-            if (!Constants.TryGetTensor(biasValue, out var bt) || bt.ElementCount != n) { whyNot = "the bias is not a constant of the output width"; return null; }
+            if (!Constants.TryGetTensor(biasValue, out var bt) || bt.ElementCount != n) return null; // the bias is not a constant of the output width
             bias = bt.ToFloats();
         }
         return new LinearLayer(node, biasAdd, x, output, activation, weight, wq, k, n, transposed, bias);

@@ -37,7 +37,7 @@ public sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassCont
         foreach (var node in graph.Nodes.ToList())
         {
             if (node.IsRemoved) continue;
-            var layer = LinearLayer.Match(node, plan, out _);
+            var layer = LinearLayer.Match(node, plan);
             if (layer is null) continue;
             var replacement = target.Emit(layer, model, out string detail);
             if (replacement is null)

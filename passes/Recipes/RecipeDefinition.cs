@@ -33,14 +33,11 @@ public enum OutputFormat
 
     /// <summary>Linear layers as com.onnxvitq ops (runtime-ops, packed int8/int4 weights); the rest portable.</summary>
     Native,
-
-    /// <summary>Linear layers as ONNX Runtime's own ops, per layer the fastest measured on this
-    /// machine. Not implemented yet: parsing "ort" fails with that message.</summary>
-    Ort,
 }
 
 public static class OutputFormats
 {
+    /// <summary>"ort" (ONNX Runtime contrib ops per layer) is planned and refused with that message.</summary>
     public static OutputFormat Parse(string text) => text.Trim().ToLowerInvariant() switch
     {
         "portable" => OutputFormat.Portable,

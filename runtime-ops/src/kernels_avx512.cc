@@ -71,7 +71,9 @@ inline void Tile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t pa
   StoreTile<MR, NR>(a, r0, acc, col0, e);
 }
 
-// Dequantize + bias + store of one row of a 3-panel tile (values passed in registers).
+// Dequantize + bias + store of one row of a 3-panel tile (values passed in registers). It repeats
+// StoreTile's arithmetic on purpose: routing both through one helper (also forced inline) made
+// the 197×192×768 GEMM go from 0.11 to 0.17 ms under GCC 12 — the main loop's registers change.
 inline void StoreRow3(const QuantizedRows& a, int64_t r, __m512i v0, __m512i v1, __m512i v2, int64_t col0, const Epilogue& e) {
   const __m512i v[3] = {v0, v1, v2};
   const __m512i zero = _mm512_set1_epi32(a.zero[r]);

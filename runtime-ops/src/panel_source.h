@@ -5,6 +5,10 @@
 #include "quantize_rows.h"
 
 namespace onnxvitq {
+// Internal linkage on purpose: every ISA file compiles its own copy with its own target flags;
+// shared inline definitions would be merged by the linker and could run AVX-512 code on the
+// scalar path.
+namespace {
 
 template <typename Unpack>
 inline const int8_t* PanelCodes(const PackedWeights& w, int64_t p0, int64_t p1, Unpack unpack) {
@@ -18,4 +22,5 @@ inline const int8_t* PanelCodes(const PackedWeights& w, int64_t p0, int64_t p1, 
   return base;
 }
 
+}  // namespace
 }  // namespace onnxvitq

@@ -7,6 +7,10 @@
 #include "kernels.h"
 
 namespace onnxvitq {
+// Internal linkage on purpose: every ISA file compiles its own copy with its own target flags;
+// shared inline definitions would be merged by the linker and could run AVX-512 code on the
+// scalar path.
+namespace {
 
 constexpr float kMinScale = 1e-8f;  // UniformQuantizer.MinScale on the C# side
 
@@ -55,4 +59,5 @@ inline void UnpackInt4Panels(const PackedWeights& w, int64_t p0, int64_t p1, int
     }
 }
 
+}  // namespace
 }  // namespace onnxvitq

@@ -78,7 +78,7 @@ internal static class Speed
     }
 
     /// <summary>y[M,N] = QuantizedLinear(x[M,K]) with random codes; per-token activations.</summary>
-    public static byte[] GemmModel(int m, int k, int n, int weightBits, bool perToken)
+    public static byte[] GemmModel(int m, int k, int n, int weightBits)
     {
         var g = new Graph("gemm");
         var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(m), Dim.Known(k)]));
@@ -88,9 +88,7 @@ internal static class Speed
         var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(k, n, weightBits)], NativeWeightLayout.Pack((a, b) => codes[a * n + b], k, n, weightBits)));
         var s = g.AddInitializer("s", Tensor.FromFloats([n], Enumerable.Repeat(0.01f, n).ToArray()));
         var b = g.AddInitializer("b", Tensor.FromFloats([n], new float[n]));
-        var activation = perToken
-            ? NativeLinearLowering.ActivationAttributes(new PerTokenQuantizer(8), out _)!
-            : NativeLinearLowering.ActivationAttributes(UniformQuantizer.AsymmetricFromRange(-2, 2, 8), out _)!;
+        var activation = NativeLinearLowering.ActivationAttributes(new PerTokenQuantizer(8), out _)!;
         var y = g.AddNode("QuantizedLinear", [x, packed, s, b], ["y"],
             [AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits), .. activation], NativeOps.Domain, "gemm").Output();
         g.AddOutput(y);
