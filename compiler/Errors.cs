@@ -5,13 +5,16 @@ namespace OnnxViTQ;
 /// without a stack trace.</summary>
 public class OnnxViTQException : Exception
 {
+    /// <summary>A problem described by <paramref name="message"/>.</summary>
     public OnnxViTQException(string message) : base(message) { }
+
+    /// <summary>A problem described by <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public OnnxViTQException(string message, Exception inner) : base(message, inner) { }
 }
 
 /// <summary>The file is missing, truncated, or not an ONNX model.</summary>
-public sealed class OnnxFormatException(string message, Exception? inner = null)
+internal sealed class OnnxFormatException(string message, Exception? inner = null)
     : OnnxViTQException(message, inner ?? new Exception(message));
 
 /// <summary>A graph invariant does not hold (dangling input, cycle, duplicate name...).</summary>
-public sealed class GraphValidationException(string message) : OnnxViTQException(message);
+internal sealed class GraphValidationException(string message) : OnnxViTQException(message);

@@ -10,7 +10,7 @@ namespace OnnxViTQ.Passes;
 /// the model before anything else runs: one naming no quantized tensor or node is an error, as is
 /// an override whose kind does not apply to the site.
 /// </summary>
-public sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, string recipe) : IPass, IPassContract
+internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, string recipe) : IPass, IPassContract
 {
     public string Name => "assign-quantizers";
     public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan)];

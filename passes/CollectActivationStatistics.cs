@@ -13,7 +13,7 @@ namespace OnnxViTQ.Passes;
 /// searches) and, for inputs of linear layers, per-channel statistics (reparameterizations).
 /// Streaming (see <see cref="ActivationCapture"/>): memory does not grow with the sample count.
 /// </summary>
-public sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName) : IPass, IPassContract
+internal sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName) : IPass, IPassContract
 {
     public string Name => "collect-statistics";
     public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan), typeof(QuantizersAssigned)];

@@ -10,7 +10,7 @@ namespace OnnxViTQ.Passes;
 /// each <see cref="FittedQuantizer.EmitPortable"/>) — placed before the site's first use. Only the
 /// planned uses are rewired; other readers keep the float value (e.g. a residual connection).
 /// </summary>
-public sealed class EmitPortable : IPass, IPassContract
+internal sealed class EmitPortable : IPass, IPassContract
 {
     public string Name => "emit-portable";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];

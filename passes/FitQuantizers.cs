@@ -7,7 +7,7 @@ namespace OnnxViTQ.Passes;
 
 /// <summary>Fits every site that has a quantizer spec but no parameters yet (a reparameterization
 /// may already have set some), through its kind's <see cref="IQuantizerKind.Fit"/>.</summary>
-public sealed class FitQuantizers : IPass, IPassContract
+internal sealed class FitQuantizers : IPass, IPassContract
 {
     public string Name => "fit-quantizers";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersAssigned)];

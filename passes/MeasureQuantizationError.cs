@@ -8,9 +8,10 @@ namespace OnnxViTQ.Passes;
 /// <summary>
 /// Analysis: the error each fitted quantizer makes on calibration data — SQNR
 /// 10·log10(Σx² / Σ(x − x̂)²) and cosine similarity — over the site's sample of calibration rows
-/// (activations) or the whole tensor (weights). The report lists it per site.
+/// (activations) or the whole tensor (weights). The report lists it per site. Also each linear
+/// layer's output error (<see cref="LayerOutputErrors"/>).
 /// </summary>
-public sealed class MeasureQuantizationError : IPass, IPassContract
+internal sealed class MeasureQuantizationError : IPass, IPassContract
 {
     public string Name => "measure-error";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
@@ -41,6 +42,7 @@ public sealed class MeasureQuantizationError : IPass, IPassContract
             q.Simulate(xq, shape);
             plan.Update(site with { Error = Compare(x, xq) });
         }
+        if (stats is not null) context.Set(LayerOutputErrors.Measure(plan, stats));
         return PassResult.Unchanged;
     }
 

@@ -1,21 +1,25 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using OnnxViTQ.Passes;
 using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ;
 
 /// <summary>A machine-readable record of a quantization run: every site with its role, module,
 /// quantizer, parameters and measured error, plus pass timings and diagnostics.</summary>
-public static class QuantizationReport
+internal static class QuantizationReport
 {
     public sealed record SiteEntry(string Tensor, string Role, string Module, string Quantizer, int Bits, string Granularity,
         IReadOnlyDictionary<string, object> Parameters, IReadOnlyList<string> Consumers, double? SqnrDb, double? Cosine, IReadOnlyList<string>? Notes);
 
     public sealed record PassEntry(string Pass, double Seconds, bool Modified);
 
+    /// <summary>A linear layer's output error: X·W against Q(X)·Q(W) on the calibration row sample.</summary>
+    public sealed record LayerEntry(string Node, string Input, string Weight, double? OutputSqnrDb, double OutputCosine);
+
     public sealed record Document(string Model, string Recipe, string RecipeDescription, IReadOnlyList<string> RecipePasses, string Bits,
         long CalibrationSamples, IReadOnlyDictionary<string, int> SitesByRole, IReadOnlyList<string> Unrecognised,
-        IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites);
+        IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites, IReadOnlyList<LayerEntry> Layers);
 
     public static Document Build(string modelName, QuantizationOptions options, QuantizationResult result) => new(
         modelName, result.Recipe.Name, result.Recipe.Description, result.Recipe.Passes.Select(p => p.ToString()).ToList(), options.Bits.ToString(),
@@ -24,7 +28,9 @@ public static class QuantizationReport
         result.Plan.Sites.Where(s => s.Notes.Any(n => n.StartsWith("role not recognised"))).Select(s => $"{s.Name}: {s.Notes.First(n => n.StartsWith("role not recognised"))}").ToList(),
         result.Timings.Select(t => new PassEntry(t.Pass, Math.Round(t.Elapsed.TotalSeconds, 3), t.Modified)).ToList(),
         result.Diagnostics.Select(d => d.ToString()).ToList(),
-        result.Plan.Sites.Select(Entry).ToList());
+        result.Plan.Sites.Select(Entry).ToList(),
+        result.LayerErrors.Select(l => new LayerEntry(l.Node, l.Activation, l.Weight,
+            double.IsFinite(l.Error.SqnrDb) ? Math.Round(l.Error.SqnrDb, 3) : null, Math.Round(l.Error.Cosine, 6))).ToList());
 
     private static SiteEntry Entry(QuantizationSite s) => new(
         s.Name, s.Role.Name(), s.Module, s.Parameters?.Kind ?? s.Spec?.Kind ?? "none", s.Parameters?.Bits ?? s.Spec?.Bits ?? 0,

@@ -3,12 +3,13 @@ using OnnxViTQ.Ir;
 using OnnxViTQ.Observers;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Quantization;
+using OnnxViTQ.Passes;
 
 namespace OnnxViTQ;
 
-/// <summary>Outcome of <see cref="Quantizer.Quantize"/>: the recipe and plan that were applied,
+/// <summary>Outcome of Quantizer.Quantize: the recipe and plan that were applied,
 /// per-pass timings and diagnostics.</summary>
-public sealed record QuantizationResult(
+internal sealed record QuantizationResult(
     Recipe Recipe, QuantizationPlan Plan, IReadOnlyList<PassTiming> Timings, IReadOnlyList<Diagnostic> Diagnostics, long CalibrationSamples)
 {
     /// <summary>Nodes with at least one quantized input.</summary>
@@ -16,10 +17,16 @@ public sealed record QuantizationResult(
 
     public int WeightTensors => Plan.Weights.Count();
     public int ActivationTensors => Plan.Activations.Count();
+
+    /// <summary>Calibration statistics (histograms, per-channel ranges, row samples) as the passes left them.</summary>
+    public ActivationStatistics? Statistics { get; init; }
+
+    /// <summary>Output error of each quantized linear layer (empty when the recipe does not measure errors).</summary>
+    public IReadOnlyList<LayerOutputError> LayerErrors { get; init; } = [];
 }
 
 /// <summary>The library entry point: quantizes a model in place with a recipe.</summary>
-public static class Quantizer
+internal static class Quantizer
 {
     public const string MetadataKey = "onnxvitq.quantization";
 
@@ -37,6 +44,10 @@ public static class Quantizer
         var timings = manager.Run(model, context);
         model.SetMetadata(MetadataKey, $"recipe={recipe.Name};bits={options.Bits}");
         long samples = context.TryGet<ActivationStatistics>(out var stats) ? stats.Samples : 0;
-        return new QuantizationResult(recipe, context.Get<QuantizationPlan>(), timings, context.Diagnostics, samples);
+        return new QuantizationResult(recipe, context.Get<QuantizationPlan>(), timings, context.Diagnostics, samples)
+        {
+            Statistics = stats,
+            LayerErrors = context.TryGet<LayerOutputErrors>(out var layers) ? layers.Layers : [],
+        };
     }
 }

@@ -5,7 +5,7 @@ namespace OnnxViTQ.Passes;
 
 /// <summary>Cleanup: drops initializers and Constant nodes nothing reads any more (e.g. float
 /// weights replaced by their int8 form). Graph inputs and outputs are kept.</summary>
-public sealed class RemoveUnusedConstants : IPass
+internal sealed class RemoveUnusedConstants : IPass
 {
     public string Name => "remove-unused-constants";
 

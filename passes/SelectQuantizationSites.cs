@@ -13,7 +13,7 @@ namespace OnnxViTQ.Passes;
 /// to last; <c>Gemm</c> → B along 0 with transB=1 else 1, A along 1 with transA=1 else 0;
 /// <c>Conv</c> → W along 0. Activations start with role <c>other</c>; role tagging refines them.
 /// </summary>
-public sealed class SelectQuantizationSites : IPass, IPassContract
+internal sealed class SelectQuantizationSites : IPass, IPassContract
 {
     /// <summary>Ops whose presence means the model is already quantized.</summary>
     private static readonly HashSet<string> QuantizedOps =

@@ -19,7 +19,7 @@ namespace OnnxViTQ.Passes;
 /// Anything else stays <c>other</c> with a note saying why, and recipes give it the baseline
 /// quantizer: a pattern this pass does not know is never guessed.
 /// </summary>
-public sealed class TagViTRoles : IPass, IPassContract
+internal sealed class TagViTRoles : IPass, IPassContract
 {
     public string Name => "tag-roles";
     public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan)];

@@ -15,7 +15,7 @@ namespace OnnxViTQ.Capture;
 /// model; each batch's outputs are observed and released before the next batch runs, so memory
 /// is bounded by the batch size whatever the number of samples.
 /// </summary>
-public sealed class ActivationCapture : IDisposable
+internal sealed class ActivationCapture : IDisposable
 {
     private readonly InferenceSession _session;
     private readonly ImageInput _input;

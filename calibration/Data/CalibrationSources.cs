@@ -1,6 +1,6 @@
 namespace OnnxViTQ.Data;
 
-public static class CalibrationSources
+internal static class CalibrationSources
 {
     /// <summary>Opens a .npy file, a folder of .npy files, or a folder of images.
     /// <paramref name="imagePreprocessing"/> is used for 8-bit image data.</summary>

@@ -2,7 +2,7 @@ namespace OnnxViTQ.Data;
 
 /// <summary>A batch of preprocessed samples, float32 NCHW; <see cref="Data"/> holds exactly
 /// <see cref="Count"/> samples.</summary>
-public sealed record SampleBatch(float[] Data, int Count, IReadOnlyList<int> SampleShape)
+internal sealed record SampleBatch(float[] Data, int Count, IReadOnlyList<int> SampleShape)
 {
     /// <summary>This batch grown to <paramref name="size"/> samples by repeating its last sample,
     /// for models exported with a fixed batch size; results for the copies are to be ignored.</summary>
@@ -21,7 +21,7 @@ public sealed record SampleBatch(float[] Data, int Count, IReadOnlyList<int> Sam
 /// Samples for calibration or evaluation, already in the model's input layout. Batches are
 /// produced lazily so memory stays bounded by the batch size, not the number of samples.
 /// </summary>
-public interface ICalibrationSource
+internal interface ICalibrationSource
 {
     /// <summary>The file or folder, for messages.</summary>
     string Name { get; }

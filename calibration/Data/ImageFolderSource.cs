@@ -4,7 +4,7 @@ namespace OnnxViTQ.Data;
 
 /// <summary>Samples from the PNG/JPEG/BMP images of a folder (recursive, sorted by path),
 /// decoded with StbImageSharp and run through <see cref="ImagePreprocessing"/>.</summary>
-public sealed class ImageFolderSource : ICalibrationSource
+internal sealed class ImageFolderSource : ICalibrationSource
 {
     public static readonly string[] Extensions = [".png", ".jpg", ".jpeg", ".bmp"];
 

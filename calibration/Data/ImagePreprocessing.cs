@@ -8,7 +8,7 @@ namespace OnnxViTQ.Data;
 /// <c>size / CropFraction</c> (bilinear), center-crop <see cref="Height"/>×<see cref="Width"/>,
 /// convert channels, scale to [0, 1], then <c>(x − mean) / std</c> per channel; output CHW float32.
 /// </summary>
-public sealed record ImagePreprocessing(int Height, int Width, int Channels, float[] Mean, float[] Std, float CropFraction)
+internal sealed record ImagePreprocessing(int Height, int Width, int Channels, float[] Mean, float[] Std, float CropFraction)
 {
     public static readonly float[] ImageNetMean = [0.485f, 0.456f, 0.406f];
     public static readonly float[] ImageNetStd = [0.229f, 0.224f, 0.225f];

@@ -1,7 +1,7 @@
 namespace OnnxViTQ.Data;
 
 /// <summary>The first <paramref name="limit"/> samples of another source.</summary>
-public sealed class LimitedSource(ICalibrationSource inner, int limit) : ICalibrationSource
+internal sealed class LimitedSource(ICalibrationSource inner, int limit) : ICalibrationSource
 {
     public string Name => $"{inner.Name} (first {Count})";
     public int Count { get; } = Math.Min(inner.Count, limit);

@@ -6,13 +6,13 @@ using System.Text.RegularExpressions;
 namespace OnnxViTQ.Data;
 
 /// <summary>Element types of .npy files this project reads and writes.</summary>
-public enum NpyDType { Float32, Float64, UInt8, Int8, Int32, Int64, Bool }
+internal enum NpyDType { Float32, Float64, UInt8, Int8, Int32, Int64, Bool }
 
 /// <summary>
 /// A NumPy .npy file (format 1.0–3.0, C order, little-endian). Only the header is read on open;
 /// elements are read on demand by range, so large files stream without being loaded whole.
 /// </summary>
-public sealed partial class NpyFile
+internal sealed partial class NpyFile
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
 

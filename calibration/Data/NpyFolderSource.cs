@@ -2,7 +2,7 @@ namespace OnnxViTQ.Data;
 
 /// <summary>Samples from every .npy file of a folder (sorted by name), each holding one sample
 /// [C,H,W] or a stack [N,C,H,W] (or uint8 images); files are opened one at a time.</summary>
-public sealed class NpyFolderSource : ICalibrationSource
+internal sealed class NpyFolderSource : ICalibrationSource
 {
     private readonly List<NpyTensorSource> _files;
 

@@ -4,7 +4,7 @@ namespace OnnxViTQ.Data;
 /// Samples from one .npy file: float tensors [N,C,H,W] (or one sample [C,H,W]) used as they are,
 /// or 8-bit images [N,H,W] / [N,H,W,C] run through <see cref="ImagePreprocessing"/>.
 /// </summary>
-public sealed class NpyTensorSource : ICalibrationSource
+internal sealed class NpyTensorSource : ICalibrationSource
 {
     private readonly NpyFile _file;
     private readonly ImagePreprocessing? _images;

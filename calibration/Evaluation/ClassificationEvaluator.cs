@@ -7,14 +7,14 @@ using OnnxViTQ.Runtime;
 namespace OnnxViTQ.Evaluation;
 
 /// <summary>Top-1 accuracy of a model's predictions, and agreement with a reference model's.</summary>
-public sealed record ClassificationResult(int Samples, int Correct)
+internal sealed record ClassificationResult(int Samples, int Correct)
 {
     public double Top1 => Samples == 0 ? 0 : (double)Correct / Samples;
 }
 
 /// <summary>Runs an image classifier through ONNX Runtime and returns its top-1 predictions
 /// (argmax of the first output).</summary>
-public static class ClassificationEvaluator
+internal static class ClassificationEvaluator
 {
     /// <summary>Predictions of an in-memory model.</summary>
     public static int[] Predict(Model model, string modelName, ICalibrationSource data, int batchSize = 64,

@@ -3,7 +3,7 @@ namespace OnnxViTQ.Evaluation;
 /// <summary>How closely two models' logits agree on the same samples (a lowered model against
 /// the portable model of the same plan): largest absolute difference, cosine similarity (worst
 /// and mean over samples) and top-1 agreement.</summary>
-public sealed record LogitAgreement(int Samples, double MaxAbs, double MinCosine, double MeanCosine, double Top1Agreement)
+internal sealed record LogitAgreement(int Samples, double MaxAbs, double MinCosine, double MeanCosine, double Top1Agreement)
 {
     public static LogitAgreement Compare(IReadOnlyList<float[]> reference, IReadOnlyList<float[]> other)
     {

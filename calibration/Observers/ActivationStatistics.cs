@@ -5,7 +5,7 @@ namespace OnnxViTQ.Observers;
 /// <summary>Observer state per calibrated activation and observer key, produced by calibration.
 /// Reparameterizations that change an activation exactly (a per-channel affine map) update its
 /// observers through <see cref="Replace"/>.</summary>
-public sealed class ActivationStatistics(IReadOnlyDictionary<(Value, string), IObserver> observers, long samples)
+internal sealed class ActivationStatistics(IReadOnlyDictionary<(Value, string), IObserver> observers, long samples)
 {
     private readonly Dictionary<(Value, string), IObserver> _observers = new(observers);
 
@@ -28,7 +28,7 @@ public sealed class ActivationStatistics(IReadOnlyDictionary<(Value, string), IO
 }
 
 /// <summary>Keys of the observers the quantizer kinds share.</summary>
-public static class ObserverKeys
+internal static class ObserverKeys
 {
     public const string MinMax = "minmax";
     public const string Histogram = "histogram";

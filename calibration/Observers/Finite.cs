@@ -4,7 +4,7 @@ namespace OnnxViTQ.Observers;
 
 /// <summary>NaN and ±∞ have no quantized form and would poison ranges (a histogram grows forever
 /// towards +∞); they are rejected with the name of the tensor.</summary>
-public static class Finite
+internal static class Finite
 {
     public static void Check(ReadOnlySpan<float> values, string tensor)
     {

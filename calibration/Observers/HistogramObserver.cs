@@ -8,7 +8,7 @@ namespace OnnxViTQ.Observers;
 /// are never re-estimated and memory stays fixed. Percentiles interpolate inside a bin; their
 /// error is at most one bin width (range / bins).
 /// </summary>
-public sealed class HistogramObserver(int bins = 4096, string tensor = "activation") : IObserver, IRangeStatistics
+internal sealed class HistogramObserver(int bins = 4096, string tensor = "activation") : IObserver, IRangeStatistics
 {
     private readonly long[] _counts = bins % 2 == 0 && bins >= 16 ? new long[bins] : throw new ArgumentException("bins must be even and at least 16");
     private double _lo, _width;

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 namespace OnnxViTQ.Observers;
 
 /// <summary>Running minimum and maximum over all elements.</summary>
-public sealed class MinMaxObserver(string tensor = "activation") : IObserver, IRangeStatistics
+internal sealed class MinMaxObserver(string tensor = "activation") : IObserver, IRangeStatistics
 {
     public float Min { get; private set; } = float.PositiveInfinity;
     public float Max { get; private set; } = float.NegativeInfinity;

@@ -5,7 +5,7 @@ namespace OnnxViTQ.Observers;
 /// <summary>Minimum, maximum and mean square of every channel of the last dimension (the hidden
 /// dimension of transformer activations [.., tokens, channels]) — the input of per-channel
 /// schemes such as RepQ-ViT's reparameterization and of channel balancing.</summary>
-public sealed class PerChannelMinMaxObserver(string tensor = "activation") : IObserver
+internal sealed class PerChannelMinMaxObserver(string tensor = "activation") : IObserver
 {
     private float[]? _min, _max;
     private double[]? _sumSquares;

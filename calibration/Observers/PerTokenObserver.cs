@@ -8,7 +8,7 @@ namespace OnnxViTQ.Observers;
 /// This is what per-token (dynamic) quantization works with: how much ranges differ between
 /// tokens, and which positions (e.g. the class token) stand out.
 /// </summary>
-public sealed class PerTokenObserver(string tensor = "activation") : IObserver
+internal sealed class PerTokenObserver(string tensor = "activation") : IObserver
 {
     private float[] _min = [], _max = [];
     private double[] _rangeSum = [];

@@ -6,7 +6,7 @@ namespace OnnxViTQ.Observers;
 /// batches — reservoir sampling, so memory is fixed whatever the number of samples. Searches
 /// (outlier thresholds, step sizes, non-uniform scales) and error measurement run on it.
 /// </summary>
-public sealed class RowSampleObserver(int capacity = 512, int seed = 17, string tensor = "activation") : IObserver
+internal sealed class RowSampleObserver(int capacity = 512, int seed = 17, string tensor = "activation") : IObserver
 {
     private readonly Random _random = new(seed);
     private float[] _rows = [];

@@ -9,7 +9,7 @@ namespace OnnxViTQ.Quantization;
 /// histogram), <c>mse</c> (the range minimising the squared quantization error over the
 /// histogram, searched among percentile pairs).
 /// </summary>
-public static class ActivationRange
+internal static class ActivationRange
 {
     public static QuantizerOption RangeOption { get; } =
         QuantizerOption.Choice("range", "activation range: minmax, percentile or mse (least squared error over the calibration histogram)", "minmax", "percentile", "mse");

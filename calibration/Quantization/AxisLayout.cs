@@ -2,7 +2,7 @@ namespace OnnxViTQ.Quantization;
 
 /// <summary>A C-order tensor seen as [outer, channels, inner] around one axis: element
 /// (o, c, i) sits at (o·channels + c)·inner + i.</summary>
-public readonly record struct AxisLayout(int Outer, int Channels, int Inner)
+internal readonly record struct AxisLayout(int Outer, int Channels, int Inner)
 {
     public static AxisLayout Of(ReadOnlySpan<long> shape, int axis)
     {

@@ -3,10 +3,15 @@ using System.Text.RegularExpressions;
 namespace OnnxViTQ.Quantization;
 
 /// <summary>Weight and activation bit widths, written "W8A8".</summary>
+/// <param name="Weights">Bits of weights, 2 to 8.</param>
+/// <param name="Activations">Bits of activations, 2 to 8.</param>
 public sealed partial record BitWidths(int Weights, int Activations)
 {
+    /// <summary>8-bit weights and activations.</summary>
     public static readonly BitWidths W8A8 = new(8, 8);
 
+    /// <summary>Parses "W&lt;bits&gt;A&lt;bits&gt;" (case-insensitive), e.g. "W4A8".</summary>
+    /// <exception cref="OnnxViTQException">The text is malformed or a width is outside 2..8.</exception>
     public static BitWidths Parse(string text)
     {
         var m = BitsRegex().Match(text.Trim());
@@ -17,6 +22,7 @@ public sealed partial record BitWidths(int Weights, int Activations)
         return b;
     }
 
+    /// <summary>The "W8A8" form.</summary>
     public override string ToString() => $"W{Weights}A{Activations}";
 
     [GeneratedRegex("^[Ww](\\d+)[Aa](\\d+)$")]

@@ -4,15 +4,15 @@ using OnnxViTQ.Observers;
 namespace OnnxViTQ.Quantization;
 
 /// <summary>Which tensors a quantizer kind applies to.</summary>
-public enum QuantizerTarget { Weights, Activations, Both }
+internal enum QuantizerTarget { Weights, Activations, Both }
 
 /// <summary>An observer a quantizer kind needs on an activation, by key: kinds asking for the
 /// same key share one observer.</summary>
-public sealed record ObserverRequest(string Key, Func<IObserver> Create);
+internal sealed record ObserverRequest(string Key, Func<IObserver> Create);
 
 /// <summary>What fitting reads: calibration statistics (activations) — weights are read from
 /// the site's constant.</summary>
-public sealed record FitContext(ActivationStatistics? Statistics)
+internal sealed record FitContext(ActivationStatistics? Statistics)
 {
     public T Observer<T>(QuantizationSite site, string key) where T : class, IObserver =>
         (Statistics ?? throw new InvalidOperationException($"activation '{site.Name}' needs calibration statistics, and none were collected"))
@@ -24,7 +24,7 @@ public sealed record FitContext(ActivationStatistics? Statistics)
 /// applies to, its options and the observers it needs, and fits parameters for a site. The
 /// fitted result (<see cref="FittedQuantizer"/>) simulates and emits itself.
 /// </summary>
-public interface IQuantizerKind
+internal interface IQuantizerKind
 {
     string Name { get; }
     string Description { get; }
@@ -51,7 +51,7 @@ public interface IQuantizerKind
 /// measurement and tests) and its portable ONNX form. Simulation and emission compute the same
 /// function, so ONNX Runtime running the emitted graph reproduces <see cref="Simulate"/>.
 /// </summary>
-public abstract class FittedQuantizer
+internal abstract class FittedQuantizer
 {
     public abstract string Kind { get; }
     public abstract int Bits { get; }
@@ -73,7 +73,7 @@ public abstract class FittedQuantizer
 
 /// <summary>A per-tensor quantizer that maps each element on its own (<see cref="Apply"/>):
 /// simulation is that map over the tensor. The log, shift-log2, tan and twin-uniform kinds.</summary>
-public abstract class ElementwiseQuantizer : FittedQuantizer
+internal abstract class ElementwiseQuantizer : FittedQuantizer
 {
     public override Granularity Granularity => Granularity.PerTensor;
 

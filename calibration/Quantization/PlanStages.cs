@@ -1,7 +1,7 @@
 namespace OnnxViTQ.Quantization;
 
 /// <summary>Published by quantizer assignment: every site of the plan has a spec.</summary>
-public sealed class QuantizersAssigned;
+internal sealed class QuantizersAssigned;
 
 /// <summary>Published by fitting: every site of the plan has parameters.</summary>
-public sealed class QuantizersFitted;
+internal sealed class QuantizersFitted;

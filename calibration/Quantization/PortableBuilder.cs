@@ -8,7 +8,7 @@ namespace OnnxViTQ.Quantization;
 /// "x_quantized", "x_scale"... Hides the opset differences of the ops quantizers use
 /// (reduction axes became an input in opset 18).
 /// </summary>
-public sealed class PortableBuilder(Model model, Node before, string prefix)
+internal sealed class PortableBuilder(Model model, Node before, string prefix)
 {
     private readonly Graph _graph = before.Graph;
 

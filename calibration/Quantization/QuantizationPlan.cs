@@ -4,7 +4,7 @@ namespace OnnxViTQ.Quantization;
 
 /// <summary>The measured error of a site's quantizer on calibration data (activations: a sample
 /// of calibration rows; weights: the whole tensor).</summary>
-public sealed record QuantizationError(double SqnrDb, double Cosine, long Elements);
+internal sealed record QuantizationError(double SqnrDb, double Cosine, long Elements);
 
 /// <summary>
 /// One quantization site: a value and the uses that read its quantized form (other uses keep
@@ -12,7 +12,7 @@ public sealed record QuantizationError(double SqnrDb, double Cosine, long Elemen
 /// quantizer's parameters (weights: integer codes included, so a later pass that changes the
 /// rounding is what gets emitted). Passes refine sites with <see cref="QuantizationPlan.Update"/>.
 /// </summary>
-public sealed record QuantizationSite
+internal sealed record QuantizationSite
 {
     public required Value Value { get; init; }
     public required IReadOnlyList<Use> Uses { get; init; }
@@ -43,7 +43,7 @@ public sealed record QuantizationSite
 /// later passes refine entries (role, spec, parameters, error) through <see cref="Update"/>, so
 /// the report, the portable emitter and every lowering read one source.
 /// </summary>
-public sealed class QuantizationPlan
+internal sealed class QuantizationPlan
 {
     private readonly List<QuantizationSite> _sites = [];
     private readonly Dictionary<Value, int> _index = [];

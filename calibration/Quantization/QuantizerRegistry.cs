@@ -5,7 +5,7 @@ namespace OnnxViTQ.Quantization;
 /// kind and fitted form) plus one line here; recipes, recipe files, reports and emitters find it
 /// by name. A test checks that every kind here fits, simulates and emits.
 /// </summary>
-public static class QuantizerRegistry
+internal static class QuantizerRegistry
 {
     public static IReadOnlyList<IQuantizerKind> All { get; } =
     [

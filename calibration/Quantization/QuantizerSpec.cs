@@ -4,7 +4,7 @@ namespace OnnxViTQ.Quantization;
 
 /// <summary>An option a quantizer kind accepts: its name, what it does, its default, and a
 /// check that returns why a value is invalid (null when valid).</summary>
-public sealed record QuantizerOption(string Name, string Description, string Default, Func<string, string?> Validate)
+internal sealed record QuantizerOption(string Name, string Description, string Default, Func<string, string?> Validate)
 {
     public static QuantizerOption Number(string name, string description, double @default, double min, double max) =>
         new(name, description, @default.ToString(CultureInfo.InvariantCulture), v =>
@@ -17,7 +17,7 @@ public sealed record QuantizerOption(string Name, string Description, string Def
 
 /// <summary>Which quantizer a site gets: the registered kind, its bit width, and its options
 /// (already validated against the kind; absent options take the kind's defaults).</summary>
-public sealed record QuantizerSpec
+internal sealed record QuantizerSpec
 {
     internal QuantizerSpec(IQuantizerKind kind, int bits, IReadOnlyDictionary<string, string> options)
     {

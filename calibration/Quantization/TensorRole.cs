@@ -5,7 +5,7 @@ namespace OnnxViTQ.Quantization;
 /// each method picks its quantizer by role (post-LayerNorm activations get per-token or
 /// reparameterized quantizers, post-GELU shift-log2, post-Softmax log2...).
 /// </summary>
-public enum TensorRole
+internal enum TensorRole
 {
     /// <summary>A constant weight of a linear layer or convolution.</summary>
     Weight,
@@ -29,7 +29,7 @@ public enum TensorRole
     Other,
 }
 
-public static class TensorRoles
+internal static class TensorRoles
 {
     public static IReadOnlyList<TensorRole> All { get; } = Enum.GetValues<TensorRole>();
 
@@ -65,9 +65,9 @@ public static class TensorRoles
 
 /// <summary>How many parameter sets a quantizer has: one, one per channel, or one per token
 /// row computed at run time.</summary>
-public enum Granularity { PerTensor, PerChannel, PerToken }
+internal enum Granularity { PerTensor, PerChannel, PerToken }
 
-public static class Granularities
+internal static class Granularities
 {
     public static string Name(this Granularity g) => g switch
     {

@@ -14,7 +14,7 @@ namespace OnnxViTQ.Quantization;
 /// Codes 0 … 2^k − 2 are levels below s; the last code is exact zero (values whose q would exceed
 /// the range, and x ≤ 0). s is the calibration maximum (option <c>range</c>).
 /// </summary>
-public sealed class LogQuantizerKind(string name, int stepsPerOctave, string description) : IQuantizerKind
+internal sealed class LogQuantizerKind(string name, int stepsPerOctave, string description) : IQuantizerKind
 {
     public static LogQuantizerKind Log2 { get; } = new("log2", 1, "powers of two below the calibration maximum, plus zero (ADFQ-ViT, post-Softmax)");
     public static LogQuantizerKind LogSqrt2 { get; } = new("log-sqrt2", 2, "powers of √2 below the calibration maximum, plus zero (RepQ-ViT, post-Softmax)");
@@ -30,7 +30,7 @@ public sealed class LogQuantizerKind(string name, int stepsPerOctave, string des
 
 /// <summary>Logarithmic quantizer with <see cref="StepsPerOctave"/> levels per factor of two
 /// (1: log2, 2: log√2): levels s·2^(−q/n) for codes q = 0 … 2^k − 2, and zero.</summary>
-public sealed class LogQuantizer : ElementwiseQuantizer
+internal sealed class LogQuantizer : ElementwiseQuantizer
 {
     public LogQuantizer(string kind, int bits, int stepsPerOctave, float scale)
     {

@@ -14,7 +14,7 @@ namespace OnnxViTQ.Quantization;
 /// the best is taken — outliers cost sparse float work, so fewer is better at equal error.
 /// <c>alpha</c> &gt; 0 fixes α instead (the paper: 5 for qkv, 10 for fc1 on DeiT-S).
 /// </summary>
-public sealed class OutlierSplitQuantizerKind : IQuantizerKind
+internal sealed class OutlierSplitQuantizerKind : IQuantizerKind
 {
     public string Name => "outlier-split";
     public string Description => "per-token dynamic uniform with |x| ≥ α kept in float as a sparse residual (ADFQ-ViT POQ); α searched on calibration data";
@@ -89,7 +89,7 @@ public sealed class OutlierSplitQuantizerKind : IQuantizerKind
 
 /// <summary>Outlier split: x̂ = x where |x| ≥ α, else the per-token quantization of the row with
 /// the outliers replaced by 0 (their row range is that of the inliers).</summary>
-public sealed class OutlierSplitQuantizer(int bits, float alpha, double outlierRatio) : FittedQuantizer
+internal sealed class OutlierSplitQuantizer(int bits, float alpha, double outlierRatio) : FittedQuantizer
 {
     public override string Kind => "outlier-split";
     public override int Bits { get; } = bits is >= 2 and <= 8 ? bits : throw new ArgumentOutOfRangeException(nameof(bits));

@@ -8,7 +8,7 @@ namespace OnnxViTQ.Quantization;
 /// row gets its own asymmetric uniform scale and zero point, computed at run time from the row's
 /// range — nothing is fitted. The row range is widened to include 0 (padding rows stay exact).
 /// </summary>
-public sealed class PerTokenQuantizerKind : IQuantizerKind
+internal sealed class PerTokenQuantizerKind : IQuantizerKind
 {
     public string Name => "per-token";
     public string Description => "dynamic asymmetric uniform with one scale and zero point per token row, computed at run time (ADFQ-ViT per-patch)";
@@ -21,7 +21,7 @@ public sealed class PerTokenQuantizerKind : IQuantizerKind
 
 /// <summary>Per-token dynamic quantization: for each row r of the last axis,
 /// s_r = (max(r, 0) − min(r, 0))/(2^k − 1), z_r = round(−min/s_r), x̂ = s_r(clamp(round(x/s_r) + z_r, 0, 2^k − 1) − z_r).</summary>
-public sealed class PerTokenQuantizer(int bits) : FittedQuantizer
+internal sealed class PerTokenQuantizer(int bits) : FittedQuantizer
 {
     public override string Kind => "per-token";
     public override int Bits { get; } = bits is >= 2 and <= 8 ? bits : throw new ArgumentOutOfRangeException(nameof(bits));

@@ -9,7 +9,7 @@ namespace OnnxViTQ.Quantization;
 /// s = max(x'), x̂ = s·2^(−q) + m − ε. Levels are dense near the minimum, where post-GELU values
 /// crowd, and still reach the long positive tail. ε = 2^(−2^k)·s keeps log2 finite.
 /// </summary>
-public sealed class ShiftLog2QuantizerKind : IQuantizerKind
+internal sealed class ShiftLog2QuantizerKind : IQuantizerKind
 {
     public string Name => "shift-log2";
     public string Description => "log2 levels above the calibration minimum (ADFQ-ViT SLQ, post-GELU)";
@@ -30,7 +30,7 @@ public sealed class ShiftLog2QuantizerKind : IQuantizerKind
     }
 }
 
-public sealed class ShiftLog2Quantizer : ElementwiseQuantizer
+internal sealed class ShiftLog2Quantizer : ElementwiseQuantizer
 {
     private ShiftLog2Quantizer(int bits, float shift, float epsilon, float scale)
     {

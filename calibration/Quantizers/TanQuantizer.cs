@@ -15,7 +15,7 @@ namespace OnnxViTQ.Quantization;
 /// κ sets how strongly. h(0) = 0 exactly, so zero is a level. κ ∈ {0.5 … 64} and c ∈ {¼, ½, ¾}
 /// are chosen per site for the least squared error over the calibration histogram.
 /// </summary>
-public sealed class TanQuantizerKind : IQuantizerKind
+internal sealed class TanQuantizerKind : IQuantizerKind
 {
     public string Name => "tan";
     public string Description => "tangent-companded levels, dense near 0 and near the maximum (our TanQ for DopQ-ViT, post-Softmax)";
@@ -47,7 +47,7 @@ public sealed class TanQuantizerKind : IQuantizerKind
     }
 }
 
-public sealed class TanQuantizer : ElementwiseQuantizer
+internal sealed class TanQuantizer : ElementwiseQuantizer
 {
     private readonly float[] _levels;
     private readonly float _a0, _span;

@@ -12,7 +12,7 @@ namespace OnnxViTQ.Quantization;
 /// needs the task loss's gradients; here both searches minimise the squared error over the
 /// calibration histogram. <c>mode=auto</c>: softmax for post-Softmax sites and non-negative data.
 /// </summary>
-public sealed class TwinUniformQuantizerKind : IQuantizerKind
+internal sealed class TwinUniformQuantizerKind : IQuantizerKind
 {
     public string Name => "twin-uniform";
     public string Description => "two uniform ranges with half the codes each (PTQ4ViT; post-Softmax and post-GELU)";
@@ -56,7 +56,7 @@ public sealed class TwinUniformQuantizerKind : IQuantizerKind
 }
 
 /// <summary>x̂ = x &lt; t ? Δ₁·clamp(round(x/Δ₁), a₁, b₁) : Δ₂·clamp(round(x/Δ₂), a₂, b₂).</summary>
-public sealed class TwinUniformQuantizer(int bits, float threshold, float step1, int min1, int max1, float step2, int min2, int max2) : ElementwiseQuantizer
+internal sealed class TwinUniformQuantizer(int bits, float threshold, float step1, int min1, int max1, float step2, int min2, int max2) : ElementwiseQuantizer
 {
     public override string Kind => "twin-uniform";
     public override int Bits { get; } = bits;

@@ -10,7 +10,7 @@ namespace OnnxViTQ.Quantization;
 /// Ranges: weights from max |w| per channel, or with <c>range=mse</c> the per-channel clipping
 /// ratio that minimises the squared error; activations per <see cref="ActivationRange"/>.
 /// </summary>
-public sealed class UniformQuantizerKind : IQuantizerKind
+internal sealed class UniformQuantizerKind : IQuantizerKind
 {
     public string Name => "uniform";
     public string Description => "uniform affine: weights symmetric per output channel, activations asymmetric per tensor (QuantizeLinear/DequantizeLinear)";
@@ -55,7 +55,7 @@ public sealed class UniformQuantizerKind : IQuantizerKind
 }
 
 /// <summary>A weight site's constant as float32, with its shape.</summary>
-public readonly record struct WeightTensor(float[] Values, long[] Shape)
+internal readonly record struct WeightTensor(float[] Values, long[] Shape)
 {
     public static WeightTensor Read(QuantizationSite site)
     {
@@ -74,7 +74,7 @@ public readonly record struct WeightTensor(float[] Values, long[] Shape)
 /// q in [0, 2^k − 1], stored as uint8. Bit widths below 8 restrict the integer range inside the
 /// 8-bit storage type. A weight's quantizer also holds its integer <see cref="Codes"/>.
 /// </summary>
-public sealed class UniformQuantizer : FittedQuantizer
+internal sealed class UniformQuantizer : FittedQuantizer
 {
     private UniformQuantizer(float[] scales, int[] zeroPoints, int bits, bool symmetric, int? axis, int[]? codes = null)
     {

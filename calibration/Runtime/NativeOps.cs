@@ -9,7 +9,7 @@ namespace OnnxViTQ.Runtime;
 /// session this project creates registers it when it is present, so calibration, evaluation and
 /// benchmarks run native-format models. <c>ONNXVITQ_OPS_LIBRARY</c> points at another build.
 /// </summary>
-public static class NativeOps
+internal static class NativeOps
 {
     public const string Domain = "com.onnxvitq";
     public const string FileName = "libonnxvitq_ops.so";

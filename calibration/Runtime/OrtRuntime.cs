@@ -7,7 +7,7 @@ namespace OnnxViTQ.Runtime;
 
 /// <summary>The model's image input: name and per-sample shape [C,H,W]; the batch dimension is
 /// fixed to <see cref="FixedBatch"/> when the export did not make it dynamic.</summary>
-public sealed record ImageInput(string Name, int Channels, int Height, int Width, int? FixedBatch)
+internal sealed record ImageInput(string Name, int Channels, int Height, int Width, int? FixedBatch)
 {
     public int[] SampleShape => [Channels, Height, Width];
 
@@ -56,7 +56,7 @@ public sealed record ImageInput(string Name, int Channels, int Height, int Width
 
 /// <summary>Creates ONNX Runtime sessions with this project's settings and turns ONNX Runtime's
 /// load failures into one-line errors that name the model.</summary>
-public static class OrtRuntime
+internal static class OrtRuntime
 {
     public static InferenceSession CreateSession(Model model, string modelName) =>
         CreateSession(OnnxModelWriter.ToBytes(model), modelName);

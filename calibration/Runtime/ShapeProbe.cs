@@ -7,7 +7,7 @@ namespace OnnxViTQ.Runtime;
 /// <summary>Concrete shapes of intermediate tensors, as ONNX Runtime computes them for one input
 /// batch (exports from PyTorch carry no value_info, and shapes like Swin's window partition are
 /// computed at run time).</summary>
-public sealed class ValueShapes(IReadOnlyDictionary<Value, long[]> shapes)
+internal sealed class ValueShapes(IReadOnlyDictionary<Value, long[]> shapes)
 {
     public bool TryGet(Value v, out long[] shape) => shapes.TryGetValue(v, out shape!);
 

@@ -5,7 +5,7 @@ using QuikGraph.Algorithms;
 namespace OnnxViTQ.Analysis;
 
 /// <summary>Dependency-graph views of an IR graph, built on QuikGraph.</summary>
-public static class GraphTopology
+internal static class GraphTopology
 {
     /// <summary>The node list in topological order: the graph's own order when it already is one
     /// (so an untouched model is written back in file order), otherwise a QuikGraph sort.</summary>

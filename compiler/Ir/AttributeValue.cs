@@ -3,7 +3,7 @@ using System.Text;
 namespace OnnxViTQ.Ir;
 
 /// <summary>Attribute kinds; numeric values equal <c>AttributeProto.AttributeType</c>.</summary>
-public enum AttributeKind
+internal enum AttributeKind
 {
     Undefined = 0,
     Float = 1,
@@ -26,7 +26,7 @@ public enum AttributeKind
 /// A node attribute. Kinds the IR models (scalars, lists, tensors, graphs) carry a typed payload;
 /// sparse tensors and type protos stay in <see cref="Origin"/> and round-trip unchanged.
 /// </summary>
-public sealed class AttributeValue
+internal sealed class AttributeValue
 {
     private AttributeValue(string name, AttributeKind kind, object? payload)
     {

@@ -1,7 +1,7 @@
 namespace OnnxViTQ.Ir;
 
 /// <summary>ONNX tensor element types; numeric values equal <c>TensorProto.DataType</c>.</summary>
-public enum DataType
+internal enum DataType
 {
     Undefined = 0,
     Float = 1,
@@ -29,7 +29,7 @@ public enum DataType
     Float4E2M1 = 23,
 }
 
-public static class DataTypes
+internal static class DataTypes
 {
     /// <summary>Bits per element, 0 for types without a fixed-size raw encoding (string, undefined).</summary>
     public static int BitWidth(this DataType t) => t switch

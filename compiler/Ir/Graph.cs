@@ -6,7 +6,7 @@ namespace OnnxViTQ.Ir;
 /// consumer and name bookkeeping lives in one place. Node order is kept as inserted; the writer
 /// restores a topological order if a pass broke it.
 /// </summary>
-public sealed class Graph
+internal sealed class Graph
 {
     private readonly List<Node> _nodes = [];
     private readonly List<Value> _inputs = [];

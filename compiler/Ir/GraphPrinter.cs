@@ -4,7 +4,7 @@ namespace OnnxViTQ.Ir;
 
 /// <summary>A compact text form of a graph, one line per node, for golden tests and debugging:
 /// <code>%y = MatMul(%x, %w)  {alpha=1}</code></summary>
-public static class GraphPrinter
+internal static class GraphPrinter
 {
     public static string Print(Graph graph)
     {

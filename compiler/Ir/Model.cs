@@ -1,11 +1,11 @@
 namespace OnnxViTQ.Ir;
 
 /// <summary>An operator set a model imports; domain "" is the default ONNX domain.</summary>
-public sealed record OpsetImport(string Domain, long Version);
+internal sealed record OpsetImport(string Domain, long Version);
 
 /// <summary>A model: the main graph plus the model-level fields passes need. Everything else
 /// in the file (producer, functions, training info, unknown fields) is kept verbatim.</summary>
-public sealed class Model
+internal sealed class Model
 {
     public Model(Graph graph, long irVersion, IEnumerable<OpsetImport> opsets)
     {

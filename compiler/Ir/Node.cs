@@ -1,7 +1,7 @@
 namespace OnnxViTQ.Ir;
 
 /// <summary>An operator application. Omitted optional inputs and outputs are null.</summary>
-public sealed class Node
+internal sealed class Node
 {
     private readonly List<Value?> _inputs = [];
     private readonly List<Value?> _outputs = [];

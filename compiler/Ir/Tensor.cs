@@ -7,7 +7,7 @@ namespace OnnxViTQ.Ir;
 /// layout whatever field the file used, so every reader sees one form; string tensors keep their
 /// elements as byte strings. Passes never mutate a tensor: they build a new one.
 /// </summary>
-public sealed class Tensor
+internal sealed class Tensor
 {
     private readonly ReadOnlyMemory<byte> _raw;
     private readonly byte[][]? _strings;

@@ -1,7 +1,7 @@
 namespace OnnxViTQ.Ir;
 
 /// <summary>Layout operations on constant tensors (used to fold constants at compile time).</summary>
-public static class TensorOps
+internal static class TensorOps
 {
     /// <summary>ONNX Transpose: output dim i is input dim perm[i]; perm defaults to reversed axes.</summary>
     public static Tensor Transpose(Tensor t, IReadOnlyList<long>? perm)

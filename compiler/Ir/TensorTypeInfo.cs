@@ -1,7 +1,7 @@
 namespace OnnxViTQ.Ir;
 
 /// <summary>One dimension of a tensor shape: a known size, a named symbol, or unknown (both null).</summary>
-public readonly record struct Dim(long? Size, string? Symbol)
+internal readonly record struct Dim(long? Size, string? Symbol)
 {
     public static Dim Known(long size) => new(size, null);
     public static Dim Named(string symbol) => new(null, symbol);
@@ -10,7 +10,7 @@ public readonly record struct Dim(long? Size, string? Symbol)
 }
 
 /// <summary>Element type and (optional) shape of a tensor value. A null <see cref="Shape"/> means rank unknown.</summary>
-public sealed class TensorTypeInfo
+internal sealed class TensorTypeInfo
 {
     public TensorTypeInfo(DataType elementType, IReadOnlyList<Dim>? shape)
     {

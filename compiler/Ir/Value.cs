@@ -1,13 +1,13 @@
 namespace OnnxViTQ.Ir;
 
 /// <summary>One use of a value: input <see cref="InputIndex"/> of <see cref="Node"/>.</summary>
-public readonly record struct Use(Node Node, int InputIndex);
+internal readonly record struct Use(Node Node, int InputIndex);
 
 /// <summary>
 /// A named SSA value: a graph input, an initializer (constant) or a node output. It knows its
 /// producer and every use, including uses from nodes inside subgraphs of later nodes.
 /// </summary>
-public sealed class Value
+internal sealed class Value
 {
     internal readonly List<Use> UseList = [];
     private Dictionary<string, object>? _meta;

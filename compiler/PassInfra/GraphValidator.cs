@@ -5,7 +5,7 @@ namespace OnnxViTQ.PassInfra;
 
 /// <summary>Checks the IR invariants every pass must keep: inputs defined and visible, use lists
 /// consistent with node inputs, one producer per value, unique names, no cycles, imported domains.</summary>
-public static class GraphValidator
+internal static class GraphValidator
 {
     public static void Validate(Model model)
     {

@@ -3,7 +3,7 @@ using OnnxViTQ.Ir;
 namespace OnnxViTQ.PassInfra;
 
 /// <summary>What a pass did: <see cref="Modified"/> is true when it changed the model.</summary>
-public readonly record struct PassResult(bool Modified)
+internal readonly record struct PassResult(bool Modified)
 {
     public static PassResult Changed => new(true);
     public static PassResult Unchanged => new(false);
@@ -11,7 +11,7 @@ public readonly record struct PassResult(bool Modified)
 
 /// <summary>One rewrite or analysis over a model. Analyses return <see cref="PassResult.Unchanged"/>
 /// and publish their results in the <see cref="PassContext"/>.</summary>
-public interface IPass
+internal interface IPass
 {
     string Name { get; }
     PassResult Run(Model model, PassContext context);
@@ -20,7 +20,7 @@ public interface IPass
 /// <summary>Optionally implemented by a pass: the <see cref="PassContext"/> results it needs and
 /// those it publishes, so <see cref="PassManager"/> can reject a recipe with passes in the wrong
 /// order before minutes of calibration, not in the middle.</summary>
-public interface IPassContract
+internal interface IPassContract
 {
     IReadOnlyList<Type> Requires { get; }
     IReadOnlyList<Type> Produces { get; }

@@ -1,20 +1,24 @@
 namespace OnnxViTQ.PassInfra;
 
-public enum DiagnosticLevel { Info, Warning }
+internal enum DiagnosticLevel { Info, Warning }
 
-public sealed record Diagnostic(DiagnosticLevel Level, string Pass, string Message)
+internal sealed record Diagnostic(DiagnosticLevel Level, string Pass, string Message)
 {
     public override string ToString() => $"{Level.ToString().ToLowerInvariant()}: [{Pass}] {Message}";
 }
 
-/// <summary>Progress of a long pass (calibration, search): <see cref="Done"/> of <see cref="Total"/> units.</summary>
+/// <summary>Progress of a long pass (calibration, search): <paramref name="Done"/> of <paramref name="Total"/> units.</summary>
+/// <param name="Stage">What is running, e.g. "calibration".</param>
+/// <param name="Done">Units done so far.</param>
+/// <param name="Total">Units in all.</param>
+/// <param name="Unit">What a unit is, e.g. "samples".</param>
 public sealed record ProgressReport(string Stage, long Done, long Total, string Unit);
 
 /// <summary>
 /// State shared by the passes of one run: a typed store for results handed from pass to pass
 /// (targets, statistics, the quantization plan), diagnostics, progress and cancellation.
 /// </summary>
-public sealed class PassContext
+internal sealed class PassContext
 {
     private readonly Dictionary<Type, object> _results = [];
     private readonly List<Diagnostic> _diagnostics = [];

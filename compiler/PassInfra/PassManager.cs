@@ -3,11 +3,11 @@ using OnnxViTQ.Ir;
 
 namespace OnnxViTQ.PassInfra;
 
-public sealed record PassTiming(string Pass, TimeSpan Elapsed, bool Modified);
+internal sealed record PassTiming(string Pass, TimeSpan Elapsed, bool Modified);
 
 /// <summary>A pass threw an unexpected error or left an invalid graph; names the pass and the
 /// passes that ran before it.</summary>
-public sealed class PassFailedException(string pass, IReadOnlyList<string> before, string message, Exception inner)
+internal sealed class PassFailedException(string pass, IReadOnlyList<string> before, string message, Exception inner)
     : OnnxViTQException($"pass '{pass}' failed{(before.Count > 0 ? $" (after {string.Join(", ", before)})" : "")}: {message}", inner)
 {
     public string Pass { get; } = pass;
@@ -16,7 +16,7 @@ public sealed class PassFailedException(string pass, IReadOnlyList<string> befor
 
 /// <summary>Runs passes in order, times each, and validates the graph after every pass that
 /// reports a change, so a broken rewrite is caught where it happens.</summary>
-public sealed class PassManager(IEnumerable<IPass> passes)
+internal sealed class PassManager(IEnumerable<IPass> passes)
 {
     private readonly IReadOnlyList<IPass> _passes = passes.ToList();
 

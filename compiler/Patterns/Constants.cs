@@ -2,7 +2,7 @@ using OnnxViTQ.Ir;
 
 namespace OnnxViTQ.Patterns;
 
-public static class Constants
+internal static class Constants
 {
     /// <summary>The constant behind a value: an initializer (that is not an overridable graph
     /// input) or the <c>value</c> of a Constant node.</summary>

@@ -7,7 +7,7 @@ namespace OnnxViTQ.Patterns;
 /// <code>Pattern.Op("MatMul", Pattern.Any("x"), Pattern.Constant("w")).Named("matmul")</code>
 /// A capture name used twice must bind the same value or node. A failed match says why not.
 /// </summary>
-public abstract class Pattern
+internal abstract class Pattern
 {
     public static ValuePattern Any(string? capture = null) => new(capture, ValueKind.Any);
 
@@ -24,7 +24,7 @@ public abstract class Pattern
 
 internal enum ValueKind { Any, Constant, Dynamic }
 
-public sealed class ValuePattern : Pattern
+internal sealed class ValuePattern : Pattern
 {
     private readonly string? _capture;
     private readonly ValueKind _kind;
@@ -45,7 +45,7 @@ public sealed class ValuePattern : Pattern
     }
 }
 
-public sealed class OpPattern : Pattern
+internal sealed class OpPattern : Pattern
 {
     private readonly string _opType;
     private readonly Pattern[] _inputs;
@@ -120,13 +120,13 @@ public sealed class OpPattern : Pattern
 }
 
 /// <summary>Outcome of matching: the <see cref="Match"/>, or the <see cref="Reason"/> it failed.</summary>
-public readonly record struct MatchResult(Match? Match, string? Reason)
+internal readonly record struct MatchResult(Match? Match, string? Reason)
 {
     public bool Success => Match is not null;
 }
 
 /// <summary>Captured nodes and values of a successful match.</summary>
-public sealed class Match(Node root, IReadOnlyDictionary<string, Node> nodes, IReadOnlyDictionary<string, Value> values)
+internal sealed class Match(Node root, IReadOnlyDictionary<string, Node> nodes, IReadOnlyDictionary<string, Value> values)
 {
     public Node Root { get; } = root;
     public IReadOnlyDictionary<string, Node> Nodes { get; } = nodes;
@@ -168,7 +168,7 @@ internal sealed class MatchState
     public Match ToMatch(Node root) => new(root, _nodes, _values);
 }
 
-public static class PatternMatcher
+internal static class PatternMatcher
 {
     /// <summary>Every node of <paramref name="graph"/> (in order) where <paramref name="pattern"/> matches.</summary>
     public static IReadOnlyList<Match> FindAll(Graph graph, OpPattern pattern) =>

@@ -10,7 +10,7 @@ namespace OnnxViTQ.Patterns;
 /// check result is the reason the rule declined. New nodes may only use the default domain or
 /// a domain in <see cref="Opsets"/>, which the framework then imports into the model.
 /// </summary>
-public sealed record RewriteRule(string Name, OpPattern Pattern, Func<Match, string?> Check, Action<Match, Rewriter> Rewrite)
+internal sealed record RewriteRule(string Name, OpPattern Pattern, Func<Match, string?> Check, Action<Match, Rewriter> Rewrite)
 {
     /// <summary>Captured values (or nodes: all their outputs) the rewrite consumes: each must be
     /// read exactly once (by the matched subgraph) and not be a graph output.</summary>
@@ -42,7 +42,7 @@ public sealed record RewriteRule(string Name, OpPattern Pattern, Func<Match, str
 /// replacement and removal of what became dead. It records the domains new nodes use, so the
 /// framework can import them.
 /// </summary>
-public sealed class Rewriter(Model model, Graph graph, Node anchor)
+internal sealed class Rewriter(Model model, Graph graph, Node anchor)
 {
     private readonly HashSet<string> _domains = [];
 
@@ -104,7 +104,7 @@ public sealed class Rewriter(Model model, Graph graph, Node anchor)
 /// progress, e.g. remove the node it matched). Declined matches are reported with their reason.
 /// Rules that keep firing past <see cref="MaxRounds"/> rounds are a bug in a rule: the pass fails
 /// rather than stopping silently with a half-rewritten graph.</summary>
-public sealed class RewriteRulesPass(string name, IReadOnlyList<RewriteRule> rules) : IPass
+internal sealed class RewriteRulesPass(string name, IReadOnlyList<RewriteRule> rules) : IPass
 {
     public const int MaxRounds = 64;
 

@@ -5,7 +5,7 @@ namespace OnnxViTQ.Serialization;
 /// file (or nothing) in place: content goes to a temporary file in the target folder, which is
 /// renamed over the target only after it is complete.
 /// </summary>
-public static class AtomicFile
+internal static class AtomicFile
 {
     /// <summary>Writes several files as one step: all temporaries first, then the renames in
     /// order (put the file that makes the others reachable, e.g. the model, last).</summary>

@@ -10,7 +10,7 @@ namespace OnnxViTQ.Serialization;
 /// else — doc strings, producer, functions, unknown fields from newer ONNX versions — is written
 /// back unchanged. External data is loaded into memory.
 /// </summary>
-public static class OnnxModelReader
+internal static class OnnxModelReader
 {
     public static Model Load(string path)
     {
@@ -28,6 +28,8 @@ public static class OnnxModelReader
         return Parse(bytes, Path.GetDirectoryName(Path.GetFullPath(path)), path);
     }
 
+    /// <summary>Parses a serialized ModelProto.</summary>
+    /// <param name="bytes">The serialized model.</param>
     /// <param name="externalDataDirectory">Where relative external-data locations are resolved;
     /// null rejects models with external data.</param>
     /// <param name="sourceName">Names the model in error messages.</param>

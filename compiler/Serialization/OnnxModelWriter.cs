@@ -6,15 +6,18 @@ using OnnxViTQ.Ir;
 
 namespace OnnxViTQ.Serialization;
 
+/// <summary>Where the weights of a written model go.</summary>
 public enum ExternalDataMode
 {
     /// <summary>Inline, unless the model would pass protobuf's 2 GiB limit.</summary>
     Auto,
+    /// <summary>Always inline (fails past 2 GiB).</summary>
     Never,
+    /// <summary>Always in <c>&lt;model&gt;.data</c> beside the model.</summary>
     Always,
 }
 
-public sealed record OnnxWriteOptions
+internal sealed record OnnxWriteOptions
 {
     public ExternalDataMode ExternalData { get; init; } = ExternalDataMode.Auto;
 
@@ -28,7 +31,7 @@ public sealed record OnnxWriteOptions
 
 /// <summary>Writes the IR back to an ONNX ModelProto: each object's <c>Origin</c> message with
 /// the modelled fields filled in from the IR; nodes in topological order.</summary>
-public static class OnnxModelWriter
+internal static class OnnxModelWriter
 {
     /// <summary>Saves atomically. With external data, tensors go to "&lt;file name&gt;.data" next
     /// to the model, written and renamed before the model file.</summary>

@@ -5,7 +5,7 @@ using OnnxViTQ.Runtime;
 namespace OnnxViTQ.Passes.Analysis;
 
 /// <summary>A linear layer reading a LayerNorm's channels along its input (K) axis.</summary>
-public sealed record FoldedLinear(Node Node, Value Input)
+internal sealed record FoldedLinear(Node Node, Value Input)
 {
     public bool IsGemm => Node.OpType == "Gemm";
 }
@@ -17,14 +17,14 @@ public sealed record FoldedLinear(Node Node, Value Input)
 /// and distillation tokens). <see cref="Refusal"/> says why it cannot be rewritten, if so;
 /// <see cref="ZeroPadded"/>: the output is zero-padded on the way (Swin), so only δ = 0 is exact.
 /// </summary>
-public sealed record LayerNormGroup(LayerNormMatch LayerNorm, int Channels, IReadOnlyList<FoldedLinear> Linears, bool ZeroPadded, string? Refusal)
+internal sealed record LayerNormGroup(LayerNormMatch LayerNorm, int Channels, IReadOnlyList<FoldedLinear> Linears, bool ZeroPadded, string? Refusal)
 {
     public string Name => LayerNorm.Root.Name;
     public bool Foldable => Refusal is null;
 }
 
 /// <summary>Finds the <see cref="LayerNormGroup"/>s of a model (shapes from <see cref="ValueShapes"/>).</summary>
-public static class LayerNormGroups
+internal static class LayerNormGroups
 {
     public static IReadOnlyList<LayerNormGroup> Find(Model model, string modelName)
     {

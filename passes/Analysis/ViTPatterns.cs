@@ -8,13 +8,13 @@ namespace OnnxViTQ.Passes.Analysis;
 /// <c>Add(Mul(Div(Sub(x, ReduceMean(x)), Sqrt(Add(ReduceMean(Pow(Sub, 2)), ε))), γ), β)</c>.
 /// <see cref="Gamma"/> and <see cref="Beta"/> are the affine constants (β may be absent);
 /// <see cref="Root"/> is the node producing <see cref="Output"/>.</summary>
-public sealed record LayerNormMatch(Node Root, Value Input, Value Output, Value? Gamma, Value? Beta, Node? AffineMul, Node? AffineAdd)
+internal sealed record LayerNormMatch(Node Root, Value Input, Value Output, Value? Gamma, Value? Beta, Node? AffineMul, Node? AffineAdd)
 {
     public bool Decomposed => Root.OpType != "LayerNormalization";
 }
 
 /// <summary>Recognisers for the vision-transformer building blocks in real exports.</summary>
-public static class ViTPatterns
+internal static class ViTPatterns
 {
     private static OpPattern CentredInput() =>
         Pattern.Op("Sub", Pattern.Any("x"), Pattern.Op("ReduceMean", Pattern.Any("x")).Where(SingleAxis, "reduces one axis").Named("mean")).Named("sub");

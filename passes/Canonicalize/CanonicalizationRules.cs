@@ -10,7 +10,7 @@ namespace OnnxViTQ.Passes.Canonicalize;
 /// makes the weights constants again, so they are quantized as weights (per channel, int8 storage)
 /// rather than calibrated as activations.
 /// </summary>
-public static class CanonicalizationRules
+internal static class CanonicalizationRules
 {
     /// <summary>Largest constant folded, in elements: bounds compile-time work and memory.</summary>
     public const long MaxFoldElements = 1L << 26;

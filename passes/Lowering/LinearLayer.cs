@@ -9,7 +9,7 @@ namespace OnnxViTQ.Passes.Lowering;
 /// and W a planned weight site, from <c>MatMul</c> (with a following bias <c>Add</c> folded in)
 /// or <c>Gemm</c> (transA = 0, alpha = beta = 1). W is read as [K, N] whatever its stored layout.
 /// </summary>
-public sealed record LinearLayer(
+internal sealed record LinearLayer(
     Node Node, Node? BiasAdd, Value Input, Value Output, QuantizationSite Activation, QuantizationSite Weight,
     UniformQuantizer WeightQuantizer, int K, int N, bool WeightTransposed, float[]? Bias)
 {

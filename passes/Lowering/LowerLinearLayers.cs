@@ -6,7 +6,7 @@ namespace OnnxViTQ.Passes.Lowering;
 
 /// <summary>A target a quantized linear layer can be lowered to (our native op, an ONNX Runtime
 /// contrib op).</summary>
-public interface ILinearLowering
+internal interface ILinearLowering
 {
     string Name { get; }
 
@@ -22,7 +22,7 @@ public interface ILinearLowering
 /// plan, so the portable emitter that runs next writes QDQ only for what is left (attention
 /// matmuls, quantizers without a native form). The layer's output keeps its name and position.
 /// </summary>
-public sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassContract
+internal sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassContract
 {
     public string Name => $"lower-{target.Name}";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];

@@ -11,7 +11,7 @@ namespace OnnxViTQ.Passes.Lowering;
 /// per-token (dynamic, per row) and outlier-split (per-token plus the float outlier residual);
 /// other kinds keep their portable form.
 /// </summary>
-public sealed class NativeLinearLowering : ILinearLowering
+internal sealed class NativeLinearLowering : ILinearLowering
 {
     public const string OpType = "QuantizedLinear";
     public string Name => "native";

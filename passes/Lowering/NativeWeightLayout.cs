@@ -8,7 +8,7 @@ namespace OnnxViTQ.Passes.Lowering;
 /// (code[i] &amp; 15) | (code[i + 32] &lt;&lt; 4). The op has no pre-pack hook, so the model carries
 /// this layout.
 /// </summary>
-public static class NativeWeightLayout
+internal static class NativeWeightLayout
 {
     public const int Panel = 16;
     public const int Group = 4;

@@ -9,10 +9,10 @@ using OnnxViTQ.Patterns;
 namespace OnnxViTQ;
 
 /// <summary>A pass a recipe can name: its options and how to build it.</summary>
-public sealed record PassFactory(string Name, string Description, IReadOnlyList<string> Options, Func<RecipeInputs, PassStep, IPass> Create);
+internal sealed record PassFactory(string Name, string Description, IReadOnlyList<string> Options, Func<RecipeInputs, PassStep, IPass> Create);
 
 /// <summary>Every pass recipes (built-in and files) can use, by name.</summary>
-public static class PassRegistry
+internal static class PassRegistry
 {
     public static IReadOnlyList<PassFactory> All { get; } =
     [

@@ -4,7 +4,7 @@ namespace OnnxViTQ;
 
 /// <summary>A quantizer choice as a recipe states it: kind, bit width (null: the run's
 /// <c>--bits</c> for weights or activations) and options.</summary>
-public sealed record QuantizerChoice(string Kind, int? Bits = null, IReadOnlyDictionary<string, string>? Options = null)
+internal sealed record QuantizerChoice(string Kind, int? Bits = null, IReadOnlyDictionary<string, string>? Options = null)
 {
     public IReadOnlyDictionary<string, string> OptionValues => Options ?? new Dictionary<string, string>();
 
@@ -14,7 +14,7 @@ public sealed record QuantizerChoice(string Kind, int? Bits = null, IReadOnlyDic
 
 /// <summary>Which quantizer each role gets in a recipe, with a default for activation roles not
 /// listed, and per-site overrides keyed by tensor name or by the name of a node reading it.</summary>
-public sealed record QuantizerTable
+internal sealed record QuantizerTable
 {
     public QuantizerChoice Weight { get; init; } = new("uniform");
     public QuantizerChoice Default { get; init; } = new("uniform");

@@ -19,6 +19,7 @@ public sealed record QuantizationOptions
     /// <summary>Calibration samples used at most.</summary>
     public int CalibrationSamples { get; init; } = 512;
 
+    /// <summary>Calibration batch size: memory grows with it, not with the sample count.</summary>
     public int BatchSize { get; init; } = 32;
 
     /// <summary>What the quantized model is written as (see <see cref="OutputFormat"/>).</summary>
@@ -35,7 +36,7 @@ public enum OutputFormat
     Native,
 }
 
-public static class OutputFormats
+internal static class OutputFormats
 {
     /// <summary>"ort" (ONNX Runtime contrib ops per layer) is planned and refused with that message.</summary>
     public static OutputFormat Parse(string text) => text.Trim().ToLowerInvariant() switch
@@ -53,7 +54,7 @@ public static class OutputFormats
 }
 
 /// <summary>One pass of a recipe with its options.</summary>
-public sealed record PassStep(string Name, IReadOnlyDictionary<string, string>? Options = null)
+internal sealed record PassStep(string Name, IReadOnlyDictionary<string, string>? Options = null)
 {
     public IReadOnlyDictionary<string, string> OptionValues => Options ?? new Dictionary<string, string>();
     public override string ToString() => OptionValues.Count == 0 ? Name : $"{Name}({string.Join(", ", OptionValues.Select(kv => $"{kv.Key}={kv.Value}"))})";
@@ -61,14 +62,14 @@ public sealed record PassStep(string Name, IReadOnlyDictionary<string, string>? 
 
 /// <summary>What a recipe's passes are built from: the options, the calibration data, the
 /// model's name for messages, and the recipe itself.</summary>
-public sealed record RecipeInputs(QuantizationOptions Options, ICalibrationSource Calibration, string ModelName, Recipe Recipe);
+internal sealed record RecipeInputs(QuantizationOptions Options, ICalibrationSource Calibration, string ModelName, Recipe Recipe);
 
 /// <summary>
 /// A recipe: a named, ordered list of passes with their options, and the quantizer each tensor
 /// role gets. Every paper's method is such a composition; built-in recipes and recipe files
 /// (<see cref="RecipeFile"/>) are the same thing.
 /// </summary>
-public sealed record Recipe(string Name, string Description, IReadOnlyList<PassStep> Passes, QuantizerTable Quantizers)
+internal sealed record Recipe(string Name, string Description, IReadOnlyList<PassStep> Passes, QuantizerTable Quantizers)
 {
     /// <summary>The passes, built and checked: every pass exists and accepts its options, every
     /// quantizer choice is valid for the bit widths.</summary>

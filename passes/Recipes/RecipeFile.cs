@@ -22,7 +22,7 @@ namespace OnnxViTQ;
 /// Quantizer kinds, options and bit widths are checked when the file is loaded; override names
 /// are checked against the model before calibration. Errors name the file and the entry.
 /// </summary>
-public static class RecipeFile
+internal static class RecipeFile
 {
     public static Recipe Load(string path)
     {

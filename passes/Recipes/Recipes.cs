@@ -8,7 +8,7 @@ namespace OnnxViTQ;
 /// its method's quantizer per role. Ablations are the same recipes with one role's quantizer
 /// replaced (a recipe file with <c>"extends"</c>).
 /// </summary>
-public static class Recipes
+internal static class Recipes
 {
     private static readonly IReadOnlyDictionary<string, string> Mse = new Dictionary<string, string> { ["range"] = "mse" };
     private static readonly IReadOnlyDictionary<string, string> Percentile = new Dictionary<string, string> { ["range"] = "percentile" };

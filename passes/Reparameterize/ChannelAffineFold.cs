@@ -17,7 +17,7 @@ namespace OnnxViTQ.Passes.Reparameterize;
 /// way (Swin) δ must be 0: a padded zero would otherwise become −δ/r. Weights and affine
 /// constants shared with nodes outside the group are copied, not changed in place.
 /// </summary>
-public static class ChannelAffineFold
+internal static class ChannelAffineFold
 {
     public static void Apply(Model model, LayerNormGroup group, ReadOnlySpan<float> scale, ReadOnlySpan<float> shift)
     {

@@ -16,7 +16,7 @@ namespace OnnxViTQ.Passes.Reparameterize;
 /// mapped, such as histograms, are dropped), and the linears' weight sites are refitted later.
 /// A LayerNorm that cannot be rewritten is left alone and its sites say why.
 /// </summary>
-public sealed class FoldLayerNormScales(IFoldPolicy policy, string modelName) : IPass, IPassContract
+internal sealed class FoldLayerNormScales(IFoldPolicy policy, string modelName) : IPass, IPassContract
 {
     public string Name => $"fold-layernorm-{policy.Name}";
     public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan), typeof(ActivationStatistics)];

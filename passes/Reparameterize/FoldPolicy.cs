@@ -5,7 +5,7 @@ namespace OnnxViTQ.Passes.Reparameterize;
 /// <summary>What a reparameterization policy sees of one LayerNorm group: per-channel statistics
 /// of its output over the calibration data, the weights of the linear layers reading it (as
 /// [K, N] with K the LayerNorm channels, all linears side by side), and the bit widths.</summary>
-public sealed record FoldInputs(float[] Min, float[] Max, double[] MeanSquare, float[][] Weights, int ActivationBits, int WeightBits, bool ShiftAllowed)
+internal sealed record FoldInputs(float[] Min, float[] Max, double[] MeanSquare, float[][] Weights, int ActivationBits, int WeightBits, bool ShiftAllowed)
 {
     public int Channels => Min.Length;
     public int Levels => (1 << ActivationBits) - 1;
@@ -13,10 +13,10 @@ public sealed record FoldInputs(float[] Min, float[] Max, double[] MeanSquare, f
 
 /// <summary>A policy's answer: the per-channel map y' = (y − δ)/r folded into the LayerNorm and
 /// its linears, and the per-tensor quantizer of y' that deployment uses.</summary>
-public sealed record FoldDecision(float[] Scale, float[] Shift, UniformQuantizer Quantizer, string Summary);
+internal sealed record FoldDecision(float[] Scale, float[] Shift, UniformQuantizer Quantizer, string Summary);
 
 /// <summary>Chooses the channel scales and shifts of a LayerNorm reparameterization.</summary>
-public interface IFoldPolicy
+internal interface IFoldPolicy
 {
     string Name { get; }
     FoldDecision Decide(FoldInputs inputs);
@@ -24,7 +24,7 @@ public interface IFoldPolicy
 
 /// <summary>Helpers shared by the policies: the per-channel asymmetric grid and an estimate of
 /// the output error a decision causes (used to choose among candidates).</summary>
-public static class FoldMath
+internal static class FoldMath
 {
     public const float Tiny = 1e-8f;
 
@@ -110,7 +110,7 @@ public static class FoldMath
 /// the way) only the scales fold: r_c = m_c/mean(m) with m_c = max|y_c|, and the per-tensor
 /// quantizer covers the mapped ranges.
 /// </summary>
-public sealed class RepQPolicy : IFoldPolicy
+internal sealed class RepQPolicy : IFoldPolicy
 {
     public string Name => "repq";
 
@@ -150,7 +150,7 @@ public sealed class RepQPolicy : IFoldPolicy
 /// with the least estimated output error (<see cref="FoldMath.OutputError"/>) wins; no extra
 /// inference cost, as with RepQ.
 /// </summary>
-public sealed class MosfPolicy(double kappa = 3) : IFoldPolicy
+internal sealed class MosfPolicy(double kappa = 3) : IFoldPolicy
 {
     public string Name => "mosf";
     private static readonly double[] Quantiles = [0.5, 0.75, 0.9, 0.95, 1.0];
@@ -204,7 +204,7 @@ public sealed class MosfPolicy(double kappa = 3) : IFoldPolicy
 /// normalised to geometric mean 1 — activations lose their outlier channels, weights absorb part
 /// of them. The migration strength α ∈ {0.2 … 0.8} with the least estimated output error wins.
 /// </summary>
-public sealed class BalancePolicy : IFoldPolicy
+internal sealed class BalancePolicy : IFoldPolicy
 {
     public string Name => "balance";
     private static readonly float[] Alphas = [0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f];

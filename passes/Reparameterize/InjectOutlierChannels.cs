@@ -6,7 +6,7 @@ using OnnxViTQ.Passes.Analysis;
 namespace OnnxViTQ.Passes.Reparameterize;
 
 /// <summary>What <see cref="InjectOutlierChannels"/> did to one LayerNorm.</summary>
-public sealed record InjectedOutliers(string LayerNorm, IReadOnlyList<int> Channels, IReadOnlyList<float> Factors);
+internal sealed record InjectedOutliers(string LayerNorm, IReadOnlyList<int> Channels, IReadOnlyList<float> Factors);
 
 /// <summary>
 /// Makes the function-preserving outlier variant of a model, to test quantizers on the huge
@@ -17,7 +17,7 @@ public sealed record InjectedOutliers(string LayerNorm, IReadOnlyList<int> Chann
 /// <see cref="ChannelAffineFold"/> with r = 1/f, δ = 0, so the FP32 function is unchanged while
 /// the post-LN activations carry channels f_c times larger. Deterministic for a seed.
 /// </summary>
-public sealed class InjectOutlierChannels(double fraction, float minFactor, float maxFactor, int seed, string modelName) : IPass
+internal sealed class InjectOutlierChannels(double fraction, float minFactor, float maxFactor, int seed, string modelName) : IPass
 {
     public const string MetadataKey = "onnxvitq.outliers";
 

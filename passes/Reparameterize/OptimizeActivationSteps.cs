@@ -19,7 +19,7 @@ namespace OnnxViTQ.Passes.Reparameterize;
 /// 100-point grid up to 1.2 (its Hessian-weighted error needs the task loss's gradients, which a
 /// model file does not have: here the layer output's squared error stands in).
 /// </summary>
-public sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 1.2f, int points = 15) : IPass, IPassContract
+internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 1.2f, int points = 15) : IPass, IPassContract
 {
     public const int MaxRows = 256;
     public string Name => "optimize-activation-steps";
@@ -106,7 +106,7 @@ public sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 1.
 }
 
 /// <summary>Dense products for compile-time searches, on System.Numerics.Tensors dot products.</summary>
-public static class Gemm
+internal static class Gemm
 {
     /// <summary>[rows, k] · [k, n] → [rows, n].</summary>
     public static float[] Multiply(float[] a, int rows, int k, float[] b, int n)

@@ -21,25 +21,35 @@ internal sealed class PreprocessingOptions
         c.Add(CropPct);
     }
 
+    /// <summary>The overrides given on the command line (the library fills in the rest from the model).</summary>
+    public ImageDataOptions Read(ParseResult r) => new()
+    {
+        Mean = r.GetValue(Mean) is { } mean ? ParseFloats(mean, "--mean") : null,
+        Std = r.GetValue(Std) is { } std ? ParseFloats(std, "--std") : null,
+        CropFraction = r.GetValue(CropPct) is { } crop
+            ? crop is > 0 and <= 1 ? crop : throw new OnnxViTQException($"--crop-pct {crop} must be in (0, 1]")
+            : null,
+    };
+
     public ImagePreprocessing Resolve(ParseResult r, Model model, ImageInput input)
     {
-        var p = ImagePreprocessing.ForModel(model, input.Channels, input.Height, input.Width);
-        if (r.GetValue(Mean) is { } mean) p = p with { Mean = ParseFloats(mean, "--mean", input.Channels) };
-        if (r.GetValue(Std) is { } std) p = p with { Std = ParseFloats(std, "--std", input.Channels) };
-        if (r.GetValue(CropPct) is { } crop)
-            p = p with { CropFraction = crop is > 0 and <= 1 ? crop : throw new OnnxViTQException($"--crop-pct {crop} must be in (0, 1]") };
-        return p;
+        try
+        {
+            return Read(r).Resolve(model, input);
+        }
+        catch (OnnxViTQException e) when (e.Message.StartsWith("mean ", StringComparison.Ordinal) || e.Message.StartsWith("std ", StringComparison.Ordinal))
+        {
+            throw new OnnxViTQException("--" + e.Message);
+        }
     }
 
-    private static float[] ParseFloats(string text, string option, int channels)
+    private static float[] ParseFloats(string text, string option)
     {
         var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         var values = new float[parts.Length];
         for (int i = 0; i < parts.Length; i++)
             if (!float.TryParse(parts[i], NumberStyles.Float, CultureInfo.InvariantCulture, out values[i]))
                 throw new OnnxViTQException($"{option} '{text}' is not a comma-separated list of numbers");
-        if (values.Length == 1) return Enumerable.Repeat(values[0], channels).ToArray();
-        if (values.Length != channels) throw new OnnxViTQException($"{option} has {values.Length} values; the model has {channels} channels");
         return values;
     }
 }
@@ -47,26 +57,10 @@ internal sealed class PreprocessingOptions
 internal static class Paths
 {
     /// <summary>Fails with a clear message unless <paramref name="path"/> is an existing file.</summary>
-    public static string ExistingFile(string path, string what)
-    {
-        if (Directory.Exists(path)) throw new OnnxViTQException($"{what} '{path}' is a directory, not a file");
-        if (!File.Exists(path)) throw new OnnxViTQException($"{what} '{path}' does not exist");
-        return path;
-    }
+    public static string ExistingFile(string path, string what) => OnnxQuantizer.ExistingFile(path, what);
 
     /// <summary>True when both paths name the same file (after resolving symbolic links).</summary>
-    public static bool SameFile(string a, string b) => string.Equals(Resolve(a), Resolve(b), StringComparison.Ordinal);
-
-    private static string Resolve(string path)
-    {
-        string full = Path.GetFullPath(path);
-        try
-        {
-            if (File.Exists(full) && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target) return target.FullName;
-        }
-        catch (IOException) { }
-        return full;
-    }
+    public static bool SameFile(string a, string b) => OnnxQuantizer.SameFile(a, b);
 
     public static string Size(long bytes) => bytes switch
     {

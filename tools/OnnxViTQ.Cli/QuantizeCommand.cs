@@ -4,6 +4,7 @@ using OnnxViTQ.Data;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Runtime;
 using OnnxViTQ.Serialization;
+using OnnxViTQ.Cli.Report;
 using Spectre.Console;
 
 namespace OnnxViTQ.Cli;
@@ -31,6 +32,9 @@ internal static class QuantizeCommand
         var samples = new Option<int>("--samples") { Description = "Calibration samples to use at most", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch-size") { Description = "Calibration batch size (memory grows with it, not with --samples)", DefaultValueFactory = _ => 32 };
         var report = new Option<string?>("--report") { Description = "Also write a JSON report: every quantized tensor with its role, module, quantizer, bits, parameters, measured error (SQNR, cosine) and consumers, plus pass timings" };
+        var html = new Option<string?>("--html") { Description = "Also write a self-contained HTML report (opens offline): per-layer error table, histograms of the worst activations with their ranges, post-LayerNorm channel ranges, pass timings, and accuracy with --eval-data" };
+        var evalData = new Option<string?>("--eval-data") { Description = "Labelled evaluation images (any --calib form): FP32 vs quantized top-1 is printed and put in the HTML report; needs --eval-labels" };
+        var evalLabels = new Option<string?>("--eval-labels") { Description = "int64 .npy of labels for --eval-data" };
         var external = new Option<ExternalDataMode>("--external-data") { Description = "Store weights in '<output>.data': Auto (only past 2 GiB), Always, Never", DefaultValueFactory = _ => ExternalDataMode.Auto };
         var format = new Option<string>("--format")
         {
@@ -42,7 +46,7 @@ internal static class QuantizeCommand
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, format, percentile, samples, batch, external, report,
+            model, output, calib, recipe, bits, format, percentile, samples, batch, external, report, html, evalData, evalLabels,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -56,12 +60,15 @@ internal static class QuantizeCommand
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
                 Format = OutputFormats.Parse(r.GetValue(format)!),
             };
+            var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels));
+            if ((reports.EvalData is null) != (reports.EvalLabels is null))
+                throw new OnnxViTQException("--eval-data and --eval-labels go together; give both or neither");
             string? modelPath = r.GetValue(model);
             if (modelPath is null)
-                return RunDefault(io, options, r.GetValue(output), r.GetValue(calib), r, pre, r.GetValue(external), r.GetValue(report));
+                return RunDefault(io, options, r.GetValue(output), r.GetValue(calib), r, pre, r.GetValue(external), reports);
             string outPath = r.GetValue(output) ?? throw new OnnxViTQException("--output/-o is required when a model is given");
             string calibPath = r.GetValue(calib) ?? throw new OnnxViTQException("--calib is required when a model is given");
-            QuantizeFile(io, modelPath, outPath, calibPath, options, r, pre, r.GetValue(external), r.GetValue(report));
+            QuantizeFile(io, modelPath, outPath, calibPath, options, r, pre, r.GetValue(external), reports);
             return ExitCodes.Ok;
         }));
         return cmd;
@@ -69,34 +76,36 @@ internal static class QuantizeCommand
 
     private static int Positive(int v, string name) => v > 0 ? v : throw new OnnxViTQException($"{name} must be positive, got {v}");
 
-    internal static void QuantizeFile(CliIO io, string modelPath, string outPath, string calibPath, QuantizationOptions options,
-        ParseResult r, PreprocessingOptions pre, ExternalDataMode external, string? reportPath)
+    /// <summary>The report files a run writes and the evaluation data its accuracy comes from.</summary>
+    internal sealed record ReportPaths(string? Json, string? Html, string? EvalData, string? EvalLabels)
     {
-        Paths.ExistingFile(modelPath, "model file");
-        if (Paths.SameFile(modelPath, outPath))
-            throw new OnnxViTQException($"output '{outPath}' is the input model; choose another -o so the original is not overwritten");
-        if (Directory.Exists(outPath)) throw new OnnxViTQException($"output '{outPath}' is a directory; give a file name");
-        if (reportPath is not null && (Paths.SameFile(reportPath, outPath) || Paths.SameFile(reportPath, modelPath)))
-            throw new OnnxViTQException($"--report '{reportPath}' would overwrite the model; choose another file");
+        public static readonly ReportPaths None = new(null, null, null, null);
+    }
+
+    internal static void QuantizeFile(CliIO io, string modelPath, string outPath, string calibPath, QuantizationOptions options,
+        ParseResult r, PreprocessingOptions pre, ExternalDataMode external, ReportPaths reports)
+    {
+        foreach (var (path, option) in new[] { (reports.Json, "--report"), (reports.Html, "--html") })
+            if (path is not null && (Paths.SameFile(path, outPath) || Paths.SameFile(path, modelPath)))
+                throw new OnnxViTQException($"{option} '{path}' would overwrite the model; choose another file");
+        if (reports.EvalData is not null) Paths.ExistingFile(reports.EvalLabels!, "--eval-labels file");
         var sw = Stopwatch.StartNew();
-        var m = OnnxModelReader.Load(modelPath);
-        var input = ImageInput.Of(m, modelPath);
-        var source = CalibrationSources.Open(calibPath, pre.Resolve(r, m, input));
-        input.EnsureFits(source);
-        int quantizable = m.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
-        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}, {options.Format.Name()} format) with up to {Math.Min(options.CalibrationSamples, source.Count)} samples of {source.Name}");
-
-        var result = ConsoleProgress.Run(io, progress => Quantizer.Quantize(m, modelPath, source, options, progress));
-
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
-        if (dir is not null) Directory.CreateDirectory(dir);
-        OnnxModelWriter.Save(m, outPath, new OnnxWriteOptions { ExternalData = external });
-        if (reportPath is not null)
-        {
-            var document = QuantizationReport.Build(modelPath, options, result);
-            AtomicFile.Write(reportPath, s => QuantizationReport.Write(s, document));
-        }
+        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}, {options.Format.Name()} format) with up to {options.CalibrationSamples} samples of {calibPath}");
+        var imageData = pre.Read(r);
+        var settings = new QuantizeFileSettings { ImageData = imageData, ExternalData = external, ReportPath = reports.Json };
+        var summary = ConsoleProgress.Run(io, progress => OnnxQuantizer.QuantizeFile(modelPath, calibPath, outPath, options, settings, progress));
+        var result = summary.Result;
+        AccuracyComparison? accuracy = null;
+        if (reports.EvalData is { } evalData)
+            accuracy = ConsoleProgress.Run(io, progress => Accuracy.Compare(modelPath, outPath, evalData, reports.EvalLabels!, imageData, progress));
+        if (reports.Html is { } htmlPath)
+            AtomicFile.Write(htmlPath, s =>
+            {
+                using var writer = new StreamWriter(s, new System.Text.UTF8Encoding(false), leaveOpen: true);
+                writer.Write(HtmlReport.Render(summary, accuracy));
+            });
         sw.Stop();
+        int quantizable = summary.QuantizableNodes;
 
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Warning)) io.Error.WriteLine($"warning: {d.Message}");
         var nodes = result.QuantizedNodes;
@@ -110,9 +119,13 @@ internal static class QuantizeCommand
         if (options.Format == OutputFormat.Native && NativeOps.Unavailable is { } why)
             io.Error.WriteLine($"warning: the native model needs libonnxvitq_ops.so to run, and {why}");
         table.AddRow("calibration", $"{result.CalibrationSamples} samples");
+        if (accuracy is { } a)
+            table.AddRow("accuracy", Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"top-1 FP32 {100 * a.Fp32Top1:0.00} %, quantized {100 * a.QuantizedTop1:0.00} % (drop {100 * (a.Fp32Top1 - a.QuantizedTop1):0.00} pt, agreement {100 * a.Agreement:0.00} %) on {a.Samples} samples")));
         table.AddRow("time", Markup.Escape($"{sw.Elapsed.TotalSeconds:0.0} s (" + string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.05).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s")) + ")"));
         table.AddRow("peak memory", Paths.Size(System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64));
-        if (reportPath is not null) table.AddRow("report", Markup.Escape(reportPath));
+        if (reports.Json is not null) table.AddRow("report", Markup.Escape(reports.Json));
+        if (reports.Html is not null) table.AddRow("html report", Markup.Escape(reports.Html));
         table.AddRow("output", Markup.Escape($"{outPath} ({Paths.Size(new FileInfo(outPath).Length)}, input {Paths.Size(new FileInfo(modelPath).Length)})"));
         io.Console.Write(table);
     }
@@ -120,12 +133,12 @@ internal static class QuantizeCommand
     /// <summary>The bundled demo: default model, bundled calibration data, then FP32 vs quantized
     /// accuracy on the bundled evaluation subset.</summary>
     private static int RunDefault(CliIO io, QuantizationOptions options, string? outPath, string? calibPath,
-        ParseResult r, PreprocessingOptions pre, ExternalDataMode external, string? reportPath)
+        ParseResult r, PreprocessingOptions pre, ExternalDataMode external, ReportPaths reports)
     {
         var bundled = BundledModels.Locate();
         string modelPath = bundled.Model(BundledModels.DefaultModel);
         outPath ??= Path.Combine("artifacts", $"{Path.GetFileNameWithoutExtension(modelPath)}.{options.Recipe}-{options.Bits}.onnx");
-        QuantizeFile(io, modelPath, outPath, calibPath ?? bundled.Calibration, options, r, pre, external, reportPath);
+        QuantizeFile(io, modelPath, outPath, calibPath ?? bundled.Calibration, options, r, pre, external, reports);
         io.Out.WriteLine();
         EvalCommand.Evaluate(io, outPath, bundled.EvalImages, bundled.EvalLabels, modelPath, 64, null, r, pre);
         return ExitCodes.Ok;

@@ -6,7 +6,7 @@ using OnnxViTQ.Serialization;
 namespace OnnxViTQ.Tests.Support;
 
 /// <summary>Runs models through ONNX Runtime for numeric comparisons in tests.</summary>
-public static class Ort
+internal static class Ort
 {
     /// <summary>All outputs of the model for one input, as float arrays (by output order).</summary>
     public static float[][] Run(byte[] model, string inputName, float[] input, long[] shape, string[]? outputs = null)

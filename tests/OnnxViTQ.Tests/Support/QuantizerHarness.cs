@@ -7,7 +7,7 @@ namespace OnnxViTQ.Tests.Support;
 /// <summary>Fits a quantizer kind on synthetic data the way the pipeline does (the kind's own
 /// observers plus the row sample, fed the data, then <see cref="IQuantizerKind.Fit"/>), and emits
 /// it into a one-node graph that ONNX Runtime can run.</summary>
-public static class QuantizerHarness
+internal static class QuantizerHarness
 {
     public static (Model Model, QuantizationSite Site) Graph(long[] shape, TensorRole role = TensorRole.Other)
     {

@@ -4,7 +4,7 @@ namespace OnnxViTQ.Tests.Support;
 
 /// <summary>Small graphs built with the IR API, for golden pass tests. Real exports are tested
 /// separately (reference models); these isolate one construct each.</summary>
-public static class TinyModels
+internal static class TinyModels
 {
     public static float[] Random(int n, int seed, float scale = 1f)
     {

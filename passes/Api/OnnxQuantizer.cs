@@ -1,0 +1,129 @@
+using OnnxViTQ.Data;
+using OnnxViTQ.Evaluation;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+
+namespace OnnxViTQ;
+
+/// <summary>
+/// The library's entry point: quantizes an FP32 ONNX vision transformer file with calibration
+/// data and writes the quantized model, the same work as <c>onnxvitq quantize</c>.
+/// </summary>
+/// <example>
+/// <code>
+/// var summary = OnnxQuantizer.QuantizeFile("vit.onnx", "calib/", "vit.w8a8.onnx",
+///     new QuantizationOptions { Recipe = "repq", Bits = BitWidths.Parse("W8A8") });
+/// </code>
+/// </example>
+public static class OnnxQuantizer
+{
+    /// <summary>Names of the built-in recipes (<see cref="QuantizationOptions.Recipe"/> also takes a recipe file).</summary>
+    public static IReadOnlyList<string> Recipes => OnnxViTQ.Recipes.Names;
+
+    /// <summary>
+    /// Quantizes <paramref name="modelPath"/> and writes <paramref name="outputPath"/> atomically
+    /// (a temporary file renamed into place: a failure leaves no partial output and an existing
+    /// file untouched).
+    /// </summary>
+    /// <param name="modelPath">FP32 ONNX model with one image input [N,C,H,W].</param>
+    /// <param name="calibrationPath">A float32 NCHW .npy, a uint8 image .npy [N,H,W(,C)], a folder of .npy files, or a folder of PNG/JPEG images.</param>
+    /// <param name="outputPath">Where the quantized model goes; must differ from <paramref name="modelPath"/>.</param>
+    /// <param name="options">Recipe, bit widths, sample count and output format (defaults: minmax, W8A8, 512 samples, portable).</param>
+    /// <param name="settings">Image preprocessing overrides, external-data mode and an optional JSON report.</param>
+    /// <param name="progress">Receives calibration progress.</param>
+    /// <param name="cancel">Stops the run between batches.</param>
+    /// <exception cref="OnnxViTQException">Bad input: a missing or malformed file, data that does not fit the model, bad options. The message names the file, node or tensor.</exception>
+    public static QuantizationSummary QuantizeFile(string modelPath, string calibrationPath, string outputPath,
+        QuantizationOptions? options = null, QuantizeFileSettings? settings = null,
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
+    {
+        options ??= new QuantizationOptions();
+        settings ??= new QuantizeFileSettings();
+        ExistingFile(modelPath, "model file");
+        if (SameFile(modelPath, outputPath))
+            throw new OnnxViTQException($"output '{outputPath}' is the input model; choose another output so the original is not overwritten");
+        if (Directory.Exists(outputPath)) throw new OnnxViTQException($"output '{outputPath}' is a directory; give a file name");
+        if (settings.ReportPath is { } reportPath && (SameFile(reportPath, outputPath) || SameFile(reportPath, modelPath)))
+            throw new OnnxViTQException($"report '{reportPath}' would overwrite the model; choose another file");
+        if (options.CalibrationSamples <= 0) throw new OnnxViTQException($"calibration samples must be positive, got {options.CalibrationSamples}");
+        if (options.BatchSize <= 0) throw new OnnxViTQException($"batch size must be positive, got {options.BatchSize}");
+
+        var model = OnnxModelReader.Load(modelPath);
+        var input = ImageInput.Of(model, modelPath);
+        var source = CalibrationSources.Open(calibrationPath, (settings.ImageData ?? new ImageDataOptions()).Resolve(model, input));
+        input.EnsureFits(source);
+        int quantizable = model.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
+
+        var result = Quantizer.Quantize(model, modelPath, source, options, progress, cancel);
+
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        OnnxModelWriter.Save(model, outputPath, new OnnxWriteOptions { ExternalData = settings.ExternalData });
+        if (settings.ReportPath is { } report)
+        {
+            var document = QuantizationReport.Build(modelPath, options, result);
+            AtomicFile.Write(report, s => QuantizationReport.Write(s, document));
+        }
+        return new QuantizationSummary(modelPath, outputPath, result.Recipe.Name, options.Bits.ToString(), options.Format,
+            result.QuantizedNodes.Count, result.CalibrationSamples,
+            result.Timings.Select(t => new PassTime(t.Pass, t.Elapsed)).ToList(),
+            result.Diagnostics.Where(d => d.Level == DiagnosticLevel.Warning).Select(d => d.Message).ToList())
+        { Result = result, Options = options, QuantizableNodes = quantizable };
+    }
+
+    /// <summary>Top-1 accuracy of a classifier file on images and int64 labels (.npy), run by ONNX Runtime.</summary>
+    /// <param name="modelPath">An FP32 or quantized model (a native-format model needs libonnxvitq_ops.so beside the application).</param>
+    /// <param name="dataPath">Evaluation images, in any form <see cref="QuantizeFile"/> accepts for calibration.</param>
+    /// <param name="labelsPath">An int64 (or int32) .npy with one label per sample.</param>
+    /// <param name="imageData">Preprocessing overrides for 8-bit images.</param>
+    /// <param name="limit">Evaluate at most this many samples.</param>
+    /// <exception cref="OnnxViTQException">A missing or malformed file, or fewer labels than samples.</exception>
+    public static AccuracyResult EvaluateAccuracy(string modelPath, string dataPath, string labelsPath, ImageDataOptions? imageData = null, int? limit = null)
+    {
+        ExistingFile(modelPath, "model file");
+        var model = OnnxModelReader.Load(modelPath);
+        var input = ImageInput.Of(model, modelPath);
+        var source = CalibrationSources.Open(dataPath, (imageData ?? new ImageDataOptions()).Resolve(model, input));
+        var labels = NpyFile.Open(ExistingFile(labelsPath, "labels file")).ReadAllInt64();
+        int n = Math.Min(limit ?? int.MaxValue, source.Count);
+        if (labels.Length < n)
+            throw new OnnxViTQException($"labels '{labelsPath}' has {labels.Length} entries but data '{dataPath}' has {source.Count} samples");
+        var predictions = ClassificationEvaluator.PredictFile(modelPath, input, source.Take(n));
+        return new AccuracyResult(ClassificationEvaluator.Score(predictions, labels.Take(n).ToArray()).Top1, n);
+    }
+
+    internal static string ExistingFile(string path, string what)
+    {
+        if (Directory.Exists(path)) throw new OnnxViTQException($"{what} '{path}' is a directory, not a file");
+        if (!File.Exists(path)) throw new OnnxViTQException($"{what} '{path}' does not exist");
+        return path;
+    }
+
+    /// <summary>True when both paths name the same file (after resolving symbolic links).</summary>
+    internal static bool SameFile(string a, string b) => string.Equals(ResolveLinks(a), ResolveLinks(b), StringComparison.Ordinal);
+
+    private static string ResolveLinks(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            if (File.Exists(full) && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target) return target.FullName;
+        }
+        catch (IOException) { }
+        return full;
+    }
+}
+
+/// <summary>File-level settings of <see cref="OnnxQuantizer.QuantizeFile"/>.</summary>
+public sealed record QuantizeFileSettings
+{
+    /// <summary>Preprocessing overrides for 8-bit image data.</summary>
+    public ImageDataOptions? ImageData { get; init; }
+
+    /// <summary>Whether weights go to a separate <c>&lt;output&gt;.data</c> file (default: only past 2 GiB).</summary>
+    public ExternalDataMode ExternalData { get; init; } = ExternalDataMode.Auto;
+
+    /// <summary>When set, a JSON report (every quantized tensor with its quantizer, parameters and measured error, pass timings) is written here.</summary>
+    public string? ReportPath { get; init; }
+}

@@ -1,0 +1,202 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using OnnxViTQ.Observers;
+using OnnxViTQ.Quantization;
+
+namespace OnnxViTQ.Cli.Report;
+
+/// <summary>FP32 vs quantized top-1 on labelled evaluation data, for the report.</summary>
+internal sealed record AccuracyComparison(string Data, int Samples, double Fp32Top1, double QuantizedTop1, double Agreement);
+
+/// <summary>
+/// The self-contained HTML report of a quantize run: one file with inline CSS and inline SVG
+/// plots, no scripts and no external references, so it opens offline and can be attached to a
+/// build. Sections: model, recipe and options, accuracy (when evaluation data was given),
+/// per-layer output error, every quantized tensor, histograms of the worst activations with the
+/// chosen ranges, per-channel ranges of post-LayerNorm activations, pass timings.
+/// </summary>
+internal static class HtmlReport
+{
+    /// <summary>Activation histograms drawn (the lowest-SQNR activations).</summary>
+    public const int WorstActivations = 6;
+
+    /// <summary>Post-LayerNorm channel-range plots drawn (the ones with the strongest outlier channels).</summary>
+    public const int ChannelPlots = 6;
+
+    public static string Render(QuantizationSummary summary, AccuracyComparison? accuracy)
+    {
+        var result = summary.Result;
+        var doc = QuantizationReport.Build(summary.ModelPath, summary.Options, result);
+        var html = new StringBuilder();
+        html.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+        html.Append($"<title>OnnxViTQ report: {E(Path.GetFileName(summary.ModelPath))}</title>\n<style>{Css}</style>\n</head>\n<body>\n");
+        html.Append($"<h1>OnnxViTQ quantization report</h1>\n");
+
+        Section(html, "model", "Model", () => KeyValues(html, [
+            ("model", summary.ModelPath), ("model size", Paths.Size(new FileInfo(summary.ModelPath).Length)),
+            ("output", summary.OutputPath), ("output size", File.Exists(summary.OutputPath) ? Paths.Size(new FileInfo(summary.OutputPath).Length) : "not written"),
+            ("quantized nodes", summary.QuantizedNodes.ToString(CultureInfo.InvariantCulture)),
+            ("quantized tensors", $"{result.WeightTensors} weights, {result.ActivationTensors} activations"),
+            ("tool", $"onnxvitq {typeof(HtmlReport).Assembly.GetName().Version}"),
+        ]));
+        Section(html, "recipe", "Recipe and options", () =>
+        {
+            KeyValues(html, [
+                ("recipe", $"{doc.Recipe}: {doc.RecipeDescription}"), ("bits", doc.Bits), ("format", summary.Format.Name()),
+                ("calibration samples", doc.CalibrationSamples.ToString(CultureInfo.InvariantCulture)),
+                ("batch size", summary.Options.BatchSize.ToString(CultureInfo.InvariantCulture)),
+                ("percentile", summary.Options.Percentile?.ToString(CultureInfo.InvariantCulture) ?? "recipe default"),
+                ("passes", string.Join(" → ", doc.RecipePasses)),
+            ]);
+            if (summary.Warnings.Count > 0)
+                html.Append("<ul class=\"warnings\">").Append(string.Concat(summary.Warnings.Select(w => $"<li>{E(w)}</li>"))).Append("</ul>\n");
+        });
+        if (accuracy is { } a)
+            Section(html, "accuracy", "Accuracy", () =>
+            {
+                html.Append($"<p>{a.Samples} samples of {E(a.Data)}.</p>\n");
+                Table(html, ["model", "top-1", "drop (pt)", "agreement with FP32"], [
+                    ["FP32", Pct(a.Fp32Top1), "", ""],
+                    ["quantized", Pct(a.QuantizedTop1), F(100 * (a.Fp32Top1 - a.QuantizedTop1), "0.00"), Pct(a.Agreement)],
+                ]);
+            });
+        Section(html, "layers", "Per-layer output error", () =>
+        {
+            html.Append("<p>Each quantized linear layer's output X·W against Q(X)·Q(W) on the calibration rows sampled at its input (bias left out). Lowest SQNR first.</p>\n");
+            var sites = result.Plan.Sites.ToDictionary(s => s.Name);
+            Table(html, ["layer", "input role", "input quantizer", "weight quantizer", "output SQNR (dB)", "output cosine"],
+                doc.Layers.OrderBy(l => l.OutputSqnrDb ?? double.PositiveInfinity).Select(l => new[]
+                {
+                    l.Node, sites[l.Input].Role.Name(), Describe(sites[l.Input]), Describe(sites[l.Weight]),
+                    l.OutputSqnrDb is { } d ? F(d, "0.00") : "∞", F(l.OutputCosine, "0.000000"),
+                }).ToList(), numericFrom: 4);
+        });
+        Section(html, "tensors", "Quantized tensors", () =>
+            Table(html, ["tensor", "role", "module", "quantizer", "bits", "granularity", "SQNR (dB)", "cosine"],
+                doc.Sites.Select(s => new[]
+                {
+                    s.Tensor, s.Role, s.Module, s.Quantizer, s.Bits.ToString(CultureInfo.InvariantCulture), s.Granularity,
+                    s.SqnrDb is { } d ? F(d, "0.00") : "", s.Cosine is { } c ? F(c, "0.000000") : "",
+                }).ToList(), numericFrom: 6));
+        Section(html, "histograms", $"Worst activations ({WorstActivations} lowest SQNR)", () => Histograms(html, result));
+        Section(html, "channels", "Per-channel ranges of post-LayerNorm activations", () => Channels(html, result));
+        Section(html, "timings", "Pass timings", () =>
+        {
+            var passes = doc.Passes.Select(p => (p.Pass, p.Seconds)).ToList();
+            Figure(html, ReportPlots.PassTimings(passes), "Wall-clock time per pass.");
+            Table(html, ["pass", "seconds", "changed the graph"], doc.Passes.Select(p => new[] { p.Pass, F(p.Seconds, "0.000"), p.Modified ? "yes" : "no" }).ToList(), numericFrom: 1);
+        });
+        html.Append("</body>\n</html>\n");
+        return html.ToString();
+    }
+
+    private static void Histograms(StringBuilder html, QuantizationResult result)
+    {
+        if (result.Statistics is not { } stats) { html.Append("<p>No calibration statistics (the recipe collects none).</p>\n"); return; }
+        var worst = result.Plan.Activations
+            .Where(s => s.Error is { SqnrDb: var d } && double.IsFinite(d) && s.Parameters is not null && stats.Has(s.Value, ObserverKeys.Rows))
+            .OrderBy(s => s.Error!.SqnrDb).Take(WorstActivations).ToList();
+        if (worst.Count == 0) { html.Append("<p>No activation has a measured error.</p>\n"); return; }
+        foreach (var site in worst)
+        {
+            var rows = stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows);
+            var range = ClippingRange(site.Parameters!, rows.Rows);
+            string caption = $"{site.Name} ({site.Role.Name()}, {Describe(site)}): SQNR {F(site.Error!.SqnrDb, "0.00")} dB over {rows.Count} sampled rows. " +
+                             (range is { } r ? $"Representable range [{F(r.Lo, "G4")}, {F(r.Hi, "G4")}] dashed." : "Ranges are set per token at run time, so no fixed range is marked.");
+            Figure(html, ReportPlots.Histogram(Short(site.Name), rows.Rows, range), caption);
+        }
+    }
+
+    private static void Channels(StringBuilder html, QuantizationResult result)
+    {
+        var postLn = result.Statistics is not { } stats ? [] : result.Plan.Activations
+            .Where(s => s.Role == TensorRole.PostLayerNorm && stats.Has(s.Value, ObserverKeys.Channels))
+            .Select(s => (Site: s, Channels: stats.Get<PerChannelMinMaxObserver>(s.Value, ObserverKeys.Channels)))
+            .Where(x => x.Channels.Channels > 0).ToList();
+        if (postLn.Count == 0) { html.Append("<p>No post-LayerNorm activation with per-channel statistics.</p>\n"); return; }
+        // Strongest outliers first: the largest channel span over the median channel span.
+        var ranked = postLn.Select(x => (x.Site, x.Channels, Ratio: OutlierRatio(x.Channels))).OrderByDescending(x => x.Ratio).ToList();
+        html.Append($"<p>{postLn.Count} post-LayerNorm activations; the {Math.Min(ChannelPlots, postLn.Count)} with the largest ratio of widest to median channel range are drawn. " +
+                    "Statistics are as the quantizer saw them (after any reparameterization).</p>\n");
+        foreach (var (site, channels, ratio) in ranked.Take(ChannelPlots))
+            Figure(html, ReportPlots.ChannelRanges(Short(site.Name), channels.Min, channels.Max),
+                $"{site.Name}: {channels.Channels} channels over {channels.Rows} rows; widest channel range / median = {F(ratio, "0.0")}.");
+        if (ranked.Count > ChannelPlots)
+            Table(html, ["tensor", "channels", "widest / median range"], ranked.Skip(ChannelPlots)
+                .Select(x => new[] { x.Site.Name, x.Channels.Channels.ToString(CultureInfo.InvariantCulture), F(x.Ratio, "0.0") }).ToList(), numericFrom: 1);
+    }
+
+    private static double OutlierRatio(PerChannelMinMaxObserver c)
+    {
+        var spans = Enumerable.Range(0, c.Channels).Select(i => (double)c.Max[i] - c.Min[i]).OrderBy(v => v).ToList();
+        double median = spans[spans.Count / 2];
+        return median > 0 ? spans[^1] / median : 0;
+    }
+
+    /// <summary>
+    /// The interval a per-tensor quantizer represents, found by quantizing values far outside the
+    /// data (every kind clamps to its extreme codes), so it holds for every quantizer kind; null
+    /// for per-token and per-channel quantizers, whose range is not one interval.
+    /// </summary>
+    internal static (double Lo, double Hi)? ClippingRange(FittedQuantizer q, ReadOnlySpan<float> sample)
+    {
+        if (q.Granularity != Granularity.PerTensor) return null;
+        float extent = 1;
+        foreach (var v in sample) extent = Math.Max(extent, Math.Abs(v));
+        var probe = new[] { -4 * extent, 4 * extent };
+        q.Simulate(probe, [1, 2]);
+        return float.IsFinite(probe[0]) && float.IsFinite(probe[1]) ? (probe[0], probe[1]) : null;
+    }
+
+    private static string Describe(QuantizationSite s) => s.Parameters is { } p ? $"{p.Kind} {p.Bits}-bit {p.Granularity.Name()}" : "not fitted";
+
+    private static string Short(string name) => name.Length <= 70 ? name : "…" + name[^69..];
+
+    private static void Section(StringBuilder html, string id, string title, Action body)
+    {
+        html.Append($"<section id=\"{id}\">\n<h2>{E(title)}</h2>\n");
+        body();
+        html.Append("</section>\n");
+    }
+
+    private static void KeyValues(StringBuilder html, IReadOnlyList<(string Key, string Value)> rows)
+    {
+        html.Append("<table class=\"kv\">\n");
+        foreach (var (k, v) in rows) html.Append($"<tr><th>{E(k)}</th><td>{E(v)}</td></tr>\n");
+        html.Append("</table>\n");
+    }
+
+    private static void Table(StringBuilder html, IReadOnlyList<string> header, IReadOnlyList<string[]> rows, int numericFrom = int.MaxValue)
+    {
+        html.Append("<table>\n<thead><tr>");
+        for (int i = 0; i < header.Count; i++) html.Append(i >= numericFrom ? $"<th class=\"num\">{E(header[i])}</th>" : $"<th>{E(header[i])}</th>");
+        html.Append("</tr></thead>\n<tbody>\n");
+        foreach (var row in rows)
+        {
+            html.Append("<tr>");
+            for (int i = 0; i < row.Length; i++) html.Append(i >= numericFrom ? $"<td class=\"num\">{E(row[i])}</td>" : $"<td>{E(row[i])}</td>");
+            html.Append("</tr>\n");
+        }
+        html.Append("</tbody>\n</table>\n");
+    }
+
+    private static void Figure(StringBuilder html, string svg, string caption) =>
+        html.Append("<figure>\n").Append(svg).Append($"\n<figcaption>{E(caption)}</figcaption>\n</figure>\n");
+
+    private static string E(string s) => WebUtility.HtmlEncode(s);
+    private static string F(double v, string format) => v.ToString(format, CultureInfo.InvariantCulture);
+    private static string Pct(double v) => F(100 * v, "0.00") + " %";
+
+    private const string Css = """
+        body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+        h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+        table { border-collapse: collapse; margin: .5em 0 1em; font-size: .85em; }
+        th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; }
+        thead th { background: #f3f3f3; position: sticky; top: 0; }
+        td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+        table.kv th { background: #f8f8f8; width: 14em; }
+        figure { margin: 1em 0; } figcaption { font-size: .85em; color: #555; max-width: 720px; }
+        ul.warnings { color: #8a4b00; }
+        """;
+}
