@@ -1,0 +1,115 @@
+using System.Globalization;
+using Microsoft.Build.Framework;
+
+namespace OnnxViTQ.Build;
+
+/// <summary>One <c>OnnxQuantize</c> item resolved against the project: absolute paths and the
+/// onnxvitq command line it turns into.</summary>
+internal sealed record QuantizeRequest(string Model, string Calibration, string Output, string? JsonReport, string? HtmlReport,
+    string TargetPath, IReadOnlyList<string> Arguments, IReadOnlyList<string> ExtraInputs)
+{
+    /// <summary>Metadata passed through as <c>--name value</c> options when present.</summary>
+    private static readonly (string Metadata, string Option)[] PassThrough =
+    [
+        ("Recipe", "--recipe"), ("Bits", "--bits"), ("Format", "--format"), ("Samples", "--samples"), ("BatchSize", "--batch-size"),
+        ("Percentile", "--percentile"), ("ExternalData", "--external-data"), ("Mean", "--mean"), ("Std", "--std"), ("CropPct", "--crop-pct"),
+    ];
+
+    /// <summary>Reads the item; throws <see cref="RequestException"/> with an OVQ code when it cannot be used.</summary>
+    public static QuantizeRequest From(ITaskItem item, string projectDirectory, string outputDirectory)
+    {
+        string model = Full(item.ItemSpec, projectDirectory);
+        if (!File.Exists(model)) throw new RequestException(ErrorCodes.ModelNotFound, model, $"model '{item.ItemSpec}' does not exist");
+        string calibrationText = item.GetMetadata("Calibration");
+        if (calibrationText.Length == 0)
+            throw new RequestException(ErrorCodes.CalibrationNotFound, model, $"OnnxQuantize item '{item.ItemSpec}' has no Calibration metadata (a folder of images or .npy files, or one .npy)");
+        string calibration = Full(calibrationText, projectDirectory);
+        if (!File.Exists(calibration) && !Directory.Exists(calibration))
+            throw new RequestException(ErrorCodes.CalibrationNotFound, model, $"calibration data '{calibrationText}' of '{item.ItemSpec}' does not exist");
+
+        string outputName = Value(item, "OutputName") ?? Path.GetFileNameWithoutExtension(model) + ".quantized.onnx";
+        if (outputName.IndexOfAny([.. Path.GetInvalidFileNameChars(), '/', '\\']) >= 0)
+            throw new RequestException(ErrorCodes.InvalidOptions, model, $"OutputName '{outputName}' of '{item.ItemSpec}' must be a file name without folders (use TargetPath to place it)");
+        string output = Path.Combine(outputDirectory, outputName);
+        if (string.Equals(Path.GetFullPath(output), model, StringComparison.Ordinal))
+            throw new RequestException(ErrorCodes.InvalidOptions, model, $"the quantized output of '{item.ItemSpec}' would overwrite the model");
+
+        var args = new List<string> { "quantize", model, "-o", output, "--calib", calibration };
+        var extraInputs = new List<string>();
+        foreach (var (metadata, option) in PassThrough)
+            if (Value(item, metadata) is { } v)
+            {
+                args.Add(option);
+                args.Add(v);
+            }
+        if (Value(item, "Recipe") is { } recipe && recipe.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+        {
+            string recipeFile = Full(recipe, projectDirectory);
+            args[args.IndexOf(recipe)] = recipeFile;
+            extraInputs.Add(recipeFile);
+        }
+        string? json = ReportPath(item, "Report", projectDirectory, output, ".report.json");
+        string? html = ReportPath(item, "HtmlReport", projectDirectory, output, ".report.html");
+        if (json is not null) args.AddRange(["--report", json]);
+        if (html is not null) args.AddRange(["--html", html]);
+        if (Value(item, "EvalData") is { } evalData)
+        {
+            string labels = Value(item, "EvalLabels")
+                ?? throw new RequestException(ErrorCodes.InvalidOptions, model, $"OnnxQuantize item '{item.ItemSpec}' has EvalData but no EvalLabels");
+            args.AddRange(["--eval-data", Full(evalData, projectDirectory), "--eval-labels", Full(labels, projectDirectory)]);
+            extraInputs.Add(Full(evalData, projectDirectory));
+            extraInputs.Add(Full(labels, projectDirectory));
+        }
+        if (Value(item, "Arguments") is { } extra) args.AddRange(SplitArguments(extra));
+        string targetPath = Value(item, "TargetPath") ?? outputName;
+        return new QuantizeRequest(model, calibration, output, json, html, targetPath, args, extraInputs);
+    }
+
+    /// <summary>The outputs a successful run leaves (the model, its external data, the reports).</summary>
+    public IEnumerable<string> Outputs =>
+        new[] { Output, Output + ".data", JsonReport, HtmlReport }.Where(p => p is not null).Select(p => p!);
+
+    /// <summary>"true" puts the report beside the quantized model in obj/; a path is taken relative to the project.</summary>
+    private static string? ReportPath(ITaskItem item, string metadata, string projectDirectory, string output, string suffix) =>
+        Value(item, metadata) switch
+        {
+            null => null,
+            { } v when v.Equals("false", StringComparison.OrdinalIgnoreCase) => null,
+            { } v when v.Equals("true", StringComparison.OrdinalIgnoreCase) => Path.ChangeExtension(output, null) + suffix,
+            { } v => Full(v, projectDirectory),
+        };
+
+    private static string? Value(ITaskItem item, string name) => item.GetMetadata(name) is { Length: > 0 } v ? v.Trim() : null;
+
+    private static string Full(string path, string projectDirectory) => Path.GetFullPath(Path.Combine(projectDirectory, path));
+
+    /// <summary>Splits free-form extra arguments on spaces, keeping "double-quoted" parts together.</summary>
+    internal static IEnumerable<string> SplitArguments(string text)
+    {
+        var current = new System.Text.StringBuilder();
+        bool quoted = false, any = false;
+        foreach (char c in text)
+        {
+            if (c == '"') { quoted = !quoted; any = true; continue; }
+            if (char.IsWhiteSpace(c) && !quoted)
+            {
+                if (any) yield return current.ToString();
+                current.Clear();
+                any = false;
+                continue;
+            }
+            current.Append(c);
+            any = true;
+        }
+        if (any) yield return current.ToString();
+    }
+
+    public override string ToString() => string.Join(" ", Arguments.Select(a => a.Contains(' ') ? $"\"{a}\"" : a).Select(a => a.ToString(CultureInfo.InvariantCulture)));
+}
+
+/// <summary>An item that cannot be quantized as given: the OVQ code, the file to point at, the message.</summary>
+internal sealed class RequestException(string code, string file, string message) : Exception(message)
+{
+    public string Code { get; } = code;
+    public string File { get; } = file;
+}
