@@ -12,8 +12,14 @@ namespace OnnxViTQ;
 internal sealed record QuantizationResult(
     Recipe Recipe, QuantizationPlan Plan, IReadOnlyList<PassTiming> Timings, IReadOnlyList<Diagnostic> Diagnostics, long CalibrationSamples)
 {
-    /// <summary>Nodes with at least one quantized input.</summary>
+    /// <summary>Nodes of the emitted graph with at least one quantized input (lowered layers not included).</summary>
     public IReadOnlyList<Node> QuantizedNodes => Plan.QuantizedNodes;
+
+    /// <summary>Linear layers a lowering replaced by integer ops (names of their MatMul/Gemm).</summary>
+    public IReadOnlyList<string> LoweredLayers { get; init; } = [];
+
+    /// <summary>Every quantized node: the portable ones and the lowered linear layers.</summary>
+    public int QuantizedNodeCount => QuantizedNodes.Count + LoweredLayers.Count;
 
     public int WeightTensors => Plan.Weights.Count();
     public int ActivationTensors => Plan.Activations.Count();
@@ -48,6 +54,7 @@ internal static class Quantizer
         {
             Statistics = stats,
             LayerErrors = context.TryGet<LayerOutputErrors>(out var layers) ? layers.Layers : [],
+            LoweredLayers = context.TryGet<Passes.Lowering.LoweredLinearLayers>(out var lowered) ? lowered.Nodes : [],
         };
     }
 }

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace OnnxViTQ.Quantization;
+namespace OnnxViTQ;
 
 /// <summary>Weight and activation bit widths, written "W8A8".</summary>
 /// <param name="Weights">Bits of weights, 2 to 8.</param>

@@ -14,9 +14,20 @@ internal static class NativeOps
     public const string Domain = "com.onnxvitq";
     public const string FileName = "libonnxvitq_ops.so";
 
-    /// <summary>Where the library is looked for.</summary>
-    public static string LibraryPath =>
-        Environment.GetEnvironmentVariable("ONNXVITQ_OPS_LIBRARY") is { Length: > 0 } path ? path : Path.Combine(AppContext.BaseDirectory, FileName);
+    /// <summary>Where the library is looked for: <c>ONNXVITQ_OPS_LIBRARY</c>, else beside the
+    /// assemblies (this repository's builds, the tool), else where NuGet puts the OnnxViTQ
+    /// package's native asset in a portable application (<c>runtimes/linux-x64/native/</c>).</summary>
+    public static string LibraryPath
+    {
+        get
+        {
+            if (Environment.GetEnvironmentVariable("ONNXVITQ_OPS_LIBRARY") is { Length: > 0 } path) return path;
+            string beside = Path.Combine(AppContext.BaseDirectory, FileName);
+            string rid = $"linux-{RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant()}";
+            string package = Path.Combine(AppContext.BaseDirectory, "runtimes", rid, "native", FileName);
+            return !File.Exists(beside) && File.Exists(package) ? package : beside;
+        }
+    }
 
     public static bool IsAvailable => OperatingSystem.IsLinux() && File.Exists(LibraryPath);
 

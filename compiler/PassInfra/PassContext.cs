@@ -7,12 +7,6 @@ internal sealed record Diagnostic(DiagnosticLevel Level, string Pass, string Mes
     public override string ToString() => $"{Level.ToString().ToLowerInvariant()}: [{Pass}] {Message}";
 }
 
-/// <summary>Progress of a long pass (calibration, search): <paramref name="Done"/> of <paramref name="Total"/> units.</summary>
-/// <param name="Stage">What is running, e.g. "calibration".</param>
-/// <param name="Done">Units done so far.</param>
-/// <param name="Total">Units in all.</param>
-/// <param name="Unit">What a unit is, e.g. "samples".</param>
-public sealed record ProgressReport(string Stage, long Done, long Total, string Unit);
 
 /// <summary>
 /// State shared by the passes of one run: a typed store for results handed from pass to pass

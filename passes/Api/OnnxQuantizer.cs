@@ -66,7 +66,7 @@ public static class OnnxQuantizer
             AtomicFile.Write(report, s => QuantizationReport.Write(s, document));
         }
         return new QuantizationSummary(modelPath, outputPath, result.Recipe.Name, options.Bits.ToString(), options.Format,
-            result.QuantizedNodes.Count, result.CalibrationSamples,
+            result.QuantizedNodeCount, result.CalibrationSamples,
             result.Timings.Select(t => new PassTime(t.Pass, t.Elapsed)).ToList(),
             result.Diagnostics.Where(d => d.Level == DiagnosticLevel.Warning).Select(d => d.Message).ToList())
         { Result = result, Options = options, QuantizableNodes = quantizable };

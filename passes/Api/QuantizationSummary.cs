@@ -6,7 +6,7 @@ namespace OnnxViTQ;
 /// <param name="Recipe">Name of the recipe applied.</param>
 /// <param name="Bits">Default bit widths, e.g. <c>W8A8</c>.</param>
 /// <param name="Format">Form of the written model.</param>
-/// <param name="QuantizedNodes">Nodes with at least one quantized input.</param>
+/// <param name="QuantizedNodes">Nodes with at least one quantized input, linear layers lowered to integer ops included.</param>
 /// <param name="CalibrationSamples">Calibration samples run through the model.</param>
 /// <param name="Passes">Compiler passes in the order they ran, with their wall-clock time.</param>
 /// <param name="Warnings">Warnings the passes raised (one line each).</param>

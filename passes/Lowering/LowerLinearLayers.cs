@@ -32,7 +32,7 @@ internal sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassCo
     {
         var plan = context.Get<QuantizationPlan>();
         var graph = model.Graph;
-        int lowered = 0;
+        var lowered = new List<string>();
         var kept = new List<string>();
         foreach (var node in graph.Nodes.ToList())
         {
@@ -52,10 +52,11 @@ internal sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassCo
             var weight = plan.For(layer.Weight.Value);
             var remaining = weight.Uses.Where(u => u != new Use(layer.Node, 1)).ToList();
             plan.Update((weight with { Uses = remaining }).WithNote($"{layer.Name}: {detail}"));
-            lowered++;
+            lowered.Add(layer.Name);
         }
-        context.Info($"{lowered} linear layer(s) lowered to {target.Name}" + (kept.Count == 0 ? "" : $"; {kept.Count} kept portable: {string.Join("; ", kept)}"));
-        return new PassResult(lowered > 0);
+        context.Set(new LoweredLinearLayers([.. context.TryGet<LoweredLinearLayers>(out var earlier) ? earlier.Nodes : [], .. lowered]));
+        context.Info($"{lowered.Count} linear layer(s) lowered to {target.Name}" + (kept.Count == 0 ? "" : $"; {kept.Count} kept portable: {string.Join("; ", kept)}"));
+        return new PassResult(lowered.Count > 0);
     }
 
     private static void Rewire(Graph graph, LinearLayer layer, Value replacement)
@@ -82,3 +83,7 @@ internal static class OpsetImports
         model.OpsetImports.Add(new OpsetImport(domain, version));
     }
 }
+
+/// <summary>The linear layers a lowering replaced (their uses leave the plan, which then lists
+/// only what stays portable).</summary>
+internal sealed record LoweredLinearLayers(IReadOnlyList<string> Nodes);

@@ -109,10 +109,11 @@ internal static class QuantizeCommand
 
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Warning)) io.Error.WriteLine($"warning: {d.Message}");
         var nodes = result.QuantizedNodes;
-        int linear = nodes.Count(n => result.Plan.Weights.Any(e => e.Uses.Any(u => u.Node == n)));
+        int linear = nodes.Count(n => result.Plan.Weights.Any(e => e.Uses.Any(u => u.Node == n))) + result.LoweredLayers.Count;
+        int total = result.QuantizedNodeCount;
         var table = new Table().Border(TableBorder.Rounded).HideHeaders().AddColumn("").AddColumn("");
         table.AddRow("recipe", Markup.Escape($"{result.Recipe.Name}: {result.Recipe.Description}"));
-        table.AddRow("nodes quantized", $"{nodes.Count} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {nodes.Count - linear} activation × activation)");
+        table.AddRow("nodes quantized", $"{total} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {total - linear} activation × activation)");
         foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
         foreach (var d in result.Diagnostics.Where(d => d.Pass.StartsWith("lower-", StringComparison.Ordinal)))
             table.AddRow("format " + options.Format.Name(), Markup.Escape(d.Message.Length > 300 ? d.Message[..300] + "…" : d.Message));
