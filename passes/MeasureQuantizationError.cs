@@ -9,9 +9,10 @@ namespace OnnxViTQ.Passes;
 /// Analysis: the error each fitted quantizer makes on calibration data — SQNR
 /// 10·log10(Σx² / Σ(x − x̂)²) and cosine similarity — over the site's sample of calibration rows
 /// (activations) or the whole tensor (weights). The report lists it per site. Also each linear
-/// layer's output error (<see cref="LayerOutputErrors"/>).
+/// layer's output error (<see cref="LayerOutputErrors"/>) when <paramref name="layerOutputs"/> is set:
+/// that costs two matrix products per layer, so only runs that write a report pay for it.
 /// </summary>
-internal sealed class MeasureQuantizationError : IPass, IPassContract
+internal sealed class MeasureQuantizationError(bool layerOutputs = false) : IPass, IPassContract
 {
     public string Name => "measure-error";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
@@ -42,7 +43,7 @@ internal sealed class MeasureQuantizationError : IPass, IPassContract
             q.Simulate(xq, shape);
             plan.Update(site with { Error = Compare(x, xq) });
         }
-        if (stats is not null) context.Set(LayerOutputErrors.Measure(plan, stats));
+        if (layerOutputs && stats is not null) context.Set(LayerOutputErrors.Measure(plan, stats));
         return PassResult.Unchanged;
     }
 

@@ -55,6 +55,7 @@ public static class OnnxQuantizer
         input.EnsureFits(source);
         int quantizable = model.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
 
+        if (settings.ReportPath is not null || settings.MeasureLayerOutputs) options = options with { MeasureLayerOutputs = true };
         var result = Quantizer.Quantize(model, modelPath, source, options, progress, cancel);
 
         string? dir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
@@ -126,4 +127,7 @@ public sealed record QuantizeFileSettings
 
     /// <summary>When set, a JSON report (every quantized tensor with its quantizer, parameters and measured error, pass timings) is written here.</summary>
     public string? ReportPath { get; init; }
+
+    /// <summary>Measure each linear layer's output error even without a JSON report (the tool's HTML report needs it).</summary>
+    internal bool MeasureLayerOutputs { get; init; }
 }

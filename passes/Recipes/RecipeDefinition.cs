@@ -24,6 +24,9 @@ public sealed record QuantizationOptions
 
     /// <summary>What the quantized model is written as (see <see cref="OutputFormat"/>).</summary>
     public OutputFormat Format { get; init; } = OutputFormat.Portable;
+
+    /// <summary>Measure every linear layer's output error for the reports (set when one is written).</summary>
+    internal bool MeasureLayerOutputs { get; init; }
 }
 
 /// <summary>The form of the quantized model.</summary>

@@ -92,7 +92,7 @@ internal static class QuantizeCommand
         var sw = Stopwatch.StartNew();
         io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}, {options.Format.Name()} format) with up to {options.CalibrationSamples} samples of {calibPath}");
         var imageData = pre.Read(r);
-        var settings = new QuantizeFileSettings { ImageData = imageData, ExternalData = external, ReportPath = reports.Json };
+        var settings = new QuantizeFileSettings { ImageData = imageData, ExternalData = external, ReportPath = reports.Json, MeasureLayerOutputs = reports.Html is not null };
         var summary = ConsoleProgress.Run(io, progress => OnnxQuantizer.QuantizeFile(modelPath, calibPath, outPath, options, settings, progress));
         var result = summary.Result;
         AccuracyComparison? accuracy = null;

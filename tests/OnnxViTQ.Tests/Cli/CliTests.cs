@@ -148,6 +148,10 @@ public class CliTests
             var ln = sites.First(t => t.GetProperty("role").GetString() == "post-layernorm");
             Assert.That(ln.GetProperty("module").GetString(), Is.EqualTo("attention 0"));
             Assert.That(report.RootElement.GetProperty("calibration_samples").GetInt64(), Is.EqualTo(16));
+            var layers = report.RootElement.GetProperty("layers").EnumerateArray().ToList();
+            Assert.That(layers, Has.Count.EqualTo(25), "every linear layer's output error");
+            Assert.That(layers.Select(l => l.GetProperty("output_sqnr_db").GetDouble()), Has.All.GreaterThan(10));
+            Assert.That(layers.Select(l => l.GetProperty("output_cosine").GetDouble()), Has.All.GreaterThan(0.97));
         }
         Assert.That(q.Out, Does.Contain("38 of 38 MatMul/Gemm/Conv (26 with weights, 12 activation × activation)"));
         Assert.That(q.Out, Does.Contain("16 samples"));
