@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using OnnxViTQ.Ir;
 using OnnxViTQ.Observers;
 using OnnxViTQ.Quantization;
@@ -46,32 +45,10 @@ internal sealed record LayerOutputErrors(IReadOnlyList<LayerOutputError> Layers)
             aq.Simulate(xq, rows.Shape);
             var wqv = (float[])wt.Values.Clone();
             wq.Simulate(wqv, wt.Shape);
-            var y = Multiply(xs, rows.Count, k, ByOutput(wt.Values, k, n, transposed), n);
-            var yq = Multiply(xq, rows.Count, k, ByOutput(wqv, k, n, transposed), n);
+            var y = transposed ? Gemm.MultiplyTransposed(xs, rows.Count, k, wt.Values, n) : Gemm.Multiply(xs, rows.Count, k, wt.Values, n);
+            var yq = transposed ? Gemm.MultiplyTransposed(xq, rows.Count, k, wqv, n) : Gemm.Multiply(xq, rows.Count, k, wqv, n);
             layers.Add(new LayerOutputError(node.Name, activation.Name, weight.Name, MeasureQuantizationError.Compare(y, yq)));
         }
         return new LayerOutputErrors(layers);
-    }
-
-    /// <summary>W as [N, K] (one contiguous row per output), so each output is one dot product.</summary>
-    private static float[] ByOutput(float[] w, int k, int n, bool transposed)
-    {
-        if (transposed) return w;
-        var t = new float[w.Length];
-        for (int i = 0; i < k; i++)
-            for (int j = 0; j < n; j++)
-                t[j * k + i] = w[i * n + j];
-        return t;
-    }
-
-    private static float[] Multiply(float[] x, int rows, int k, float[] wByOutput, int n)
-    {
-        var y = new float[rows * n];
-        Parallel.For(0, rows, r =>
-        {
-            var xr = x.AsSpan(r * k, k);
-            for (int j = 0; j < n; j++) y[r * n + j] = TensorPrimitives.Dot(xr, wByOutput.AsSpan(j * k, k));
-        });
-        return y;
     }
 }

@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using OnnxViTQ.Ir;
 using OnnxViTQ.Observers;
 using OnnxViTQ.PassInfra;
@@ -102,24 +101,5 @@ internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < cols; j++) t[j * rows + i] = a[i * cols + j];
         return t;
-    }
-}
-
-/// <summary>Dense products for compile-time searches, on System.Numerics.Tensors dot products.</summary>
-internal static class Gemm
-{
-    /// <summary>[rows, k] · [k, n] → [rows, n].</summary>
-    public static float[] Multiply(float[] a, int rows, int k, float[] b, int n)
-    {
-        var bt = new float[b.Length];
-        for (int i = 0; i < k; i++)
-            for (int j = 0; j < n; j++) bt[j * k + i] = b[i * n + j];
-        var c = new float[rows * n];
-        Parallel.For(0, rows, r =>
-        {
-            var row = a.AsSpan(r * k, k);
-            for (int j = 0; j < n; j++) c[r * n + j] = TensorPrimitives.Dot(row, bt.AsSpan(j * k, k));
-        });
-        return c;
     }
 }
