@@ -1,11 +1,12 @@
-using OnnxViTQ.Ir;
 using OnnxViTQ.Observers;
+using OnnxViTQ.Passes.Search;
 using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ.Passes;
 
-/// <summary>The error a quantized linear layer makes on its output: X·W against Q(X)·Q(W) over
-/// the calibration rows sampled at its input (bias left out: it cancels in the difference).</summary>
+/// <summary>The error a quantized linear layer makes on its output: X·W against Q(X)·Q(W) (minus
+/// the bias correction, when one was applied) over the calibration rows sampled at its input; the
+/// bias itself cancels in the difference and is left out.</summary>
 /// <param name="Node">The MatMul/Gemm.</param>
 /// <param name="Activation">Its quantized input.</param>
 /// <param name="Weight">Its quantized weight.</param>
@@ -16,39 +17,31 @@ internal sealed record LayerOutputError(string Node, string Activation, string W
 internal sealed record LayerOutputErrors(IReadOnlyList<LayerOutputError> Layers)
 {
     /// <summary>
-    /// Measures every MatMul/Gemm whose input 0 is a quantized activation with a row sample and
-    /// whose input 1 is a quantized constant weight. Cost: rows × K × N multiply-adds per layer,
-    /// twice, on SIMD dot products (the sample holds at most 512 rows).
+    /// Measures every <see cref="WeightedLinear"/> whose input has a row sample. Cost: rows × K × N
+    /// multiply-adds per layer, twice (the sample holds at most 512 rows).
     /// </summary>
-    public static LayerOutputErrors Measure(QuantizationPlan plan, ActivationStatistics stats)
+    public static LayerOutputErrors Measure(QuantizationPlan plan, ActivationStatistics stats, BiasCorrections? corrections = null)
     {
         var layers = new List<LayerOutputError>();
         foreach (var node in plan.QuantizedNodes)
         {
-            if (node.OpType is not ("MatMul" or "Gemm") || node.Domain.Length > 0) continue;
-            var x = node.Input(0);
-            var w = node.Input(1);
-            if (x is null || w is null || !plan.TryGet(x, out var activation) || activation.IsWeight || activation.Parameters is not { } aq) continue;
-            if (!plan.TryGet(w, out var weight) || !weight.IsWeight || weight.Parameters is not { } wq) continue;
-            if (!stats.Has(x, ObserverKeys.Rows)) continue;
-            if (node.OpType == "Gemm" && (node.GetInt("transA", 0) != 0)) continue;
-            var rows = stats.Get<RowSampleObserver>(x, ObserverKeys.Rows);
-            var wt = WeightTensor.Read(weight);
-            if (wt.Shape.Length != 2 || rows.Count == 0) continue;
-            bool transposed = node.OpType == "Gemm" && node.GetInt("transB", 0) != 0;
-            int k = (int)(transposed ? wt.Shape[1] : wt.Shape[0]);
-            int n = (int)(transposed ? wt.Shape[0] : wt.Shape[1]);
-            if (rows.Width != k) continue;
-
-            var xs = rows.Copy();
-            var xq = (float[])xs.Clone();
-            aq.Simulate(xq, rows.Shape);
-            var wqv = (float[])wt.Values.Clone();
-            wq.Simulate(wqv, wt.Shape);
-            var y = transposed ? Gemm.MultiplyTransposed(xs, rows.Count, k, wt.Values, n) : Gemm.Multiply(xs, rows.Count, k, wt.Values, n);
-            var yq = transposed ? Gemm.MultiplyTransposed(xq, rows.Count, k, wqv, n) : Gemm.Multiply(xq, rows.Count, k, wqv, n);
-            layers.Add(new LayerOutputError(node.Name, activation.Name, weight.Name, MeasureQuantizationError.Compare(y, yq)));
+            if (WeightedLinear.Of(node, plan) is not { } layer || !stats.Has(layer.Activation.Value, ObserverKeys.Rows)) continue;
+            var rows = stats.Get<RowSampleObserver>(layer.Activation.Value, ObserverKeys.Rows);
+            if (rows.Width != layer.K || rows.Count == 0) continue;
+            var x = rows.Copy();
+            var xq = rows.Copy();
+            layer.Activation.Parameters!.Simulate(xq, rows.Shape);
+            var y = layer.Multiply(x, rows.Count, layer.W);
+            var yq = layer.Multiply(xq, rows.Count, layer.Simulated(layer.Weight.Parameters!));
+            if (corrections?.For(node.Name) is { } e)
+                for (int r = 0; r < rows.Count; r++)
+                    for (int j = 0; j < layer.N; j++) yq[r * layer.N + j] -= e[j];
+            layers.Add(new LayerOutputError(node.Name, layer.Activation.Name, layer.Weight.Name, MeasureQuantizationError.Compare(y, yq)));
         }
         return new LayerOutputErrors(layers);
     }
 }
+
+/// <summary>Layer output errors measured before the interval search and bias correction changed
+/// anything, for the report's before/after columns.</summary>
+internal sealed record LayerOutputErrorsBefore(LayerOutputErrors Errors);

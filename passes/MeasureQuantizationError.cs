@@ -43,7 +43,8 @@ internal sealed class MeasureQuantizationError(bool layerOutputs = false) : IPas
             q.Simulate(xq, shape);
             plan.Update(site with { Error = Compare(x, xq) });
         }
-        if (layerOutputs && stats is not null) context.Set(LayerOutputErrors.Measure(plan, stats));
+        if (layerOutputs && stats is not null)
+            context.Set(LayerOutputErrors.Measure(plan, stats, context.TryGet<Search.BiasCorrections>(out var corrections) ? corrections : null));
         return PassResult.Unchanged;
     }
 

@@ -15,7 +15,8 @@ internal static class QuantizationReport
     public sealed record PassEntry(string Pass, double Seconds, bool Modified);
 
     /// <summary>A linear layer's output error: X·W against Q(X)·Q(W) on the calibration row sample.</summary>
-    public sealed record LayerEntry(string Node, string Input, string Weight, double? OutputSqnrDb, double OutputCosine);
+    public sealed record LayerEntry(string Node, string Input, string Weight, double? OutputSqnrDb, double OutputCosine,
+        double? OutputSqnrDbBefore = null, double? OutputCosineBefore = null);
 
     public sealed record Document(string Model, string Recipe, string RecipeDescription, IReadOnlyList<string> RecipePasses, string Bits,
         long CalibrationSamples, IReadOnlyDictionary<string, int> SitesByRole, IReadOnlyList<string> Unrecognised,
@@ -29,8 +30,13 @@ internal static class QuantizationReport
         result.Timings.Select(t => new PassEntry(t.Pass, Math.Round(t.Elapsed.TotalSeconds, 3), t.Modified)).ToList(),
         result.Diagnostics.Select(d => d.ToString()).ToList(),
         result.Plan.Sites.Select(Entry).ToList(),
-        result.LayerErrors.Select(l => new LayerEntry(l.Node, l.Activation, l.Weight,
-            double.IsFinite(l.Error.SqnrDb) ? Math.Round(l.Error.SqnrDb, 3) : null, Math.Round(l.Error.Cosine, 6))).ToList());
+        result.LayerErrors.Select(l => Layer(l, result.LayerErrorsBefore.FirstOrDefault(b => b.Node == l.Node))).ToList());
+
+    private static LayerEntry Layer(LayerOutputError after, LayerOutputError? before) => new(after.Node, after.Activation, after.Weight,
+        Db(after.Error.SqnrDb), Math.Round(after.Error.Cosine, 6),
+        before is null ? null : Db(before.Error.SqnrDb), before is null ? null : Math.Round(before.Error.Cosine, 6));
+
+    private static double? Db(double v) => double.IsFinite(v) ? Math.Round(v, 3) : null;
 
     private static SiteEntry Entry(QuantizationSite s) => new(
         s.Name, s.Role.Name(), s.Module, s.Parameters?.Kind ?? s.Spec?.Kind ?? "none", s.Parameters?.Bits ?? s.Spec?.Bits ?? 0,

@@ -29,6 +29,9 @@ internal sealed record QuantizationResult(
 
     /// <summary>Output error of each quantized linear layer (empty when the recipe does not measure errors).</summary>
     public IReadOnlyList<LayerOutputError> LayerErrors { get; init; } = [];
+
+    /// <summary>The same, measured before interval search or bias correction changed anything (empty when neither ran).</summary>
+    public IReadOnlyList<LayerOutputError> LayerErrorsBefore { get; init; } = [];
 }
 
 /// <summary>The library entry point: quantizes a model in place with a recipe.</summary>
@@ -54,6 +57,7 @@ internal static class Quantizer
         {
             Statistics = stats,
             LayerErrors = context.TryGet<LayerOutputErrors>(out var layers) ? layers.Layers : [],
+            LayerErrorsBefore = context.TryGet<LayerOutputErrorsBefore>(out var before) ? before.Errors.Layers : [],
             LoweredLayers = context.TryGet<Passes.Lowering.LoweredLinearLayers>(out var lowered) ? lowered.Nodes : [],
         };
     }
