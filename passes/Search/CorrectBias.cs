@@ -99,11 +99,21 @@ internal sealed class CorrectBias(bool measureBefore = false) : IPass, IPassCont
             why = "";
             return true;
         }
-        if (plan.TryGet(output, out _) || output.IsGraphOutput) { why = "no bias, and its output is itself quantized or a graph output"; return false; }
+        if (plan.TryGet(output, out _)) { why = "no bias, and its output is itself quantized"; return false; }
         var consumers = output.Consumers.ToList();
-        var biasAdd = graph.AddNode("Add", [output, NewBias(graph, node, new float[n], total)], [output.Name + "_bias_corrected"],
+        string name = output.Name;
+        var biasAdd = graph.AddNode("Add", [output, NewBias(graph, node, new float[n], total)], [name + "_bias_corrected"],
             before: consumers.FirstOrDefault().Node);
-        foreach (var use in consumers) use.Node.SetInput(use.InputIndex, biasAdd.Output());
+        var corrected = biasAdd.Output();
+        corrected.Type = output.Type;
+        foreach (var use in consumers) use.Node.SetInput(use.InputIndex, corrected);
+        if (output.IsGraphOutput)
+        {
+            // The model's outputs are its interface: the corrected value takes the name.
+            graph.ReplaceOutput(output, corrected);
+            graph.Rename(output, graph.UniqueName(name + "_uncorrected"));
+            graph.Rename(corrected, name);
+        }
         why = "";
         return true;
     }

@@ -29,7 +29,7 @@ string outPath = Arg("--out", Path.Combine(root, "BENCHMARKS.md"));
 string? extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
 string? deitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
 string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "speed"];
+var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "speed"];
 var modelFilter = List("--models");
 string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
 string[] bitsList = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
@@ -68,12 +68,12 @@ var evaluated = new Dictionary<string, (int[] Predictions, double Top1)>();
 NpyTensorSource EvalSource(Model m) => new(evalImages, ImagePreprocessing.ForModel(m, 3, 28, 28));
 
 // One quantize + evaluate; `load` gives a fresh FP32 model.
-Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[] Predictions, double Top1) fp32, int samples = 512)
+Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[] Predictions, double Top1) fp32, int samples = 512, bool layerErrors = false)
 {
     var model = load();
     var sw = Stopwatch.StartNew();
     var result = Quantizer.Quantize(model, name, new NpyTensorSource(calib, null),
-        new QuantizationOptions { Bits = BitWidths.Parse(bits), CalibrationSamples = samples }, recipe);
+        new QuantizationOptions { Bits = BitWidths.Parse(bits), CalibrationSamples = samples, MeasureLayerOutputs = layerErrors }, recipe);
     sw.Stop();
     var saved = OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model));
     var q = ClassificationEvaluator.Predict(saved, name, EvalSource(saved));
@@ -309,6 +309,76 @@ if (only.Contains("memory"))
     report.AppendLine();
 }
 
+// Liu et al. 2021 (issue: search and correction): interval search + bias correction against the
+// baselines, on every committed model, between markers so `--only search` refreshes it alone.
+var searchReport = new StringBuilder();
+if (only.Contains("search"))
+{
+    var r = searchReport;
+    string[] searchBits = ["W8A8", "W6A6", "W4A4"];
+    r.AppendLine("<!-- search:begin -->");
+    r.AppendLine("## Liu et al. 2021: interval search and bias correction");
+    r.AppendLine();
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}).");
+    r.AppendLine("`liu2021` = percentile start (99.99), `search-intervals` (20 candidates in [0.5, 1.2]·Δ₀, up to 20 alternating rounds, mean output Pearson) and");
+    r.AppendLine("`correct-bias`; `liu2021 −bc` is the same without bias correction. Drop in points on the 2000 evaluation images; layer SQNR is the mean");
+    r.AppendLine("over the linear layers of X·W against Q(X)·Q(W) (bias correction included) on the calibration rows.");
+    r.AppendLine();
+    var liu = Recipes.Get("liu2021");
+    var noBias = liu with { Name = "liu2021 −bc", Passes = liu.Passes.Where(p => p.Name != "correct-bias").ToList() };
+    Recipe[] candidates = [Recipes.Get("minmax"), Recipes.Get("percentile"), noBias, liu];
+    r.AppendLine($"| model | bits | {string.Join(" | ", candidates.Select(c => $"{c.Name} drop"))} | minmax layer SQNR | liu2021 layer SQNR |");
+    r.AppendLine($"|---|---|{string.Concat(candidates.Select(_ => "---:|"))}---:|---:|");
+    var verdicts = new List<string>();
+    double worstBiasHarm = double.NegativeInfinity;
+    string worstBiasAt = "";
+    foreach (var file in committed)
+    {
+        var path = Path.Combine(models, file);
+        var fp32 = Fp32(path);
+        foreach (var bits in searchBits)
+        {
+            var o = candidates.Select(c => Measure(file, () => OnnxModelReader.Load(path), c, bits, fp32, layerErrors: true)).ToArray();
+            double Sqnr(Outcome x) => x.Result.LayerErrors.Where(l => double.IsFinite(l.Error.SqnrDb)).Average(l => l.Error.SqnrDb);
+            r.AppendLine($"| {file} | {bits} | {string.Join(" | ", o.Select(x => $"{x.Drop:0.00}"))} | {Sqnr(o[0]):0.0} dB | {Sqnr(o[3]):0.0} dB |");
+            double harm = o[3].Drop - o[2].Drop;
+            if (harm > worstBiasHarm) (worstBiasHarm, worstBiasAt) = (harm, $"{file} {bits}");
+            if (bits == "W4A4")
+                verdicts.Add($"{file}: liu2021 {o[3].Drop:0.00} vs minmax {o[0].Drop:0.00} / percentile {o[1].Drop:0.00} → {(o[3].Drop < o[0].Drop && o[3].Drop < o[1].Drop ? "✓" : "✗")}, " +
+                             $"layer SQNR {Sqnr(o[3]):0.0} vs {Sqnr(o[0]):0.0} dB → {(Sqnr(o[3]) > Sqnr(o[0]) ? "✓" : "✗")}");
+        }
+    }
+    r.AppendLine();
+    r.AppendLine("W4A4 criteria (liu2021 loses less top-1 than minmax and percentile; its mean layer SQNR beats minmax's):");
+    r.AppendLine();
+    foreach (var v in verdicts) r.AppendLine($"- {v}");
+    r.AppendLine();
+    r.AppendLine($"Bias correction: the largest accuracy cost over all rows is {worstBiasHarm:0.00} pt ({worstBiasAt}; positive = correction lost accuracy; criterion ≤ 0.10).");
+    r.AppendLine();
+    if (deitTiny is not null && deitTinyCalib is not null)
+    {
+        r.AppendLine($"Compile time, DeiT-Tiny-shaped model (224×224, 197 tokens, dim 192, depth 12, random weights), 256 calibration images, W8A8:");
+        r.AppendLine();
+        r.AppendLine("| recipe | time | passes ≥ 0.5 s |");
+        r.AppendLine("|---|---:|---|");
+        foreach (var recipe in new[] { "minmax", "percentile", "liu2021" })
+        {
+            var model = OnnxModelReader.Load(deitTiny);
+            var sw = Stopwatch.StartNew();
+            var result = Quantizer.Quantize(model, deitTiny, new NpyTensorSource(deitTinyCalib, ImagePreprocessing.ForModel(model, 3, 224, 224)),
+                new QuantizationOptions { Bits = BitWidths.W8A8, CalibrationSamples = 256 }, Recipes.Get(recipe));
+            sw.Stop();
+            var passes = string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.5).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s"));
+            Console.WriteLine($"deit-tiny {recipe}: {sw.Elapsed.TotalSeconds:0.0} s ({passes})");
+            r.AppendLine($"| {recipe} | {sw.Elapsed.TotalSeconds:0.0} s | {passes} |");
+        }
+        r.AppendLine();
+    }
+    r.AppendLine("Not measured yet: mixed precision (`--bits mixed:4-8 --avg-bits 6` is not implemented), the attention products' search with the ranking loss.");
+    r.AppendLine("<!-- search:end -->");
+    r.AppendLine();
+}
+
 // Runtime speed (issue: native runtime ops). Written between markers so `--only speed` refreshes
 // this section of BENCHMARKS.md alone.
 var speedReport = new StringBuilder();
@@ -399,18 +469,24 @@ if (only.Contains("speed"))
     r.AppendLine();
 }
 
-if (write && only.SetEquals(["speed"]) && File.Exists(outPath))
+// Sections between markers (search, speed) can be refreshed alone, leaving the rest of the file as it is.
+var markedSections = new Dictionary<string, StringBuilder> { ["search"] = searchReport, ["speed"] = speedReport };
+if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 {
-    // Refresh only the speed section of the existing file.
     string existing = File.ReadAllText(outPath);
-    int begin = existing.IndexOf("<!-- speed:begin -->", StringComparison.Ordinal), end = existing.IndexOf("<!-- speed:end -->", StringComparison.Ordinal);
-    string spliced = begin >= 0 && end > begin
-        ? existing[..begin] + speedReport.ToString().TrimEnd() + existing[(end + "<!-- speed:end -->".Length)..]
-        : existing.TrimEnd() + "\n\n" + speedReport;
-    AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(spliced)));
-    Console.WriteLine($"wrote the speed section of {outPath}");
+    foreach (var section in only)
+    {
+        string begin = $"<!-- {section}:begin -->", end = $"<!-- {section}:end -->";
+        int from = existing.IndexOf(begin, StringComparison.Ordinal), to = existing.IndexOf(end, StringComparison.Ordinal);
+        existing = from >= 0 && to > from
+            ? existing[..from] + markedSections[section].ToString().TrimEnd() + existing[(to + end.Length)..]
+            : existing.TrimEnd() + "\n\n" + markedSections[section];
+    }
+    AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(existing)));
+    Console.WriteLine($"wrote the {string.Join(", ", only)} section(s) of {outPath}");
     return;
 }
+report.Append(searchReport);
 report.Append(speedReport);
 
 if (write)

@@ -1,0 +1,82 @@
+using OnnxViTQ.Data;
+using OnnxViTQ.Ir;
+using OnnxViTQ.Observers;
+using OnnxViTQ.Passes;
+using OnnxViTQ.Passes.Search;
+using OnnxViTQ.Patterns;
+using OnnxViTQ.Serialization;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Search;
+
+public class CorrectBiasTests
+{
+    /// <summary>
+    /// After correct-bias on the real ViT at W4A4, every linear layer's quantized output, computed
+    /// with the bias the graph now holds, has ~zero mean error per output channel on the
+    /// calibration rows (it had a clear one before): covers Gemm's C (attention projection, head)
+    /// and the Add after a MatMul (qkv, fc1, fc2).
+    /// </summary>
+    [Test]
+    public void CorrectedLayersHaveZeroMeanErrorOnCalibrationRows()
+    {
+        var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        var recipe = Recipes.Get("liu2021");
+        recipe = recipe with { Passes = recipe.Passes.TakeWhile(p => p.Name != "measure-error").ToList() }; // stop before emission
+        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null),
+            new QuantizationOptions { Recipe = "liu2021", Bits = BitWidths.Parse("W4A4"), CalibrationSamples = 64 }, recipe);
+        int checkedLayers = 0;
+        foreach (var node in result.Plan.QuantizedNodes)
+        {
+            if (WeightedLinear.Of(node, result.Plan) is not { } layer) continue;
+            var rows = result.Statistics!.Get<RowSampleObserver>(layer.Activation.Value, ObserverKeys.Rows);
+            var before = CorrectBias.MeanError(layer, rows); // E[Q(X)Q(W) − XW]: what the bias had to absorb
+            var (original, corrected) = Biases(node, layer.N);
+            double residual = 0, shift = 0;
+            for (int j = 0; j < layer.N; j++)
+            {
+                residual = Math.Max(residual, Math.Abs(before[j] - (original[j] - corrected[j]))); // mean error left with the new bias
+                shift = Math.Max(shift, Math.Abs(before[j]));
+            }
+            Assert.That(shift, Is.GreaterThan(1e-3), $"{node.Name}: W4A4 shifts the output mean");
+            Assert.That(residual, Is.LessThan(1e-5 * Math.Max(1, shift)), node.Name);
+            checkedLayers++;
+        }
+        Assert.That(checkedLayers, Is.EqualTo(25));
+    }
+
+    [Test]
+    public void AMatMulWithoutBiasGetsAnAdd()
+    {
+        // x[N,1,4,8] · W[8,6] → y[N,1,4,6], a graph output with no bias (calibration wants an image-shaped input).
+        var g = new Graph("matmul");
+        var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Named("batch"), Dim.Known(1), Dim.Known(4), Dim.Known(8)]));
+        var w = g.AddInitializer("w", Tensor.FromFloats([8, 6], TinyModels.Random(48, 1)));
+        var y = g.AddNode("MatMul", [x, w], ["y"], name: "linear").Output();
+        y.Type = new TensorTypeInfo(DataType.Float, [Dim.Named("batch"), Dim.Known(1), Dim.Known(4), Dim.Known(6)]);
+        g.AddOutput(y);
+        var model = TinyModels.NewModel(g);
+        using var tmp = new TempDir();
+        string npy = tmp.File("x.npy");
+        NpyFile.Write(npy, TinyModels.Random(32 * 4 * 8, 7).Select(v => v + 0.3f).ToArray().AsSpan(), 32, 1, 4, 8);
+        var recipe = Recipes.Get("liu2021");
+        Quantizer.Quantize(model, "tiny", new NpyTensorSource(npy, null), new QuantizationOptions { Bits = BitWidths.Parse("W4A4") }, recipe);
+        var add = model.Graph.Nodes.Single(n => n.OpType == "Add");
+        Assert.That(add.Inputs.Any(i => i is not null && Constants.TryGetTensor(i, out _)), "a constant bias");
+        Assert.That(model.Graph.Outputs.Single().Name, Is.EqualTo("y"), "the output keeps its name");
+        Assert.That(add.Output().IsGraphOutput && add.Output().Name == "y", "the corrected value is the output");
+        var outputs = Ort.Run(Ort.Bytes(model), "x", TinyModels.Random(2 * 4 * 8, 9), [2, 1, 4, 8]);
+        Assert.That(outputs[0], Has.Length.EqualTo(2 * 4 * 6), "the corrected model runs in ONNX Runtime");
+    }
+
+    /// <summary>(bias before correction, bias now) of a layer, read from the graph.</summary>
+    private static (float[] Original, float[] Corrected) Biases(Node node, int n)
+    {
+        Value bias = node.OpType == "Gemm" ? node.Input(2)! : node.Output().Consumers.Single().Node.Inputs.First(i => i is not null && Constants.TryGetTensor(i, out _))!;
+        Assert.That(Constants.TryGetTensor(bias, out var t));
+        var corrected = t.ToFloats();
+        var original = bias.Meta.TryGetValue("onnxvitq.original-bias", out var o) ? (float[])o : corrected;
+        Assert.That(corrected, Has.Length.EqualTo(n));
+        return (original, corrected);
+    }
+}

@@ -1,0 +1,58 @@
+using OnnxViTQ.Passes.Search;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Search;
+
+public class SimilarityObjectiveTests
+{
+    [Test]
+    public void PearsonOfIdenticalRowsIsOne()
+    {
+        var y = TinyModels.Random(4 * 16, 1);
+        Assert.That(SimilarityObjective.MeanPearson(y, y, 4, 16), Is.EqualTo(1).Within(1e-12));
+    }
+
+    [Test]
+    public void PearsonIgnoresAPositiveAffineMapAndSeesASignFlip()
+    {
+        var y = TinyModels.Random(32, 2);
+        Assert.That(SimilarityObjective.Pearson(y, y.Select(v => 3 * v + 5).ToArray()), Is.EqualTo(1).Within(1e-9));
+        Assert.That(SimilarityObjective.Pearson(y, y.Select(v => -v).ToArray()), Is.EqualTo(-1).Within(1e-9));
+    }
+
+    [Test]
+    public void CoarserQuantizationCorrelatesLess()
+    {
+        var y = TinyModels.Random(256, 3);
+        float[] Round(float step) => y.Select(v => MathF.Round(v / step) * step).ToArray();
+        double fine = SimilarityObjective.Pearson(y, Round(0.01f)), coarse = SimilarityObjective.Pearson(y, Round(0.5f));
+        Assert.That(fine, Is.GreaterThan(coarse));
+        Assert.That(fine, Is.LessThan(1));
+    }
+
+    [Test]
+    public void ConstantRows()
+    {
+        float[] c = [2, 2, 2];
+        Assert.That(SimilarityObjective.Pearson(c, c), Is.EqualTo(1));
+        Assert.That(SimilarityObjective.Pearson(c, [1, 2, 3]), Is.EqualTo(0));
+    }
+
+    [Test]
+    public void RankingLossIsZeroForOrderPreservingOutputs()
+    {
+        float[] a = [0.1f, 0.5f, 0.2f, 0.9f, 0.5f];
+        Assert.That(SimilarityObjective.RankingLoss(a, a.Select(v => 2 * v * v).ToArray(), theta: 0), Is.Zero, "a monotone map keeps every order");
+        Assert.That(SimilarityObjective.RankingLoss(a, a, theta: 0), Is.Zero);
+    }
+
+    [Test]
+    public void RankingLossCountsReversedAndTiedPairs()
+    {
+        float[] a = [0.1f, 0.2f, 0.3f];
+        // ranks of the first two swapped: one reversed pair with a gap of 0.1
+        Assert.That(SimilarityObjective.RankingLoss(a, [0.2f, 0.1f, 0.3f], theta: 0), Is.EqualTo(0.1).Within(1e-6));
+        // quantization merging all three: every pair loses its margin θ
+        Assert.That(SimilarityObjective.RankingLoss(a, [0.2f, 0.2f, 0.2f], theta: 0.05), Is.EqualTo(3 * 0.05).Within(1e-6));
+    }
+}
