@@ -20,7 +20,13 @@ internal static class QuantizationReport
 
     public sealed record Document(string Model, string Recipe, string RecipeDescription, IReadOnlyList<string> RecipePasses, string Bits,
         long CalibrationSamples, IReadOnlyDictionary<string, int> SitesByRole, IReadOnlyList<string> Unrecognised,
-        IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites, IReadOnlyList<LayerEntry> Layers);
+        IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites, IReadOnlyList<LayerEntry> Layers,
+        MixedPrecisionEntry? MixedPrecision);
+
+    /// <summary>Mixed precision: the average reached and every module's width and sensitivity per candidate width.</summary>
+    public sealed record MixedPrecisionEntry(double AverageBits, IReadOnlyList<ModuleEntry> Modules);
+
+    public sealed record ModuleEntry(string Module, long Weights, int Bits, IReadOnlyDictionary<string, double> Sensitivity);
 
     public static Document Build(string modelName, QuantizationOptions options, QuantizationResult result) => new(
         modelName, result.Recipe.Name, result.Recipe.Description, result.Recipe.Passes.Select(p => p.ToString()).ToList(), options.Bits.ToString(),
@@ -30,7 +36,11 @@ internal static class QuantizationReport
         result.Timings.Select(t => new PassEntry(t.Pass, Math.Round(t.Elapsed.TotalSeconds, 3), t.Modified)).ToList(),
         result.Diagnostics.Select(d => d.ToString()).ToList(),
         result.Plan.Sites.Select(Entry).ToList(),
-        result.LayerErrors.Select(l => Layer(l, result.LayerErrorsBefore.FirstOrDefault(b => b.Node == l.Node))).ToList());
+        result.LayerErrors.Select(l => Layer(l, result.LayerErrorsBefore.FirstOrDefault(b => b.Node == l.Node))).ToList(),
+        result.ModuleBits is { } mp
+            ? new MixedPrecisionEntry(Math.Round(mp.AverageBits, 4), mp.Modules.Select(m => new ModuleEntry(m.Module, m.Weights, m.Bits,
+                m.Sensitivity.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value))).ToList())
+            : null);
 
     private static LayerEntry Layer(LayerOutputError after, LayerOutputError? before) => new(after.Node, after.Activation, after.Weight,
         Db(after.Error.SqnrDb), Math.Round(after.Error.Cosine, 6),

@@ -30,6 +30,9 @@ internal sealed record QuantizationResult(
     /// <summary>Output error of each quantized linear layer (empty when the recipe does not measure errors).</summary>
     public IReadOnlyList<LayerOutputError> LayerErrors { get; init; } = [];
 
+    /// <summary>Per-module widths chosen by mixed precision (null without it).</summary>
+    public Passes.Search.ModuleBitChoices? ModuleBits { get; init; }
+
     /// <summary>The same, measured before interval search or bias correction changed anything (empty when neither ran).</summary>
     public IReadOnlyList<LayerOutputError> LayerErrorsBefore { get; init; } = [];
 }
@@ -57,6 +60,7 @@ internal static class Quantizer
         {
             Statistics = stats,
             LayerErrors = context.TryGet<LayerOutputErrors>(out var layers) ? layers.Layers : [],
+            ModuleBits = context.TryGet<Passes.Search.ModuleBitChoices>(out var modules) ? modules : null,
             LayerErrorsBefore = context.TryGet<LayerOutputErrorsBefore>(out var before) ? before.Errors.Layers : [],
             LoweredLayers = context.TryGet<Passes.Lowering.LoweredLinearLayers>(out var lowered) ? lowered.Nodes : [],
         };

@@ -20,6 +20,13 @@ internal sealed record WeightedLinear(Node Node, QuantizationSite Activation, Qu
         var w = node.Input(1);
         if (x is null || w is null || !plan.TryGet(x, out var activation) || activation.IsWeight || activation.Parameters is null) return null;
         if (!plan.TryGet(w, out var weight) || !weight.IsWeight || weight.Parameters is null) return null;
+        return Of(node, activation, weight);
+    }
+
+    /// <summary>The layer at <paramref name="node"/> with these input sites, fitted or not (null
+    /// when the weight is not a constant 2-D tensor).</summary>
+    public static WeightedLinear? Of(Node node, QuantizationSite activation, QuantizationSite weight)
+    {
         var wt = WeightTensor.Read(weight);
         if (wt.Shape.Length != 2) return null;
         bool transposed = node.OpType == "Gemm" && node.GetInt("transB", 0) != 0;

@@ -37,6 +37,8 @@ internal static class PassRegistry
             (_, _) => new FitQuantizers()),
         new("optimize-activation-steps", "re-choose uniform activation steps of linear inputs for the least layer-output error (AOCQ, PTQ4ViT)", ["lower", "upper", "points"],
             (_, step) => new OptimizeActivationSteps((float)Number(step, "lower", 0.5, 1e-4, 10), (float)Number(step, "upper", 1.2, 1e-4, 10), (int)Number(step, "points", 15, 2, 1000))),
+        new("mixed-precision", "Liu et al. 2021: one width per attention/MLP module in [min, max], least summed nuclear-norm × output-error sensitivity under an average of avg bits", ["min", "max", "avg"],
+            (_, step) => new Passes.Search.AllocateModuleBits((int)Number(step, "min", 4, 2, 8), (int)Number(step, "max", 8, 2, 8), Number(step, "avg", 6, 2, 8))),
         new("search-intervals", "Liu et al. 2021: per linear layer, alternately search weight and activation steps in [alpha, beta]·Δ₀ for the highest output Pearson similarity", ["rounds", "candidates", "alpha", "beta"],
             (inputs, step) => new Passes.Search.SearchIntervals((int)Number(step, "rounds", 20, 1, 100), (int)Number(step, "candidates", 20, 2, 1000),
                 (float)Number(step, "alpha", 0.5, 1e-3, 10), (float)Number(step, "beta", 1.2, 1e-3, 10), inputs.Options.MeasureLayerOutputs)),

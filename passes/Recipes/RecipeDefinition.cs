@@ -25,6 +25,9 @@ public sealed record QuantizationOptions
     /// <summary>What the quantized model is written as (see <see cref="OutputFormat"/>).</summary>
     public OutputFormat Format { get; init; } = OutputFormat.Portable;
 
+    /// <summary>When set, attention and MLP modules get per-module widths under an average (see <see cref="OnnxViTQ.MixedPrecision"/>).</summary>
+    public MixedPrecision? MixedPrecision { get; init; }
+
     /// <summary>Measure every linear layer's output error for the reports (set when one is written).</summary>
     internal bool MeasureLayerOutputs { get; init; }
 }
@@ -82,7 +85,7 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         var recipe = this with { Quantizers = table };
         table.Validate(options.Bits, Name);
         var inputs = new RecipeInputs(options, calibration, modelName, recipe);
-        return WithLowering(Passes, options.Format).Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
+        return WithLowering(WithMixedPrecision(Passes, options.MixedPrecision), options.Format).Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
     }
 
     /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
@@ -93,6 +96,22 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
         if (emit < 0) throw new OnnxViTQException($"recipe '{Name}' has no emit-portable pass, so --format {format.Name()} has nowhere to go");
         return [.. passes.Take(emit), new PassStep(lowering), .. passes.Skip(emit)];
+    }
+
+    /// <summary>The passes with module bit allocation right after calibration (before any
+    /// reparameterization or fitting reads the widths); a recipe that names it keeps its own.</summary>
+    private IReadOnlyList<PassStep> WithMixedPrecision(IReadOnlyList<PassStep> passes, MixedPrecision? mixed)
+    {
+        if (mixed is null || passes.Any(p => p.Name == "mixed-precision")) return passes;
+        int calibrate = passes.ToList().FindIndex(p => p.Name == "collect-statistics");
+        if (calibrate < 0) throw new OnnxViTQException($"recipe '{Name}' has no collect-statistics pass, so mixed precision has no statistics to score modules with");
+        var step = new PassStep("mixed-precision", new Dictionary<string, string>
+        {
+            ["min"] = mixed.MinBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["max"] = mixed.MaxBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["avg"] = mixed.AverageBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+        return [.. passes.Take(calibrate + 1), step, .. passes.Skip(calibrate + 1)];
     }
 
     private static QuantizerTable WithPercentile(QuantizerTable t, double percentile)

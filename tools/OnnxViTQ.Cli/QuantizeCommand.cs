@@ -27,7 +27,13 @@ internal static class QuantizeCommand
                           "with a pass list and the quantizer per tensor role",
             DefaultValueFactory = _ => "minmax",
         };
-        var bits = new Option<string>("--bits") { Description = "Weight/activation bit widths: W8A8, W6A6, W4A4 (any W2..8A2..8)", DefaultValueFactory = _ => "W8A8" };
+        var bits = new Option<string>("--bits")
+        {
+            Description = "Weight/activation bit widths: W8A8, W6A6, W4A4 (any W2..8A2..8), or mixed:<min>-<max> with --avg-bits: one width per " +
+                          "attention/MLP module chosen by sensitivity (the patch embedding, head and image stay at 8 bits)",
+            DefaultValueFactory = _ => "W8A8",
+        };
+        var avgBits = new Option<double?>("--avg-bits") { Description = "With --bits mixed:<min>-<max>: the average width over the modules' weights, e.g. 6" };
         var percentile = new Option<double?>("--percentile") { Description = "Percentile per side for quantizers with range=percentile (the percentile recipe: default 99.99)" };
         var samples = new Option<int>("--samples") { Description = "Calibration samples to use at most", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch-size") { Description = "Calibration batch size (memory grows with it, not with --samples)", DefaultValueFactory = _ => 32 };
@@ -46,7 +52,7 @@ internal static class QuantizeCommand
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, format, percentile, samples, batch, external, report, html, evalData, evalLabels,
+            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, external, report, html, evalData, evalLabels,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -54,7 +60,10 @@ internal static class QuantizeCommand
             var options = new QuantizationOptions
             {
                 Recipe = r.GetValue(recipe)!,
-                Bits = BitWidths.Parse(r.GetValue(bits)!),
+                Bits = MixedPrecision.IsMixed(r.GetValue(bits)!) ? BitWidths.W8A8 : BitWidths.Parse(r.GetValue(bits)!),
+                MixedPrecision = MixedPrecision.IsMixed(r.GetValue(bits)!)
+                    ? MixedPrecision.Parse(r.GetValue(bits)!, r.GetValue(avgBits) ?? throw new OnnxViTQException("--bits mixed:<min>-<max> needs --avg-bits (the target average width)"))
+                    : r.GetValue(avgBits) is null ? null : throw new OnnxViTQException("--avg-bits goes with --bits mixed:<min>-<max>"),
                 Percentile = r.GetValue(percentile),
                 CalibrationSamples = Positive(r.GetValue(samples), "--samples"),
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
@@ -90,7 +99,10 @@ internal static class QuantizeCommand
                 throw new OnnxViTQException($"{option} '{path}' would overwrite the model; choose another file");
         if (reports.EvalData is not null) Paths.ExistingFile(reports.EvalLabels!, "--eval-labels file");
         var sw = Stopwatch.StartNew();
-        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {options.Bits}, {options.Format.Name()} format) with up to {options.CalibrationSamples} samples of {calibPath}");
+        string widths = options.MixedPrecision is { } mixed
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mixed {mixed.MinBits}-{mixed.MaxBits} bits, average {mixed.AverageBits}")
+            : options.Bits.ToString();
+        io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {widths}, {options.Format.Name()} format) with up to {options.CalibrationSamples} samples of {calibPath}");
         var imageData = pre.Read(r);
         var settings = new QuantizeFileSettings { ImageData = imageData, ExternalData = external, ReportPath = reports.Json, MeasureLayerOutputs = reports.Html is not null };
         var summary = ConsoleProgress.Run(io, progress => OnnxQuantizer.QuantizeFile(modelPath, calibPath, outPath, options, settings, progress));
@@ -119,6 +131,9 @@ internal static class QuantizeCommand
             table.AddRow("format " + options.Format.Name(), Markup.Escape(d.Message.Length > 300 ? d.Message[..300] + "…" : d.Message));
         if (options.Format == OutputFormat.Native && NativeOps.Unavailable is { } why)
             io.Error.WriteLine($"warning: the native model needs libonnxvitq_ops.so to run, and {why}");
+        if (result.ModuleBits is { } mp)
+            table.AddRow("mixed precision", Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"average {mp.AverageBits:0.##} bits: ") + string.Join(", ", mp.Modules.Select(m => $"{m.Module} {m.Bits}"))));
         table.AddRow("calibration", $"{result.CalibrationSamples} samples");
         if (accuracy is { } a)
             table.AddRow("accuracy", Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,
