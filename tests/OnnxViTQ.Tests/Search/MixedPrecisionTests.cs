@@ -36,7 +36,7 @@ public class MixedPrecisionTests
         var stdout = new StringWriter();
         var stderr = new StringWriter();
         int code = CliApp.Run(["quantize", Repo.Model("vit.opset17.onnx"), "-o", tmp.File("q.onnx"), "--calib", Repo.Calibration, "--samples", "32",
-            "--recipe", "liu2021", "--bits", "mixed:4-8", "--avg-bits", "6", "--report", tmp.File("r.json")], stdout, stderr);
+            "--recipe", "liu2021", "--bits", "mixed:4-8", "--avg-bits", "6", "--report", tmp.File("r.json"), "--html", tmp.File("r.html")], stdout, stderr);
         Assert.That(code, Is.Zero, stderr.ToString());
         Assert.That(stdout.ToString(), Does.Contain("mixed 4-8 bits, average 6").And.Contain("mixed precision"));
         using var report = JsonDocument.Parse(File.ReadAllText(tmp.File("r.json")));
@@ -45,6 +45,8 @@ public class MixedPrecisionTests
         Assert.That(mixed.GetProperty("average_bits").GetDouble(), Is.LessThanOrEqualTo(6));
         var layer = report.RootElement.GetProperty("layers")[0];
         Assert.That(layer.TryGetProperty("output_sqnr_db_before", out _), "before/after search and correction");
+        string html = File.ReadAllText(tmp.File("r.html"));
+        Assert.That(html, Does.Contain("SQNR before (dB)").And.Contain("sensitivity at 4").And.Contain("Mixed precision: one width per module"));
     }
 
     [TestCase(new[] { "--bits", "mixed:4-8" }, "--bits mixed:<min>-<max> needs --avg-bits")]

@@ -49,6 +49,14 @@ internal static class HtmlReport
                 ("percentile", summary.Options.Percentile?.ToString(CultureInfo.InvariantCulture) ?? "recipe default"),
                 ("passes", string.Join(" → ", doc.RecipePasses)),
             ]);
+            if (result.ModuleBits is { } mp)
+            {
+                html.Append($"<p>Mixed precision: one width per module, average {F(mp.AverageBits, "0.##")} bits over the modules' weights. Sensitivity = nuclear norm × output error at each width.</p>\n");
+                var widths = mp.Modules.SelectMany(m => m.Sensitivity.Keys).Distinct().Order().ToList();
+                Table(html, ["module", "weights", "bits", .. widths.Select(b => $"sensitivity at {b}")],
+                    mp.Modules.Select(m => (string[])[m.Module, m.Weights.ToString(CultureInfo.InvariantCulture), m.Bits.ToString(CultureInfo.InvariantCulture),
+                        .. widths.Select(b => m.Sensitivity.TryGetValue(b, out var v) ? F(v, "G4") : "")]).ToList(), numericFrom: 1);
+            }
             if (summary.Warnings.Count > 0)
                 html.Append("<ul class=\"warnings\">").Append(string.Concat(summary.Warnings.Select(w => $"<li>{E(w)}</li>"))).Append("</ul>\n");
         });
@@ -65,12 +73,15 @@ internal static class HtmlReport
         {
             html.Append("<p>Each quantized linear layer's output X·W against Q(X)·Q(W) on the calibration rows sampled at its input (bias left out). Lowest SQNR first.</p>\n");
             var sites = result.Plan.Sites.ToDictionary(s => s.Name);
-            Table(html, ["layer", "input role", "input quantizer", "weight quantizer", "output SQNR (dB)", "output cosine"],
-                doc.Layers.OrderBy(l => l.OutputSqnrDb ?? double.PositiveInfinity).Select(l => new[]
-                {
+            bool before = doc.Layers.Any(l => l.OutputCosineBefore is not null);
+            if (before) html.Append("<p>“Before” is the same measurement before interval search and bias correction changed the quantizers and biases.</p>\n");
+            string Db(double? v) => v is { } d ? F(d, "0.00") : "∞";
+            Table(html, ["layer", "input role", "input quantizer", "weight quantizer", .. before ? ["SQNR before (dB)"] : Array.Empty<string>(), "output SQNR (dB)", "output cosine"],
+                doc.Layers.OrderBy(l => l.OutputSqnrDb ?? double.PositiveInfinity).Select(l => (string[])
+                [
                     l.Node, sites[l.Input].Role.Name(), Describe(sites[l.Input]), Describe(sites[l.Weight]),
-                    l.OutputSqnrDb is { } d ? F(d, "0.00") : "∞", F(l.OutputCosine, "0.000000"),
-                }).ToList(), numericFrom: 4);
+                    .. before ? [Db(l.OutputSqnrDbBefore)] : Array.Empty<string>(), Db(l.OutputSqnrDb), F(l.OutputCosine, "0.000000"),
+                ]).ToList(), numericFrom: 4);
         });
         Section(html, "tensors", "Quantized tensors", () =>
             Table(html, ["tensor", "role", "module", "quantizer", "bits", "granularity", "SQNR (dB)", "cosine"],
