@@ -278,24 +278,29 @@ if (only.Contains("extra") && extra is not null)
     AccuracySection("Accuracy: separately trained exports (not committed) and their outlier variants", "extra", set, bitsList);
 }
 
+var memoryReport = new StringBuilder();
 if (only.Contains("memory"))
 {
+    var mr = memoryReport;
+    mr.AppendLine("<!-- memory:begin -->");
     // Calibration memory: the CLI run as a child process per sample count; it reports its own peak
     // working set. The calibration data is the 2000 uint8 evaluation images (distinct samples).
-    report.AppendLine("## Calibration memory");
-    report.AppendLine();
-    Regenerate("memory");
-    report.AppendLine("Peak working set of `onnxvitq quantize models/vit.opset17.onnx --calib models/data/eval_2000_images_u8.npy --samples N` (batch 32),");
-    report.AppendLine("one process per row, recipes minmax and adfq. Memory is bounded by the batch size, not by the number of calibration samples.");
-    report.AppendLine();
-    report.AppendLine("| recipe | samples | peak memory | quantize time |");
-    report.AppendLine("|---|---:|---:|---:|");
+    mr.AppendLine("## Calibration memory");
+    mr.AppendLine();
+    mr.AppendLine("Regenerate this table: `dotnet run --project tools/bench -c Release -- --only memory` (refreshes this section of BENCHMARKS.md alone).");
+    mr.AppendLine("Peak working set of `onnxvitq quantize models/vit.opset17.onnx --calib models/data/eval_2000_images_u8.npy --samples N` (batch 32),");
+    mr.AppendLine("one process per row, recipes minmax, adfq and liu2021 with mixed precision (interval search, bias correction and module widths work on");
+    mr.AppendLine("fixed-size row samples). Memory is bounded by the batch size, not by the number of calibration samples.");
+    mr.AppendLine();
+    mr.AppendLine("| recipe | samples | peak memory | quantize time |");
+    mr.AppendLine("|---|---:|---:|---:|");
     string cli = Path.Combine(AppContext.BaseDirectory, "onnxvitq.dll");
-    foreach (var recipe in new[] { "minmax", "adfq" })
+    foreach (var (recipe, extraArgs) in new (string, string[])[] { ("minmax", []), ("adfq", []), ("liu2021 mixed:4-8 avg 6", ["--bits", "mixed:4-8", "--avg-bits", "6"]) })
         foreach (int n in new[] { 128, 1024, 2000 })
         {
             string tmp = Path.Combine(Path.GetTempPath(), $"onnxvitq-bench-{n}.onnx");
-            var psi = new ProcessStartInfo("dotnet", [cli, "quantize", Path.Combine(models, "vit.opset17.onnx"), "-o", tmp, "--calib", evalImages, "--samples", n.ToString(), "--recipe", recipe])
+            var psi = new ProcessStartInfo("dotnet", [cli, "quantize", Path.Combine(models, "vit.opset17.onnx"), "-o", tmp, "--calib", evalImages, "--samples", n.ToString(),
+                "--recipe", recipe.Split(' ')[0], .. extraArgs])
             { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = Process.Start(psi)!;
             string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
@@ -303,12 +308,15 @@ if (only.Contains("memory"))
             if (p.ExitCode != 0) throw new Exception($"CLI failed: {output}");
             string peak = Regex.Match(output, @"peak memory\s*│\s*([^│]+?)\s*│").Groups[1].Value;
             string time = Regex.Match(output, @"time\s*│\s*([0-9.]+ s)").Groups[1].Value;
-            report.AppendLine($"| {recipe} | {n} | {peak} | {time} |");
+            mr.AppendLine($"| {recipe} | {n} | {peak} | {time} |");
             Console.WriteLine($"{recipe} {n} samples: peak {peak}, {time}");
             File.Delete(tmp);
         }
-    report.AppendLine();
+    mr.AppendLine();
+    mr.AppendLine("<!-- memory:end -->");
+    mr.AppendLine();
 }
+report.Append(memoryReport);
 
 // Liu et al. 2021 (issue: search and correction): interval search + bias correction against the
 // baselines, on every committed model, between markers so `--only search` refreshes it alone.
@@ -490,7 +498,7 @@ if (only.Contains("speed"))
 }
 
 // Sections between markers (search, speed) can be refreshed alone, leaving the rest of the file as it is.
-var markedSections = new Dictionary<string, StringBuilder> { ["search"] = searchReport, ["speed"] = speedReport };
+var markedSections = new Dictionary<string, StringBuilder> { ["memory"] = memoryReport, ["search"] = searchReport, ["speed"] = speedReport };
 if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 {
     string existing = File.ReadAllText(outPath);
