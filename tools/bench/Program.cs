@@ -49,7 +49,8 @@ var report = new StringBuilder();
 report.AppendLine("# Benchmarks");
 report.AppendLine();
 report.AppendLine($"Produced by `dotnet run --project tools/bench -c Release -- {string.Join(" ", args.Select(a => a.StartsWith('/') ? "<" + Path.GetFileName(a) + ">" : a))}` " +
-                  $"on {DateTime.UtcNow:yyyy-MM-dd} ({runtime}). Every figure was measured in that run.");
+                  $"on {DateTime.UtcNow:yyyy-MM-dd} ({runtime}). Every figure outside the marked sections was measured in that run; the sections between " +
+                  "`<!-- name:begin/end -->` markers (memory, search, speed) are refreshed alone by `--only <name>` and give their own command and date.");
 report.AppendLine("FP32 and quantized models are evaluated side by side by ONNX Runtime (CPU) on the same 2000 Fashion-MNIST test images");
 report.AppendLine("(`models/data`); the quantized model is the emitted ONNX file (the writer's bytes, read back). Calibration: the 512 bundled");
 report.AppendLine("training images. Drop = FP32 top-1 − quantized top-1, in points (negative: the quantized model scored higher).");
