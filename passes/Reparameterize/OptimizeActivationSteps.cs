@@ -25,9 +25,7 @@ internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
     public IReadOnlyList<Type> Produces => [];
 
-    public IReadOnlyList<float> Multipliers { get; } = points >= 2 && lower > 0 && upper > lower
-        ? Enumerable.Range(0, points).Select(i => lower + (upper - lower) * i / (points - 1)).Append(1f).Distinct().Order().ToArray()
-        : throw new OnnxViTQException($"activation step grid: need points ≥ 2 and 0 < lower < upper (got {points}, {lower}, {upper})");
+    public IReadOnlyList<float> Multipliers { get; } = StepGrid.Multipliers(lower, upper, points, "activation step grid");
 
     public PassResult Run(Model model, PassContext context)
     {
@@ -48,11 +46,10 @@ internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 
             var x = rows.Rows[..(count * rows.Width)].ToArray();
             long[] shape = [count, rows.Width];
             var references = weights.Select(w => Gemm.Multiply(x, count, w!.Value.K, w.Value.Float, w.Value.N)).ToList();
-            float lo = (0 - q.ZeroPoints[0]) * q.Scales[0], hi = (q.QMax - q.ZeroPoints[0]) * q.Scales[0];
             (UniformQuantizer Q, double Error, float M)? best = null;
             foreach (float m in Multipliers)
             {
-                var candidate = UniformQuantizer.AsymmetricFromRange(lo * m, hi * m, q.Bits);
+                var candidate = StepGrid.ScaledActivation(q, m);
                 var xq = (float[])x.Clone();
                 candidate.Simulate(xq, shape);
                 double error = 0;

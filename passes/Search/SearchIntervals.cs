@@ -23,9 +23,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
     public IReadOnlyList<Type> Produces => [];
 
-    public IReadOnlyList<float> Multipliers { get; } = candidates >= 2 && alpha > 0 && beta > alpha
-        ? Enumerable.Range(0, candidates).Select(i => alpha + (beta - alpha) * i / (candidates - 1)).Append(1f).Distinct().Order().ToArray()
-        : throw new OnnxViTQException($"interval search: need candidates ≥ 2 and 0 < alpha < beta (got {candidates}, {alpha}, {beta})");
+    public IReadOnlyList<float> Multipliers { get; } = StepGrid.Multipliers(alpha, beta, candidates, "interval search (candidates, alpha, beta)");
 
     public PassResult Run(Model model, PassContext context)
     {
@@ -100,7 +98,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             foreach (float m in Multipliers)
             {
                 if (m == activationM) continue;
-                var candidate = ScaledActivation(aq0, m);
+                var candidate = StepGrid.ScaledActivation(aq0, m);
                 var cxq = Quantized(x, shape, candidate);
                 var candidateScores = layers.Select((_, i) => Score(i, cxq, weightDq[i])).ToArray();
                 if (candidateScores.Sum() > scores.Sum() + 1e-12)
@@ -121,15 +119,6 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
         var xq = (float[])x.Clone();
         q.Simulate(xq, shape);
         return xq;
-    }
-
-    /// <summary>The fitted activation quantizer with its step scaled by <paramref name="m"/> (its
-    /// representable interval scaled about zero).</summary>
-    internal static UniformQuantizer ScaledActivation(UniformQuantizer q, float m)
-    {
-        if (q.Symmetric) return UniformQuantizer.SymmetricFromMaxAbs([q.Scales[0] * q.QMax * m], q.Bits, null);
-        float lo = (q.QMin - q.ZeroPoints[0]) * q.Scales[0], hi = (q.QMax - q.ZeroPoints[0]) * q.Scales[0];
-        return UniformQuantizer.AsymmetricFromRange(lo * m, hi * m, q.Bits);
     }
 
     /// <summary>The fitted weight quantizer with every channel's step scaled by <paramref name="m"/>, codes re-rounded.</summary>
