@@ -11,9 +11,11 @@ namespace OnnxViTQ.Passes;
 /// Analysis: runs the calibration data through ONNX Runtime once and feeds every activation site
 /// to the observers its quantizer kind asks for, plus a sample of rows (error measurement and
 /// searches) and, for inputs of linear layers, per-channel statistics (reparameterizations).
+/// With <c>captureProducts</c>, both operands of every MatMul of two quantized activations also keep
+/// their first samples whole (<see cref="LeadingSlicesObserver"/>, for the interval search).
 /// Streaming (see <see cref="ActivationCapture"/>): memory does not grow with the sample count.
 /// </summary>
-internal sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName) : IPass, IPassContract
+internal sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName, bool captureProducts = false) : IPass, IPassContract
 {
     public string Name => "collect-statistics";
     public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan), typeof(QuantizersAssigned)];
@@ -31,6 +33,10 @@ internal sealed class CollectActivationStatistics(ICalibrationSource source, int
             // channel scales wherever a LayerNorm's output reaches (post-LN sites, Swin's pooled head).
             if (site.Uses.Any(u => u.InputIndex == 0 && Analysis.ViTPatterns.IsLinear(u.Node)))
                 requests = requests.Append(new ObserverRequest(ObserverKeys.Channels, () => new PerChannelMinMaxObserver(site.Name)));
+            // The attention products' search pairs each operand with the other's values on the same
+            // images: both operands keep their first samples whole (fixed size).
+            if (captureProducts && site.Uses.Any(u => IsActivationProductOperand(u.Node, plan)))
+                requests = requests.Append(new ObserverRequest(ObserverKeys.Slices, () => new LeadingSlicesObserver(tensor: site.Name)));
             foreach (var request in requests)
                 if (!observers.ContainsKey((site.Value, request.Key))) observers[(site.Value, request.Key)] = request.Create();
         }
@@ -47,4 +53,7 @@ internal sealed class CollectActivationStatistics(ICalibrationSource source, int
         context.Set(new ActivationStatistics(observers, samples));
         return PassResult.Unchanged;
     }
+
+    private static bool IsActivationProductOperand(Node node, QuantizationPlan plan) =>
+        Analysis.ViTPatterns.IsActivationProduct(node) && node.Inputs.Take(2).All(i => i is not null && plan.TryGet(i, out var s) && !s.IsWeight);
 }

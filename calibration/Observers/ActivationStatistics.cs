@@ -34,4 +34,5 @@ internal static class ObserverKeys
     public const string Histogram = "histogram";
     public const string Channels = "channels";
     public const string Rows = "rows";
+    public const string Slices = "slices";
 }

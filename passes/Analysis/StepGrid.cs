@@ -13,9 +13,10 @@ internal static class StepGrid
             : throw new OnnxViTQException($"{what}: need at least 2 points and 0 < lower < upper (got {points}, {lower}, {upper})");
 
     /// <summary>A per-tensor activation quantizer with its step scaled by <paramref name="m"/>
-    /// (its representable interval scaled about zero).</summary>
+    /// (its representable interval scaled about zero); <paramref name="m"/> = 1 gives <paramref name="q"/> itself.</summary>
     public static UniformQuantizer ScaledActivation(UniformQuantizer q, float m)
     {
+        if (m == 1f) return q;
         if (q.Symmetric) return UniformQuantizer.SymmetricFromMaxAbs([q.Scales[0] * q.QMax * m], q.Bits, null);
         float lo = (q.QMin - q.ZeroPoints[0]) * q.Scales[0], hi = (q.QMax - q.ZeroPoints[0]) * q.Scales[0];
         return UniformQuantizer.AsymmetricFromRange(lo * m, hi * m, q.Bits);

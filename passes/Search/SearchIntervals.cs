@@ -5,19 +5,42 @@ using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ.Passes.Search;
 
+/// <summary>Which attention products the interval search covers.</summary>
+internal enum ProductSearch
+{
+    /// <summary>None: linear layers only.</summary>
+    None,
+
+    /// <summary>Products whose output feeds a Softmax (Q·Kᵀ), with the ranking loss (the default:
+    /// measured on the reference models at W4A4, searching softmax·V's operands by Pearson
+    /// clipped the large attention probabilities and cost accuracy).</summary>
+    AttentionScores,
+
+    /// <summary>Every MatMul of two quantized activations (Q·Kᵀ and softmax·V).</summary>
+    All,
+}
+
 /// <summary>
-/// Liu et al. 2021's interval search for linear layers: for each quantized activation whose uses
-/// are all MatMul/Gemm with quantized weights, alternately re-choose every weight's step (all
-/// channels scaled together) and then the activation's step, each over <c>candidates</c> values
-/// linearly spaced in [α·Δ₀, β·Δ₀] (Δ₀: the fitted step), keeping the one with the highest mean
-/// Pearson similarity between FP32 and quantized layer outputs (<see cref="SimilarityObjective"/>)
-/// on the calibration rows; up to <c>rounds</c> rounds, stopping at the first round that improves
-/// nothing. Products run on <see cref="Gemm"/> over at most <see cref="MaxRows"/> cached rows.
-/// The attention products (Q·Kᵀ with the ranking loss, softmax·V) are not searched yet.
+/// Liu et al. 2021's interval search. Linear layers: for each quantized activation whose uses are
+/// all MatMul/Gemm with quantized weights, alternately re-choose every weight's step (all channels
+/// scaled together) and the activation's step. Attention products (a MatMul of two quantized
+/// activations, Q·Kᵀ and softmax·V): alternately re-choose the two operands' steps. Candidates are
+/// <c>candidates</c> values linearly spaced in [α·Δ₀, β·Δ₀] (Δ₀: the fitted step), the objective
+/// the mean Pearson similarity between FP32 and quantized output rows, minus γ·ranking loss where
+/// the output is attention scores (<see cref="SimilarityObjective"/>); up to <c>rounds</c> rounds,
+/// stopping at the first round that improves nothing. Linear layers are evaluated on at most
+/// <see cref="MaxRows"/> calibration rows, products on the leading calibration samples captured
+/// for them (<see cref="ActivationProduct"/>), at most <see cref="MaxRows"/> output rows; there the
+/// Pearson similarity is taken per attention head over all its evaluated rows (per row it cannot
+/// see a clipped peak that scales a whole row down).
 /// </summary>
-internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, float alpha = 0.5f, float beta = 1.2f, bool measureBefore = false) : IPass, IPassContract
+internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, float alpha = 0.5f, float beta = 1.2f, bool measureBefore = false,
+    double gamma = 1, ProductSearch products = ProductSearch.AttentionScores) : IPass, IPassContract
 {
     public const int MaxRows = 256;
+
+    /// <summary>Index pairs per attention row the ranking loss is taken over.</summary>
+    public const int RankingPairs = 2048;
 
     public string Name => "search-intervals";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
@@ -44,86 +67,162 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             if (layers.Count == 0 || layers.Any(l => l is null || l.Weight.Parameters is not UniformQuantizer { Symmetric: true } || l.Weight.Uses.Count != 1)) continue;
             var rows = stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows);
             if (rows.Count == 0 || layers.Any(l => l!.K != rows.Width)) continue;
-            var result = Search(site, aq, layers!, rows);
+            var result = SearchLinear(aq, layers!, rows);
             searched++;
             roundsRun += result.Rounds;
             gain += result.Gain;
-            if (result.Activation is { } newActivation)
-                plan.Update(site.WithNote($"interval search: activation step ×{result.ActivationMultiplier:0.###}") with { Parameters = newActivation });
-            foreach (var (layer, q, m) in result.Weights)
-                plan.Update(plan.For(layer.Weight.Value).WithNote($"interval search: weight steps ×{m:0.###} ({layer.Node.Name})") with { Parameters = q });
+            float am = result.Multipliers[^1];
+            if (am != 1f)
+                plan.Update(site.WithNote($"interval search: activation step ×{am:0.###}") with { Parameters = StepGrid.ScaledActivation(aq, am) });
+            for (int i = 0; i < layers.Count; i++)
+                if (result.Multipliers[i] is var wm && wm != 1f)
+                    plan.Update(plan.For(layers[i]!.Weight.Value).WithNote($"interval search: weight steps ×{wm:0.###} ({layers[i]!.Node.Name})")
+                        with { Parameters = ScaledWeight((UniformQuantizer)layers[i]!.Weight.Parameters!, layers[i]!, wm) });
         }
         context.Progress?.Report(new ProgressReport("interval search", sites.Count, sites.Count, "activations"));
-        context.Info($"interval search: {searched} activation(s) with their linear layers, {roundsRun} round(s), mean Pearson gain {(searched == 0 ? 0 : gain / searched):0.#####}");
+        string summary = $"interval search: {searched} activation(s) with their linear layers, {roundsRun} round(s), mean Pearson gain {(searched == 0 ? 0 : gain / searched):0.#####}";
+        if (products != ProductSearch.None) summary += "; " + SearchProducts(plan, stats, context);
+        context.Info(summary);
         return PassResult.Unchanged;
     }
 
-    private sealed record Outcome(UniformQuantizer? Activation, float ActivationMultiplier, List<(WeightedLinear Layer, UniformQuantizer Q, float M)> Weights, int Rounds, double Gain);
+    private string SearchProducts(QuantizationPlan plan, ActivationStatistics stats, PassContext context)
+    {
+        int searched = 0, roundsRun = 0, uncaptured = 0;
+        double gain = 0;
+        var nodes = plan.QuantizedNodes.Select(n => ActivationProduct.Of(n, plan)).OfType<ActivationProduct>().ToList();
+        for (int i = 0; i < nodes.Count; i++)
+        {
+            context.Cancellation.ThrowIfCancellationRequested();
+            context.Progress?.Report(new ProgressReport("interval search", i, nodes.Count, "attention products"));
+            var product = ActivationProduct.Of(nodes[i].Node, plan)!;
+            if (products == ProductSearch.AttentionScores && !product.IsAttentionScores) continue;
+            if (product.Left.Parameters is not UniformQuantizer { Axis: null } lq || product.Right.Parameters is not UniformQuantizer { Axis: null } rq
+                || product.Left.Uses.Count != 1 || product.Right.Uses.Count != 1) continue;
+            if (product.Sample(stats, MaxRows) is not { } sample) { uncaptured++; continue; }
+            var result = SearchProduct(lq, rq, sample, product.IsAttentionScores);
+            searched++;
+            roundsRun += result.Rounds;
+            gain += result.Gain;
+            var (lm, rm) = (result.Multipliers[0], result.Multipliers[1]);
+            if (lm != 1f)
+                plan.Update(product.Left.WithNote($"interval search: step ×{lm:0.###} ({product.Node.Name}, left operand)") with { Parameters = StepGrid.ScaledActivation(lq, lm) });
+            if (rm != 1f)
+                plan.Update(product.Right.WithNote($"interval search: step ×{rm:0.###} ({product.Node.Name}, right operand)") with { Parameters = StepGrid.ScaledActivation(rq, rm) });
+        }
+        context.Progress?.Report(new ProgressReport("interval search", nodes.Count, nodes.Count, "attention products"));
+        return $"{searched} attention product(s), {roundsRun} round(s), mean objective gain {(searched == 0 ? 0 : gain / searched):0.#####}"
+               + (uncaptured > 0 ? $" ({uncaptured} without paired calibration samples, not searched)" : "");
+    }
 
-    private Outcome Search(QuantizationSite site, UniformQuantizer aq0, IReadOnlyList<WeightedLinear> layers, RowSampleObserver rows)
+    /// <summary>Chosen step multipliers (weights in layer order, then the activation), rounds run,
+    /// and the objective's gain per output.</summary>
+    private sealed record Outcome(float[] Multipliers, int Rounds, double Gain);
+
+    private Outcome SearchLinear(UniformQuantizer aq0, IReadOnlyList<WeightedLinear> layers, RowSampleObserver rows)
     {
         int count = Math.Min(rows.Count, MaxRows);
         var x = rows.Rows[..(count * rows.Width)].ToArray();
         long[] shape = [count, rows.Width];
         var references = layers.Select(l => l.Multiply(x, count, l.W)).ToArray();
-        var weightQ = layers.Select(l => (UniformQuantizer)l.Weight.Parameters!).ToArray();
-        var weightM = layers.Select(_ => 1f).ToArray();
-        var weightDq = layers.Select((l, i) => l.Simulated(weightQ[i])).ToArray();
-        var activationQ = aq0;
-        float activationM = 1f;
-        var xq = Quantized(x, shape, activationQ);
+        var quantizedInput = new LastOf<float[]>(m => Simulated(x, shape, StepGrid.ScaledActivation(aq0, m)));
+        var quantizedWeights = layers.Select(l => new LastOf<float[]>(m => l.Simulated(ScaledWeight((UniformQuantizer)l.Weight.Parameters!, l, m)))).ToArray();
+        var layerScores = new Dictionary<(int, float, float), double>();
+        double Score(float[] m)
+        {
+            double total = 0;
+            for (int i = 0; i < layers.Count; i++)
+            {
+                var key = (i, m[i], m[^1]);
+                if (!layerScores.TryGetValue(key, out double score))
+                    layerScores[key] = score = SimilarityObjective.MeanPearson(references[i],
+                        layers[i].Multiply(quantizedInput.For(m[^1]), count, quantizedWeights[i].For(m[i])), count, layers[i].N);
+                total += score;
+            }
+            return total;
+        }
+        var (multipliers, roundsRun, start, end) = Alternate(layers.Count + 1, Score);
+        return new Outcome(multipliers, roundsRun, (end - start) / layers.Count);
+    }
 
-        double Score(int i, float[] xqs, float[] wdq) => SimilarityObjective.MeanPearson(references[i], layers[i].Multiply(xqs, count, wdq), count, layers[i].N);
-        var scores = layers.Select((_, i) => Score(i, xq, weightDq[i])).ToArray();
-        double start = scores.Sum();
+    private Outcome SearchProduct(UniformQuantizer lq0, UniformQuantizer rq0, ProductSample sample, bool attentionScores)
+    {
+        var reference = sample.Multiply(sample.Left, sample.Right);
+        var pairs = attentionScores ? SimilarityObjective.RankingPairs(sample.N, RankingPairs) : null;
+        var left = new LastOf<float[]>(m => ProductSample.Simulated(sample.Left, sample.LeftShape, StepGrid.ScaledActivation(lq0, m)));
+        var right = new LastOf<float[]>(m => ProductSample.Simulated(sample.Right, sample.RightShape, StepGrid.ScaledActivation(rq0, m)));
+        var scores = new Dictionary<(float, float), double>();
+        double Score(float[] m)
+        {
+            if (!scores.TryGetValue((m[0], m[1]), out double score))
+                {
+                var output = sample.Multiply(left.For(m[0]), right.For(m[1]));
+                scores[(m[0], m[1])] = score = SimilarityObjective.MeanPearson(reference, output, sample.Pairs, sample.RowsPerPair * sample.N)
+                    - (pairs is null ? 0 : gamma * SimilarityObjective.MeanRankingLoss(reference, output, sample.Rows, sample.N, pairs));
+            }
+            return score;
+        }
+        var (multipliers, roundsRun, start, end) = Alternate(2, Score);
+        return new Outcome(multipliers, roundsRun, end - start);
+    }
+
+    /// <summary>
+    /// Coordinate ascent over step multipliers (all start at 1, the fitted steps): each round
+    /// re-chooses every coordinate in turn from <see cref="Multipliers"/> with the others fixed,
+    /// taking a candidate only when the total score rises; stops after <c>rounds</c> rounds or
+    /// the first round that changes nothing.
+    /// </summary>
+    private (float[] Multipliers, int Rounds, double Start, double End) Alternate(int coordinates, Func<float[], double> score)
+    {
+        var m = Enumerable.Repeat(1f, coordinates).ToArray();
+        double current = score(m), start = current;
         int round = 0;
-        bool changedAny = false;
         while (round < rounds)
         {
             round++;
             bool improved = false;
-            for (int i = 0; i < layers.Count; i++)
-                foreach (float m in Multipliers)
+            for (int c = 0; c < coordinates; c++)
+                foreach (float candidate in Multipliers)
                 {
-                    if (m == weightM[i]) continue;
-                    var candidate = ScaledWeight((UniformQuantizer)layers[i].Weight.Parameters!, layers[i], m);
-                    var dq = layers[i].Simulated(candidate);
-                    double score = Score(i, xq, dq);
-                    if (score > scores[i] + 1e-12)
+                    if (candidate == m[c]) continue;
+                    var trial = (float[])m.Clone();
+                    trial[c] = candidate;
+                    double s = score(trial);
+                    if (s > current + 1e-12)
                     {
-                        (weightQ[i], weightM[i], weightDq[i], scores[i]) = (candidate, m, dq, score);
+                        (m, current) = (trial, s);
                         improved = true;
                     }
                 }
-            foreach (float m in Multipliers)
-            {
-                if (m == activationM) continue;
-                var candidate = StepGrid.ScaledActivation(aq0, m);
-                var cxq = Quantized(x, shape, candidate);
-                var candidateScores = layers.Select((_, i) => Score(i, cxq, weightDq[i])).ToArray();
-                if (candidateScores.Sum() > scores.Sum() + 1e-12)
-                {
-                    (activationQ, activationM, xq, scores) = (candidate, m, cxq, candidateScores);
-                    improved = true;
-                }
-            }
-            changedAny |= improved;
             if (!improved) break;
         }
-        var weights = Enumerable.Range(0, layers.Count).Where(i => weightM[i] != 1f).Select(i => (layers[i], weightQ[i], weightM[i])).ToList();
-        return new Outcome(activationM != 1f ? activationQ : null, activationM, weights, round, (scores.Sum() - start) / layers.Count);
+        return (m, round, start, current);
     }
 
-    private static float[] Quantized(float[] x, long[] shape, FittedQuantizer q)
+    /// <summary>The value for the last multiplier asked (searches ask for the same one many times in a row).</summary>
+    private sealed class LastOf<T>(Func<float, T> compute)
+    {
+        private float _m = float.NaN;
+        private T? _value;
+
+        public T For(float m)
+        {
+            if (m != _m) (_m, _value) = (m, compute(m));
+            return _value!;
+        }
+    }
+
+    private static float[] Simulated(float[] x, long[] shape, FittedQuantizer q)
     {
         var xq = (float[])x.Clone();
         q.Simulate(xq, shape);
         return xq;
     }
 
-    /// <summary>The fitted weight quantizer with every channel's step scaled by <paramref name="m"/>, codes re-rounded.</summary>
+    /// <summary>The fitted weight quantizer with every channel's step scaled by <paramref name="m"/>, codes re-rounded (m = 1: <paramref name="q"/> itself).</summary>
     internal static UniformQuantizer ScaledWeight(UniformQuantizer q, WeightedLinear layer, float m)
     {
+        if (m == 1f) return q;
         var maxAbs = q.Scales.Select(s => s * q.QMax * m).ToArray();
         var scaled = UniformQuantizer.SymmetricFromMaxAbs(maxAbs, q.Bits, q.Axis);
         return scaled.WithCodes(scaled.QuantizeAll(layer.W, layer.Shape));

@@ -51,4 +51,70 @@ internal static class SimilarityObjective
             }
         return loss;
     }
+
+    /// <summary>
+    /// The ranking loss with θ = 0 averaged over output rows, each row's loss taken over the
+    /// index pairs <paramref name="pairs"/> and divided by their number and by the FP32 row's
+    /// standard deviation, so it is free of the scores' scale (a row shifted or scaled by a
+    /// positive factor scores the same; a constant FP32 row contributes 0).
+    /// </summary>
+    public static double MeanRankingLoss(ReadOnlySpan<float> y, ReadOnlySpan<float> yq, int rows, int n, IReadOnlyList<(int P, int Q)> pairs)
+    {
+        if (rows == 0 || pairs.Count == 0) return 0;
+        double total = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            var a = y.Slice(r * n, n);
+            var aq = yq.Slice(r * n, n);
+            double sigma = StandardDeviation(a);
+            if (sigma == 0) continue;
+            double loss = 0;
+            foreach (var (p, q) in pairs)
+            {
+                int sign = Math.Sign(a[p] - a[q]);
+                if (sign != 0) loss += Math.Max(0, -(aq[p] - aq[q]) * sign);
+            }
+            total += loss / (pairs.Count * sigma);
+        }
+        return total / rows;
+    }
+
+    /// <summary>The search objective: <see cref="MeanPearson"/> − γ·<see cref="MeanRankingLoss"/>
+    /// (no ranking term when <paramref name="pairs"/> is null: outputs that are not attention scores).</summary>
+    public static double Score(ReadOnlySpan<float> y, ReadOnlySpan<float> yq, int rows, int n, double gamma, IReadOnlyList<(int P, int Q)>? pairs) =>
+        MeanPearson(y, yq, rows, n) - (pairs is null || gamma == 0 ? 0 : gamma * MeanRankingLoss(y, yq, rows, n, pairs));
+
+    /// <summary>The index pairs p &lt; q of a row of width <paramref name="n"/> the ranking loss is
+    /// taken over: all of them when there are at most <paramref name="max"/>, else a fixed
+    /// pseudo-random sample of <paramref name="max"/> (the loss is O(pairs) per row).</summary>
+    public static IReadOnlyList<(int P, int Q)> RankingPairs(int n, int max, int seed = 29)
+    {
+        long all = (long)n * (n - 1) / 2;
+        if (all <= max)
+        {
+            var every = new List<(int, int)>((int)all);
+            for (int p = 0; p < n; p++)
+                for (int q = p + 1; q < n; q++) every.Add((p, q));
+            return every;
+        }
+        var random = new Random(seed);
+        var sample = new (int, int)[max];
+        for (int i = 0; i < max; i++)
+        {
+            int p = random.Next(n), q = random.Next(n - 1);
+            if (q >= p) q++;
+            sample[i] = p < q ? (p, q) : (q, p);
+        }
+        return sample;
+    }
+
+    private static double StandardDeviation(ReadOnlySpan<float> a)
+    {
+        double mean = 0;
+        foreach (float v in a) mean += v;
+        mean /= a.Length;
+        double s = 0;
+        foreach (float v in a) s += (v - mean) * (v - mean);
+        return Math.Sqrt(s / a.Length);
+    }
 }

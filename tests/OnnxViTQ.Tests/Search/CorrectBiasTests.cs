@@ -22,7 +22,7 @@ public class CorrectBiasTests
     {
         var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
         var recipe = Recipes.Get("liu2021");
-        recipe = recipe with { Passes = recipe.Passes.TakeWhile(p => p.Name != "measure-error").ToList() }; // stop before emission
+        recipe = WithoutCheck(recipe) with { Passes = WithoutCheck(recipe).Passes.TakeWhile(p => p.Name != "measure-error").ToList() }; // stop before emission
         var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null),
             new QuantizationOptions { Recipe = "liu2021", Bits = BitWidths.Parse("W4A4"), CalibrationSamples = 64 }, recipe);
         int checkedLayers = 0, layersWithCorrections = 0;
@@ -63,7 +63,7 @@ public class CorrectBiasTests
         using var tmp = new TempDir();
         string npy = tmp.File("x.npy");
         NpyFile.Write(npy, TinyModels.Random(32 * 4 * 8, 7).Select(v => v + 0.3f).ToArray().AsSpan(), 32, 1, 4, 8);
-        var recipe = Recipes.Get("liu2021");
+        var recipe = WithoutCheck(Recipes.Get("liu2021"));
         Quantizer.Quantize(model, "tiny", new NpyTensorSource(npy, null), new QuantizationOptions { Bits = BitWidths.Parse("W4A4") }, recipe);
         var add = model.Graph.Nodes.Single(n => n.OpType == "Add");
         Assert.That(add.Inputs.Any(i => i is not null && Constants.TryGetTensor(i, out _)), "a constant bias");
@@ -72,6 +72,40 @@ public class CorrectBiasTests
         var outputs = Ort.Run(Ort.Bytes(model), "x", TinyModels.Random(2 * 4 * 8, 9), [2, 1, 4, 8]);
         Assert.That(outputs[0], Has.Length.EqualTo(2 * 4 * 6), "the corrected model runs in ONNX Runtime");
     }
+
+    /// <summary>
+    /// With the model-level check (liu2021's default) the corrections are all applied or none:
+    /// the diagnostic says which, the graph agrees, and the check's verdict is one of the
+    /// quantized model run by ONNX Runtime against the FP32 one.
+    /// </summary>
+    [Test]
+    public void TheModelLevelCheckAppliesAllCorrectionsOrNone()
+    {
+        foreach (var bits in new[] { "W4A4", "W8A8" })
+        {
+            var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+            var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null),
+                new QuantizationOptions { Recipe = "liu2021", Bits = BitWidths.Parse(bits), CalibrationSamples = 128 });
+            var verdict = result.Diagnostics.Single(d => d.Pass == "correct-bias" && (d.Message.Contains("not applied") || d.Message.Contains("checked on")));
+            Assert.That(verdict.Message, Does.Contain("128 calibration samples"));
+            int corrected = model.Graph.Initializers.Count(v => v.Name.Contains("_bias_corrected"));
+            if (verdict.Message.Contains("not applied")) Assert.That(corrected, Is.Zero, $"{bits}: {verdict.Message}");
+            else Assert.That(corrected, Is.GreaterThan(20), $"{bits}: {verdict.Message}");
+        }
+    }
+
+    [Test]
+    public void AGainWithinNoiseIsNotAnImprovement()
+    {
+        Assert.That(new BiasCheck.Verdict(256, Without: 0.05, With: 0.04, StandardError: 0.004).Improves, Is.True);
+        Assert.That(new BiasCheck.Verdict(256, Without: 0.05, With: 0.045, StandardError: 0.004).Improves, Is.False, "1.25 standard errors");
+        Assert.That(new BiasCheck.Verdict(256, Without: 0.05, With: 0.06, StandardError: 0.001).Improves, Is.False);
+    }
+
+    private static Recipe WithoutCheck(Recipe recipe) => recipe with
+    {
+        Passes = recipe.Passes.Select(p => p.Name == "correct-bias" ? p with { Options = new Dictionary<string, string> { ["check"] = "false" } } : p).ToList(),
+    };
 
     /// <summary>(bias before correction, bias now) of a layer, read from the graph.</summary>
     private static (float[] Original, float[] Corrected) Biases(Node node, int n)

@@ -55,4 +55,31 @@ public class SimilarityObjectiveTests
         // quantization merging all three: every pair loses its margin θ
         Assert.That(SimilarityObjective.RankingLoss(a, [0.2f, 0.2f, 0.2f], theta: 0.05), Is.EqualTo(3 * 0.05).Within(1e-6));
     }
+
+    [Test]
+    public void NormalisedRankingLossIsZeroForOrderPreservingRowsAndScaleFree()
+    {
+        var y = TinyModels.Random(3 * 20, 11);
+        var pairs = SimilarityObjective.RankingPairs(20, 1000);
+        Assert.That(SimilarityObjective.MeanRankingLoss(y, y.Select(v => MathF.Exp(v) * 4 - 1).ToArray(), 3, 20, pairs), Is.EqualTo(0), "a monotone map keeps every order");
+        var reversed = y.Select(v => -v).ToArray();
+        double loss = SimilarityObjective.MeanRankingLoss(y, reversed, 3, 20, pairs);
+        Assert.That(loss, Is.GreaterThan(0));
+        Assert.That(SimilarityObjective.MeanRankingLoss(y.Select(v => 10 * v).ToArray(), reversed.Select(v => 10 * v).ToArray(), 3, 20, pairs),
+            Is.EqualTo(loss).Within(1e-6 * loss), "scaling both rows leaves it unchanged");
+        Assert.That(SimilarityObjective.Score(y, reversed, 3, 20, gamma: 2, pairs), Is.EqualTo(SimilarityObjective.MeanPearson(y, reversed, 3, 20) - 2 * loss).Within(1e-12));
+        Assert.That(SimilarityObjective.Score(y, reversed, 3, 20, gamma: 2, pairs: null), Is.EqualTo(SimilarityObjective.MeanPearson(y, reversed, 3, 20)));
+    }
+
+    [Test]
+    public void RankingPairsAreAllPairsForShortRowsAndAFixedSampleForLongOnes()
+    {
+        var all = SimilarityObjective.RankingPairs(6, 100);
+        Assert.That(all, Has.Count.EqualTo(15));
+        Assert.That(all.Distinct().Count(), Is.EqualTo(15));
+        var sample = SimilarityObjective.RankingPairs(197, 2048);
+        Assert.That(sample, Has.Count.EqualTo(2048));
+        Assert.That(sample.All(p => p.P < p.Q && p.P >= 0 && p.Q < 197));
+        Assert.That(SimilarityObjective.RankingPairs(197, 2048), Is.EqualTo(sample), "deterministic");
+    }
 }
