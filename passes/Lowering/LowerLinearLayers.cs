@@ -10,11 +10,16 @@ internal interface ILinearLowering
 {
     string Name { get; }
 
-    /// <summary>Adds the layer's replacement just before <c>layer.Node</c> and returns its output
-    /// (the layer's float output), with a one-line <paramref name="detail"/> for the report; or
-    /// returns null with the reason in <paramref name="detail"/> when the layer stays portable.</summary>
-    Value? Emit(LinearLayer layer, Model model, out string detail);
+    /// <summary>Adds the layer's replacement just before <c>layer.Node</c> and returns it, with a
+    /// one-line <paramref name="detail"/> for the report; or returns null with the reason in
+    /// <paramref name="detail"/> when the layer stays portable.</summary>
+    LoweredLayer? Emit(LinearLayer layer, Model model, out string detail);
 }
+
+/// <summary>A lowered layer: its float output, and the new node that reads the activation as the
+/// plan's portable quantizer leaves it — or null when the new ops quantize the float input
+/// themselves (the activation site then drops this use).</summary>
+internal sealed record LoweredLayer(Value Output, Node? QuantizedInputReader);
 
 /// <summary>
 /// Replaces every quantized linear layer the target can run by the target's op, reading the
@@ -46,9 +51,13 @@ internal sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassCo
                 plan.Update(plan.For(layer.Weight.Value).WithNote($"{layer.Name}: kept portable: {detail}"));
                 continue;
             }
-            Rewire(graph, layer, replacement);
             var activation = plan.For(layer.Activation.Value);
-            plan.Update(activation with { Uses = activation.Uses.Where(u => u != new Use(layer.Node, 0)).ToList() });
+            Rewire(graph, layer, replacement.Output);
+            plan.Update(activation with
+            {
+                Uses = activation.Uses.Where(u => u != new Use(layer.Node, 0))
+                    .Concat(replacement.QuantizedInputReader is { } reader ? [new Use(reader, reader.Inputs.ToList().IndexOf(layer.Input))] : []).ToList(),
+            });
             var weight = plan.For(layer.Weight.Value);
             var remaining = weight.Uses.Where(u => u != new Use(layer.Node, 1)).ToList();
             plan.Update((weight with { Uses = remaining }).WithNote($"{layer.Name}: {detail}"));

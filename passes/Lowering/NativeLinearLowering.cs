@@ -16,7 +16,7 @@ internal sealed class NativeLinearLowering : ILinearLowering
     public const string OpType = "QuantizedLinear";
     public string Name => "native";
 
-    public Value? Emit(LinearLayer layer, Model model, out string detail)
+    public LoweredLayer? Emit(LinearLayer layer, Model model, out string detail)
     {
         var activation = ActivationAttributes(layer.Activation.Parameters, out string activationText);
         if (activation is null) { detail = activationText; return null; }
@@ -40,7 +40,7 @@ internal sealed class NativeLinearLowering : ILinearLowering
             graph.UniqueName($"{prefix}_native"), before: layer.Node);
         OpsetImports.Ensure(model, NativeOps.Domain, 1);
         detail = $"{NativeOps.Domain}.{OpType}: int{weightBits} weights ({layer.WeightQuantizer.Bits}-bit codes), {activationText}";
-        return node.Output();
+        return new LoweredLayer(node.Output(), null);
     }
 
     /// <summary>The op's activation attributes for a fitted quantizer, or null (with the reason).</summary>

@@ -59,6 +59,16 @@ internal static class PassRegistry
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),
         new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],
             (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
+        new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of QDQ and MatMulIntegerToFloat, which compute the plan exactly; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, nbits, dynamic force one)", ["kernel"],
+            (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "nbits", "dynamic") switch
+            {
+                "any" => new LowerLinearLayers(new OrtLinearLowering(anyForm: true)),
+                "qdq" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.Qdq)),
+                "integer" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulIntegerToFloat)),
+                "nbits" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulNBits)),
+                "dynamic" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.DynamicQuantizeMatMul)),
+                _ => new LowerLinearLayers(new OrtLinearLowering()),
+            }),
         new("emit-portable", "write the quantizers as standard ONNX (QDQ and fake-quant subgraphs)", [],
             (_, _) => new EmitPortable()),
         new("remove-unused-constants", "drop initializers and Constant nodes nothing reads", [],

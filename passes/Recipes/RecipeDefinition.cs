@@ -40,16 +40,20 @@ public enum OutputFormat
 
     /// <summary>Linear layers as com.onnxvitq ops (runtime-ops, packed int8/int4 weights); the rest portable.</summary>
     Native,
+
+    /// <summary>Linear layers in whichever form a stock ONNX Runtime runs fastest on this machine,
+    /// measured per layer shape: QDQ (fused by ONNX Runtime), com.microsoft.MatMulNBits or
+    /// com.microsoft.DynamicQuantizeMatMul; the rest portable.</summary>
+    Ort,
 }
 
 internal static class OutputFormats
 {
-    /// <summary>"ort" (ONNX Runtime contrib ops per layer) is planned and refused with that message.</summary>
     public static OutputFormat Parse(string text) => text.Trim().ToLowerInvariant() switch
     {
         "portable" => OutputFormat.Portable,
         "native" => OutputFormat.Native,
-        "ort" => throw new OnnxViTQException("--format ort (linear layers as ONNX Runtime contrib ops) is not implemented yet; use portable (ONNX Runtime fuses its QDQ into integer kernels) or native"),
+        "ort" => OutputFormat.Ort,
         _ => throw new OnnxViTQException($"unknown format '{text}'; formats: portable, native, ort"),
     };
 

@@ -461,6 +461,8 @@ if (only.Contains("speed"))
     var variants = new (string Label, string Recipe, string Bits, OutputFormat Format)[]
     {
         ("portable QDQ, minmax W8A8", "minmax", "W8A8", OutputFormat.Portable),
+        ("ort, minmax W8A8", "minmax", "W8A8", OutputFormat.Ort),
+        ("ort, minmax W4A8", "minmax", "W4A8", OutputFormat.Ort),
         ("native, minmax W8A8", "minmax", "W8A8", OutputFormat.Native),
         ("native, minmax W4A8", "minmax", "W4A8", OutputFormat.Native),
         ("portable, adfq W8A8", "adfq", "W8A8", OutputFormat.Portable),
@@ -469,6 +471,7 @@ if (only.Contains("speed"))
     r.AppendLine("### End-to-end latency");
     r.AppendLine();
     r.AppendLine("Each quantized model is the file `onnxvitq quantize --recipe R --bits B --format F` writes (64 calibration images); same plan across formats of one recipe.");
+    r.AppendLine("`ort`: each linear layer as the faster exact ONNX Runtime form measured on this machine while quantizing (QDQ or com.microsoft.MatMulIntegerToFloat).");
     r.AppendLine("Input: a random image batch. Size: the .onnx file.");
     r.AppendLine();
     foreach (var (name, path, source) in speedModels)
@@ -500,6 +503,12 @@ if (only.Contains("speed"))
             r.AppendLine($"| {rowLabels[i]} | {b1:0.00} | {perBatch[1][0] / b1:0.00}× | {b8:0.00} | {perBatch[8][0] / b8:0.00}× | {bytes[i].Length / 1048576.0:0.00} MiB | {(double)bytes[i].Length / bytes[0].Length:0.000} |");
             Console.WriteLine($"{name} {rowLabels[i]}: b1 {b1:0.00} ms ({perBatch[1][0] / b1:0.00}x), b8 {b8:0.00} ms ({perBatch[8][0] / b8:0.00}x), {bytes[i].Length} bytes");
         }
+        r.AppendLine();
+        // The fastest stock-ONNX-Runtime int8 model of the same plan: portable QDQ or --format ort.
+        int At(string label) => Array.IndexOf(rowLabels, label);
+        int native8 = At("native, minmax W8A8"), portable8 = At("portable QDQ, minmax W8A8"), ort8 = At("ort, minmax W8A8");
+        string Versus(int batch) => $"{Math.Min(perBatch[batch][portable8], perBatch[batch][ort8]) / perBatch[batch][native8]:0.00}×";
+        r.AppendLine($"Native W8A8 against the faster of portable QDQ and `--format ort` (W8A8): {Versus(1)} at batch 1, {Versus(8)} at batch 8.");
         r.AppendLine();
     }
     r.AppendLine("<!-- speed:end -->");

@@ -53,4 +53,73 @@ public class LoweringAgreementTests
         Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.95));
         Assert.That(r.MeanCosine, Is.GreaterThan(0.99));
     }
+
+    /// <summary>
+    /// <c>--format ort</c>: the exact forms (QDQ, MatMulIntegerToFloat on the activation's own
+    /// codes) and the measured choice among them agree with the portable model as the native
+    /// format does; the weights of every form dequantize exactly as in the portable model.
+    /// </summary>
+    [TestCase("vit.opset17.onnx", "minmax", "W8A8", "integer")]
+    [TestCase("deit.opset13.onnx", "minmax", "W4A8", "integer")]
+    [TestCase("deit.opset17.onnx", "minmax", "W6A6", "integer")]
+    [TestCase("swin.opset17.onnx", "repq", "W8A8", "auto")]
+    public void OrtExactFormsMatchPortable(string file, string recipe, string bits, string kernel)
+    {
+        var r = CompareOrt(file, recipe, bits, kernel);
+        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.995));
+        Assert.That(r.MeanCosine, Is.GreaterThan(0.9999));
+    }
+
+    /// <summary>adfq through <c>--format ort</c>: as with the native format, integer accumulation
+    /// differs from the portable float MatMul by float rounding, which the log2/shift-log2
+    /// quantizers downstream now and then turn into a changed code; measured 99.0 % top-1.</summary>
+    [Test]
+    public void OrtAdfqStaysCloseToPortable()
+    {
+        var r = CompareOrt("vit.opset17.onnx", "adfq", "W8A8", "auto");
+        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.98));
+        Assert.That(r.MeanCosine, Is.GreaterThan(0.999));
+    }
+
+    /// <summary>MatMulNBits and DynamicQuantizeMatMul re-quantize the already quantized
+    /// activation (int8 per block of 32 / uint8 per tensor): close, but below the exact forms —
+    /// the bounds are what was measured (99.2–99.8 % top-1), which is why <c>auto</c> leaves them out.</summary>
+    [TestCase("vit.opset17.onnx", "minmax", "W8A8", "nbits")]
+    [TestCase("deit.opset13.onnx", "minmax", "W4A8", "nbits")]
+    [TestCase("swin.opset17.onnx", "repq", "W8A8", "dynamic")]
+    public void OrtRequantizingFormsStayClose(string file, string recipe, string bits, string kernel)
+    {
+        var r = CompareOrt(file, recipe, bits, kernel);
+        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.985));
+        Assert.That(r.MeanCosine, Is.GreaterThan(0.9995));
+    }
+
+    private static LogitAgreement CompareOrt(string file, string recipe, string bits, string kernel)
+    {
+        // The format's lowering pass with its kernel forced (a pass option, as a recipe file sets it).
+        var builtIn = Recipes.Get(recipe);
+        var passes = builtIn.Passes.ToList();
+        passes.Insert(passes.FindIndex(p => p.Name == "emit-portable"), new PassStep("lower-ort", new Dictionary<string, string> { ["kernel"] = kernel }));
+        var ortRecipe = builtIn with { Passes = passes };
+        var eval = new NpyTensorSource(Repo.EvalImages, ImagePreprocessing.ForModel(OnnxModelReader.Load(Repo.Model(file)), 3, 28, 28));
+        var subset = new LimitedSource(eval, 500);
+        float[][] Run(Recipe r, out OnnxViTQ.Ir.Model model)
+        {
+            model = OnnxModelReader.Load(Repo.Model(file));
+            Quantizer.Quantize(model, file, new NpyTensorSource(Repo.Calibration, null),
+                new QuantizationOptions { Recipe = recipe, Bits = BitWidths.Parse(bits), CalibrationSamples = 256 }, r);
+            return ClassificationEvaluator.Logits(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model)), file, subset);
+        }
+        var portable = Run(builtIn, out _);
+        var lowered = Run(ortRecipe, out var ortModel);
+        var ops = ortModel.Graph.Nodes.Where(n => n.Domain == "com.microsoft").Select(n => n.OpType).Distinct().ToList();
+        if (kernel == "integer") Assert.That(ops, Is.EqualTo(new[] { "MatMulIntegerToFloat" }));
+        if (kernel == "nbits") Assert.That(ops, Is.EqualTo(new[] { "MatMulNBits" }));
+        if (kernel == "dynamic") Assert.That(ops, Is.EqualTo(new[] { "DynamicQuantizeMatMul" }));
+        if (kernel == "auto") Assert.That(ops.Except(["MatMulIntegerToFloat"]), Is.Empty, "auto keeps to the exact forms");
+        Assert.That(ortModel.Graph.Nodes.Any(n => n.Domain == "com.onnxvitq"), Is.False, "a stock ONNX Runtime runs it");
+        var result = LogitAgreement.Compare(portable, lowered);
+        TestContext.Out.WriteLine($"{file} {recipe} {bits} ort/{kernel} ({string.Join(", ", ops)}): {result}");
+        return result;
+    }
 }

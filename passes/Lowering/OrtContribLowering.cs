@@ -1,0 +1,125 @@
+using OnnxViTQ.Ir;
+using OnnxViTQ.Quantization;
+
+namespace OnnxViTQ.Passes.Lowering;
+
+/// <summary>
+/// Linear layers as one of ONNX Runtime's own contrib ops (domain com.microsoft), which a stock
+/// ONNX Runtime runs. The weights go in as the plan's integer codes and per-channel scales, so
+/// they dequantize exactly as in the portable model. MatMulIntegerToFloat reads the activation's
+/// codes from the same QuantizeLinear (and Clip) the portable model has: the same integer
+/// arithmetic. MatMulNBits (accuracy level 4: int8 per block of K) and DynamicQuantizeMatMul
+/// (uint8 per tensor) re-quantize the activation as the portable quantizer leaves it — an extra
+/// rounding the agreement tests measure.
+/// </summary>
+internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLowering
+{
+    public const string Domain = "com.microsoft";
+
+    /// <summary>K block of MatMulNBits: per-channel scales repeat in every block.</summary>
+    public const int BlockSize = 32;
+
+    public string Name => "ort";
+
+    public LoweredLayer? Emit(LinearLayer layer, Model model, out string detail)
+    {
+        var graph = layer.Node.Graph;
+        string prefix = layer.Node.Name;
+        var scales = PerChannel(layer.WeightScales, layer.N);
+        Node node;
+        if (kernel == OrtContribKernel.MatMulIntegerToFloat)
+        {
+            if (layer.Activation.Parameters is not UniformQuantizer { Axis: null } aq)
+            {
+                detail = $"{layer.Activation.Parameters?.Kind} activations have no integer codes for MatMulIntegerToFloat";
+                return null;
+            }
+            var storage = aq.Symmetric ? DataType.Int8 : DataType.UInt8;
+            Tensor Code(int v) => storage == DataType.Int8 ? Tensor.From<sbyte>(storage, [], [(sbyte)v]) : Tensor.From<byte>(storage, [], [(byte)v]);
+            var aScale = graph.AddInitializer(graph.UniqueName($"{prefix}_a_scale"), Tensor.FromFloats([], [aq.Scales[0]]));
+            var aZero = graph.AddInitializer(graph.UniqueName($"{prefix}_a_zero_point"), Code(aq.ZeroPoints[0]));
+            var codes = graph.AddNode("QuantizeLinear", [layer.Input, aScale, aZero], [$"{prefix}_a_codes"], before: layer.Node).Output();
+            if (aq.Bits < 8)
+                codes = graph.AddNode("Clip", [codes, graph.AddInitializer(graph.UniqueName($"{prefix}_a_qmin"), Code(aq.QMin)),
+                    graph.AddInitializer(graph.UniqueName($"{prefix}_a_qmax"), Code(aq.QMax))], [$"{prefix}_a_codes_{aq.Bits}bit"], before: layer.Node).Output();
+            var b = graph.AddInitializer(graph.UniqueName($"{prefix}_mi_weight"), Tensor.From<sbyte>(DataType.Int8, [layer.K, layer.N], WeightCodes(layer)));
+            var bScale = graph.AddInitializer(graph.UniqueName($"{prefix}_mi_scale"), Tensor.FromFloats([layer.N], scales));
+            var bZero = graph.AddInitializer(graph.UniqueName($"{prefix}_mi_zero_point"), Tensor.From<sbyte>(DataType.Int8, [layer.N], new sbyte[layer.N]));
+            var inputs = new List<Value?> { codes, b, aScale, bScale, aZero, bZero };
+            if (layer.Bias is { } mb) inputs.Add(graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([mb.Length], mb)));
+            node = graph.AddNode("MatMulIntegerToFloat", inputs, [$"{layer.Output.Name}_mi"], [], Domain, graph.UniqueName($"{prefix}_mi"), before: layer.Node);
+            OpsetImports.Ensure(model, Domain, 1);
+            detail = $"{Domain}.MatMulIntegerToFloat: the activation's {aq.Bits}-bit codes × int8 weights ({layer.WeightQuantizer.Bits}-bit codes), bias fused";
+            return new LoweredLayer(node.Output(), null);
+        }
+        if (kernel == OrtContribKernel.MatMulNBits)
+        {
+            int bits = layer.WeightQuantizer.Bits <= 4 ? 4 : 8;
+            int blocks = (layer.K + BlockSize - 1) / BlockSize, blob = BlockSize * bits / 8;
+            var packed = new byte[layer.N * blocks * blob];
+            int offset = 1 << (bits - 1); // the op's default zero point: codes are stored unsigned
+            for (int n = 0; n < layer.N; n++)
+                for (int k = 0; k < blocks * BlockSize; k++)
+                {
+                    int stored = (k < layer.K ? layer.Code(k, n) : 0) + offset;
+                    int at = n * blocks * blob;
+                    if (bits == 8) packed[at + k] = (byte)stored;
+                    else packed[at + k / 2] |= (byte)(k % 2 == 0 ? stored : stored << 4); // low nibble first along K
+                }
+            var blockScales = new float[layer.N * blocks];
+            for (int n = 0; n < layer.N; n++) Array.Fill(blockScales, scales[n], n * blocks, blocks);
+            var b = graph.AddInitializer(graph.UniqueName($"{prefix}_nbits_weight"), Tensor.From<byte>(DataType.UInt8, [layer.N, blocks, blob], packed));
+            var s = graph.AddInitializer(graph.UniqueName($"{prefix}_nbits_scales"), Tensor.FromFloats([blockScales.Length], blockScales));
+            node = graph.AddNode("MatMulNBits", [layer.Input, b, s], [$"{layer.Output.Name}_nbits"],
+                [AttributeValue.Int("K", layer.K), AttributeValue.Int("N", layer.N), AttributeValue.Int("bits", bits),
+                 AttributeValue.Int("block_size", BlockSize), AttributeValue.Int("accuracy_level", 4)],
+                Domain, graph.UniqueName($"{prefix}_nbits"), before: layer.Node);
+            detail = $"{Domain}.MatMulNBits: {bits}-bit weights ({layer.WeightQuantizer.Bits}-bit codes), blocks of {BlockSize}, int8 compute";
+        }
+        else
+        {
+            var b = graph.AddInitializer(graph.UniqueName($"{prefix}_dq_weight"), Tensor.From<sbyte>(DataType.Int8, [layer.K, layer.N], WeightCodes(layer)));
+            var s = graph.AddInitializer(graph.UniqueName($"{prefix}_dq_scale"), Tensor.FromFloats([layer.N], scales));
+            node = graph.AddNode("DynamicQuantizeMatMul", [layer.Input, b, s], [$"{layer.Output.Name}_dqmm"], [],
+                Domain, graph.UniqueName($"{prefix}_dqmm"), before: layer.Node);
+            detail = $"{Domain}.DynamicQuantizeMatMul: int8 weights ({layer.WeightQuantizer.Bits}-bit codes), activations re-quantized to uint8 per tensor";
+        }
+        OpsetImports.Ensure(model, Domain, 1);
+        var output = node.Output();
+        if (layer.Bias is { } bias)
+        {
+            var biasValue = graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([bias.Length], bias));
+            output = graph.AddNode("Add", [output, biasValue], [$"{layer.Output.Name}_biased"], before: layer.Node).Output();
+        }
+        return new LoweredLayer(output, node);
+    }
+
+    /// <summary>W's integer codes as [K, N].</summary>
+    private static sbyte[] WeightCodes(LinearLayer layer)
+    {
+        var codes = new sbyte[layer.K * layer.N];
+        for (int k = 0; k < layer.K; k++)
+            for (int n = 0; n < layer.N; n++) codes[k * layer.N + n] = (sbyte)layer.Code(k, n);
+        return codes;
+    }
+
+    private static float[] PerChannel(float[] scales, int n) => scales.Length == n ? scales : Enumerable.Repeat(scales[0], n).ToArray();
+}
+
+/// <summary>The ONNX Runtime forms of a quantized linear layer <c>--format ort</c> chooses from.</summary>
+internal enum OrtContribKernel
+{
+    /// <summary>QuantizeLinear/DequantizeLinear around the MatMul, which ONNX Runtime fuses into
+    /// its integer MatMul (the portable form).</summary>
+    Qdq,
+
+    /// <summary>QuantizeLinear (the portable model's activation codes) then
+    /// com.microsoft.MatMulIntegerToFloat with int8 weights: the portable arithmetic in one op.</summary>
+    MatMulIntegerToFloat,
+
+    /// <summary>com.microsoft.MatMulNBits (int4/int8 block weights, accuracy level 4).</summary>
+    MatMulNBits,
+
+    /// <summary>com.microsoft.DynamicQuantizeMatMul (int8 weights, uint8 per-tensor activations at run time).</summary>
+    DynamicQuantizeMatMul,
+}
