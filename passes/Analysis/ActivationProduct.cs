@@ -26,6 +26,43 @@ internal sealed record ActivationProduct(Node Node, QuantizationSite Left, Quant
     /// ranking loss applies).</summary>
     public bool IsAttentionScores => Analysis.ViTPatterns.SoftmaxAfter(Node) is not null;
 
+    /// <summary>The constant factor the scores are multiplied by on their way to the Softmax
+    /// (a chain of Mul/Div by scalar constants right after the product; 1 when there is none).
+    /// Relative position biases and masks added later are not applied.</summary>
+    public float ScoreScale
+    {
+        get
+        {
+            float factor = 1;
+            var value = Node.Output();
+            while (value.Consumers.Count == 1 && value.Consumers[0].Node is { OpType: "Mul" or "Div", Domain: "" } op && op.Inputs.Count == 2)
+            {
+                var other = op.Input(1 - value.Consumers[0].InputIndex);
+                if (other is null || !Patterns.Constants.TryGetTensor(other, out var t) || t.ElementCount != 1) break;
+                float c = t.ToFloats()[0];
+                if (op.OpType == "Div" && value.Consumers[0].InputIndex != 0) break;
+                factor *= op.OpType == "Mul" ? c : 1 / c;
+                value = op.Output();
+            }
+            return factor;
+        }
+    }
+
+    /// <summary>Softmax over each row of width <paramref name="n"/> of <paramref name="scale"/>·scores:
+    /// the attention maps the scores become.</summary>
+    public static float[] AttentionMaps(float[] scores, int n, float scale)
+    {
+        var maps = new float[scores.Length];
+        for (int r = 0; r < scores.Length / n; r++)
+        {
+            var row = scores.AsSpan(r * n, n);
+            var map = maps.AsSpan(r * n, n);
+            for (int j = 0; j < n; j++) map[j] = scale * row[j];
+            System.Numerics.Tensors.TensorPrimitives.SoftMax(map, map);
+        }
+        return maps;
+    }
+
     /// <summary>The captured operands as matrix pairs, or null when the two captures do not pair
     /// up as a plain batched product (broadcast leading axes, mismatched inner sizes, no capture).</summary>
     public ProductSample? Sample(ActivationStatistics stats, int maxRows)

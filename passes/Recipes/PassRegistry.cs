@@ -26,7 +26,7 @@ internal static class PassRegistry
             (r, _) => new AssignQuantizers(r.Recipe.Quantizers, r.Options.Bits, r.Recipe.Name)),
         new("collect-statistics", "run the calibration data through ONNX Runtime into each site's observers", [],
             (r, _) => new CollectActivationStatistics(r.Calibration, r.Options.BatchSize, r.Options.CalibrationSamples, r.ModelName,
-                captureProducts: r.Recipe.Passes.Any(p => p.Name == "search-intervals" && p.OptionValues.GetValueOrDefault("products", "scores") != "none"))),
+                captureProducts: r.Recipe.Passes.Any(p => p.Name == "search-intervals" && p.OptionValues.GetValueOrDefault("products", "none") != "none"))),
         new("fold-layernorm", "reparameterize post-LayerNorm activations into the LayerNorm affine and the next linears (policy: repq, mosf, balance)", ["policy", "kappa"],
             (r, step) => new FoldLayerNormScales(PassRegistry.Choice(step, "policy", "repq", "mosf", "balance") switch
             {
@@ -40,15 +40,15 @@ internal static class PassRegistry
             (_, step) => new OptimizeActivationSteps((float)Number(step, "lower", 0.5, 1e-4, 10), (float)Number(step, "upper", 1.2, 1e-4, 10), (int)Number(step, "points", 15, 2, 1000))),
         new("mixed-precision", "Liu et al. 2021: one width per attention/MLP module in [min, max], least summed nuclear-norm × output-error sensitivity under an average of avg bits", ["min", "max", "avg"],
             (_, step) => new Passes.Search.AllocateModuleBits((int)Number(step, "min", 4, 2, 8), (int)Number(step, "max", 8, 2, 8), Number(step, "avg", 6, 2, 8))),
-        new("search-intervals", "Liu et al. 2021: per linear layer and attention product, alternately search the two inputs' steps in [alpha, beta]·Δ₀ for the highest output Pearson similarity (− gamma·ranking loss on attention scores; products: scores = Q·Kᵀ only, all = also softmax·V, none)",
+        new("search-intervals", "Liu et al. 2021: per linear layer and attention product, alternately search the two inputs' steps in [alpha, beta]·Δ₀ for the highest output Pearson similarity (products: none = linear layers only, the default; scores = also Q·Kᵀ, on its attention maps with − gamma·ranking loss; all = also softmax·V)",
             ["rounds", "candidates", "alpha", "beta", "gamma", "products"],
             (inputs, step) => new Passes.Search.SearchIntervals((int)Number(step, "rounds", 20, 1, 100), (int)Number(step, "candidates", 20, 2, 1000),
                 (float)Number(step, "alpha", 0.5, 1e-3, 10), (float)Number(step, "beta", 1.2, 1e-3, 10), inputs.Options.MeasureLayerOutputs,
-                Number(step, "gamma", 1, 0, 1000), Choice(step, "products", "scores", "all", "none") switch
+                Number(step, "gamma", 1, 0, 1000), Choice(step, "products", "none", "scores", "all") switch
                 {
                     "all" => Passes.Search.ProductSearch.All,
-                    "none" => Passes.Search.ProductSearch.None,
-                    _ => Passes.Search.ProductSearch.AttentionScores,
+                    "scores" => Passes.Search.ProductSearch.AttentionScores,
+                    _ => Passes.Search.ProductSearch.None,
                 })),
         new("correct-bias", "Liu et al. 2021: subtract each linear layer's mean output error (per channel, calibration rows) from its bias; check: true keeps the corrections only if they bring the model's outputs closer to FP32 on up to 512 calibration samples", ["check"],
             (inputs, step) => new Passes.Search.CorrectBias(inputs.Options.MeasureLayerOutputs,

@@ -5,18 +5,20 @@ using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ.Passes.Search;
 
-/// <summary>Which attention products the interval search covers.</summary>
+/// <summary>Which attention products the interval search covers. Measured at W4A4 on the
+/// reference models (BENCHMARKS.md), searching Q·Kᵀ did not lower the accuracy drop — it is within
+/// noise, on average slightly worse — so it is not the default; searching softmax·V's operands
+/// clipped the large attention probabilities and cost up to 1.3 pt.</summary>
 internal enum ProductSearch
 {
-    /// <summary>None: linear layers only.</summary>
+    /// <summary>Linear layers only (the default).</summary>
     None,
 
-    /// <summary>Products whose output feeds a Softmax (Q·Kᵀ), with the ranking loss (the default:
-    /// measured on the reference models at W4A4, searching softmax·V's operands by Pearson
-    /// clipped the large attention probabilities and cost accuracy).</summary>
+    /// <summary>Also the products whose output feeds a Softmax (Q·Kᵀ), compared as attention
+    /// maps, with the ranking loss.</summary>
     AttentionScores,
 
-    /// <summary>Every MatMul of two quantized activations (Q·Kᵀ and softmax·V).</summary>
+    /// <summary>Also every other MatMul of two quantized activations (softmax·V).</summary>
     All,
 }
 
@@ -24,18 +26,20 @@ internal enum ProductSearch
 /// Liu et al. 2021's interval search. Linear layers: for each quantized activation whose uses are
 /// all MatMul/Gemm with quantized weights, alternately re-choose every weight's step (all channels
 /// scaled together) and the activation's step. Attention products (a MatMul of two quantized
-/// activations, Q·Kᵀ and softmax·V): alternately re-choose the two operands' steps. Candidates are
-/// <c>candidates</c> values linearly spaced in [α·Δ₀, β·Δ₀] (Δ₀: the fitted step), the objective
-/// the mean Pearson similarity between FP32 and quantized output rows, minus γ·ranking loss where
-/// the output is attention scores (<see cref="SimilarityObjective"/>); up to <c>rounds</c> rounds,
+/// activations, Q·Kᵀ and softmax·V; see <see cref="ProductSearch"/>): alternately re-choose the
+/// two operands' steps. Candidates are <c>candidates</c> values linearly spaced in [α·Δ₀, β·Δ₀]
+/// (Δ₀: the fitted step), the objective the mean Pearson similarity between FP32 and quantized
+/// outputs — for Q·Kᵀ the attention maps (softmax of the scaled scores), minus γ·ranking loss
+/// (<see cref="SimilarityObjective"/>); up to <c>rounds</c> rounds,
 /// stopping at the first round that improves nothing. Linear layers are evaluated on at most
 /// <see cref="MaxRows"/> calibration rows, products on the leading calibration samples captured
 /// for them (<see cref="ActivationProduct"/>), at most <see cref="MaxRows"/> output rows; there the
 /// Pearson similarity is taken per attention head over all its evaluated rows (per row it cannot
-/// see a clipped peak that scales a whole row down).
+/// see a clipped peak that scales a whole row down). Measured before settling on attention maps:
+/// Pearson on the raw Q·Kᵀ scores chose steps ×0.5–0.7 and cost 0.3 pt at W4A4 on vit and deit.
 /// </summary>
 internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, float alpha = 0.5f, float beta = 1.2f, bool measureBefore = false,
-    double gamma = 1, ProductSearch products = ProductSearch.AttentionScores) : IPass, IPassContract
+    double gamma = 1, ProductSearch products = ProductSearch.None) : IPass, IPassContract
 {
     public const int MaxRows = 256;
 
@@ -100,7 +104,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             if (product.Left.Parameters is not UniformQuantizer { Axis: null } lq || product.Right.Parameters is not UniformQuantizer { Axis: null } rq
                 || product.Left.Uses.Count != 1 || product.Right.Uses.Count != 1) continue;
             if (product.Sample(stats, MaxRows) is not { } sample) { uncaptured++; continue; }
-            var result = SearchProduct(lq, rq, sample, product.IsAttentionScores);
+            var result = SearchProduct(lq, rq, sample, product.IsAttentionScores ? product.ScoreScale : null);
             searched++;
             roundsRun += result.Rounds;
             gain += result.Gain;
@@ -145,10 +149,18 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
         return new Outcome(multipliers, roundsRun, (end - start) / layers.Count);
     }
 
-    private Outcome SearchProduct(UniformQuantizer lq0, UniformQuantizer rq0, ProductSample sample, bool attentionScores)
+    // scoreScale: for attention scores, the factor they are scaled by before the Softmax; the
+    // objective then compares the attention maps (softmax rows), where clipping the operands
+    // flattens the peaks that Pearson on the raw scores does not see. Null for other products.
+    private Outcome SearchProduct(UniformQuantizer lq0, UniformQuantizer rq0, ProductSample sample, float? scoreScale)
     {
-        var reference = sample.Multiply(sample.Left, sample.Right);
-        var pairs = attentionScores ? SimilarityObjective.RankingPairs(sample.N, RankingPairs) : null;
+        float[] Output(float[] left, float[] right)
+        {
+            var product = sample.Multiply(left, right);
+            return scoreScale is { } c ? ActivationProduct.AttentionMaps(product, sample.N, c) : product;
+        }
+        var reference = Output(sample.Left, sample.Right);
+        var pairs = scoreScale is not null ? SimilarityObjective.RankingPairs(sample.N, RankingPairs) : null;
         var left = new LastOf<float[]>(m => ProductSample.Simulated(sample.Left, sample.LeftShape, StepGrid.ScaledActivation(lq0, m)));
         var right = new LastOf<float[]>(m => ProductSample.Simulated(sample.Right, sample.RightShape, StepGrid.ScaledActivation(rq0, m)));
         var scores = new Dictionary<(float, float), double>();
@@ -156,7 +168,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
         {
             if (!scores.TryGetValue((m[0], m[1]), out double score))
                 {
-                var output = sample.Multiply(left.For(m[0]), right.For(m[1]));
+                var output = Output(left.For(m[0]), right.For(m[1]));
                 scores[(m[0], m[1])] = score = SimilarityObjective.MeanPearson(reference, output, sample.Pairs, sample.RowsPerPair * sample.N)
                     - (pairs is null ? 0 : gamma * SimilarityObjective.MeanRankingLoss(reference, output, sample.Rows, sample.N, pairs));
             }

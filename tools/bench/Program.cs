@@ -330,20 +330,21 @@ if (only.Contains("search"))
     r.AppendLine("## Liu et al. 2021: interval search and bias correction");
     r.AppendLine();
     r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}).");
-    r.AppendLine("`liu2021` = percentile start (99.99), `search-intervals` (20 candidates in [0.5, 1.2]·Δ₀, up to 20 alternating rounds; linear layers: mean");
-    r.AppendLine("output-row Pearson; Q·Kᵀ: per-head Pearson − 1·ranking loss on the first 8 calibration images) and `correct-bias` (kept only when it lowers the");
-    r.AppendLine("mean KL to the FP32 outputs on the calibration images by more than 1.5 standard errors; `bc` says whether it was kept). `liu2021 −qk` is");
-    r.AppendLine("liu2021 without the Q·Kᵀ search, `liu2021 −bc` without bias correction. Drop in points on the 2000 evaluation images; layer SQNR is");
-    r.AppendLine("the mean over the linear layers of X·W against Q(X)·Q(W) (bias correction included) on the calibration rows.");
+    r.AppendLine("`liu2021` = percentile start (99.99), `search-intervals` over the linear layers (20 candidates in [0.5, 1.2]·Δ₀, up to 20 alternating");
+    r.AppendLine("rounds, mean output-row Pearson) and `correct-bias` (kept only when it lowers the mean KL to the FP32 outputs on the calibration images by");
+    r.AppendLine("more than 1.5 standard errors; `bc` says whether it was kept). `liu2021 −bc`: without bias correction. `liu2021 +qk`: the Q·Kᵀ operands");
+    r.AppendLine("searched too (`products=scores`: per-head Pearson of the attention maps − 1·ranking loss, on the first 8 calibration images).");
+    r.AppendLine("Drop in points on the 2000 evaluation images; layer SQNR is the mean over the linear layers of X·W against Q(X)·Q(W) (bias");
+    r.AppendLine("correction included) on the calibration rows.");
     r.AppendLine();
     var liu = Recipes.Get("liu2021");
     var noBias = liu with { Name = "liu2021 −bc", Passes = liu.Passes.Where(p => p.Name != "correct-bias").ToList() };
-    var noProducts = liu with
+    var withProducts = liu with
     {
-        Name = "liu2021 −qk",
-        Passes = liu.Passes.Select(p => p.Name == "search-intervals" ? p with { Options = new Dictionary<string, string> { ["products"] = "none" } } : p).ToList(),
+        Name = "liu2021 +qk",
+        Passes = liu.Passes.Select(p => p.Name == "search-intervals" ? p with { Options = new Dictionary<string, string> { ["products"] = "scores" } } : p).ToList(),
     };
-    Recipe[] candidates = [Recipes.Get("minmax"), Recipes.Get("percentile"), noProducts, noBias, liu];
+    Recipe[] candidates = [Recipes.Get("minmax"), Recipes.Get("percentile"), noBias, liu, withProducts];
     r.AppendLine($"| model | bits | {string.Join(" | ", candidates.Select(c => $"{c.Name} drop"))} | bc | minmax layer SQNR | liu2021 layer SQNR |");
     r.AppendLine($"|---|---|{string.Concat(candidates.Select(_ => "---:|"))}---|---:|---:|");
     var verdicts = new List<string>();
@@ -357,10 +358,10 @@ if (only.Contains("search"))
         {
             var o = candidates.Select(c => Measure(file, () => OnnxModelReader.Load(path), c, bits, fp32, layerErrors: true)).ToArray();
             double Sqnr(Outcome x) => x.Result.LayerErrors.Where(l => double.IsFinite(l.Error.SqnrDb)).Average(l => l.Error.SqnrDb);
-            var full = o[^1];
+            var full = o[3];
             string kept = full.Result.Diagnostics.Any(d => d.Message.StartsWith("bias correction: not applied")) ? "rejected" : "kept";
             r.AppendLine($"| {file} | {bits} | {string.Join(" | ", o.Select(x => $"{x.Drop:0.00}"))} | {kept} | {Sqnr(o[0]):0.0} dB | {Sqnr(full):0.0} dB |");
-            double harm = full.Drop - o[3].Drop;
+            double harm = full.Drop - o[2].Drop;
             if (harm > worstBiasHarm) (worstBiasHarm, worstBiasAt) = (harm, $"{file} {bits}");
             if (bits == "W4A4")
                 verdicts.Add($"{file}: liu2021 {full.Drop:0.00} vs minmax {o[0].Drop:0.00} / percentile {o[1].Drop:0.00} → {(full.Drop < o[0].Drop && full.Drop < o[1].Drop ? "✓" : "✗")}, " +

@@ -47,7 +47,7 @@ public class SearchIntervalsTests
     /// The Q·Kᵀ search on the real ViT at W4A4: both operands of every attention-score product
     /// get a searched step, the operands were captured on the same images (the sample pairs up),
     /// and on that sample the objective (per-head Pearson − ranking loss) with the searched steps
-    /// is at least the one with the fitted steps; softmax·V is left alone by default.
+    /// of the attention maps is at least the one with the fitted steps; softmax·V is left alone.
     /// </summary>
     [Test]
     public void AttentionScoreProductsAreSearchedWithTheRankingLoss()
@@ -75,12 +75,13 @@ public class SearchIntervalsTests
             var sample = product.Sample(searched.Statistics!, SearchIntervals.MaxRows);
             Assert.That(sample, Is.Not.Null, product.Node.Name);
             Assert.That(sample!.Pairs, Is.GreaterThan(1));
-            var reference = sample.Multiply(sample.Left, sample.Right);
+            Assert.That(product.ScoreScale, Is.EqualTo(1), "the export scales the query before the product");
+            var reference = ActivationProduct.AttentionMaps(sample.Multiply(sample.Left, sample.Right), sample.N, 1);
             double Objective(QuantizationPlan plan)
             {
                 var q = ProductSample.Simulated(sample.Left, sample.LeftShape, Fitted(plan, product.Left.Name));
                 var k = ProductSample.Simulated(sample.Right, sample.RightShape, Fitted(plan, product.Right.Name));
-                var output = sample.Multiply(q, k);
+                var output = ActivationProduct.AttentionMaps(sample.Multiply(q, k), sample.N, 1);
                 return SimilarityObjective.MeanPearson(reference, output, sample.Pairs, sample.RowsPerPair * sample.N)
                        - SimilarityObjective.MeanRankingLoss(reference, output, sample.Rows, sample.N, SimilarityObjective.RankingPairs(sample.N, SearchIntervals.RankingPairs));
             }
