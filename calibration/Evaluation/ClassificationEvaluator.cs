@@ -13,23 +13,24 @@ internal sealed record ClassificationResult(int Samples, int Correct)
 }
 
 /// <summary>Runs an image classifier through ONNX Runtime and returns its top-1 predictions
-/// (argmax of the first output).</summary>
+/// (argmax of the first output). QDQ groups run as written unless <see cref="QdqExecution.Fused"/>
+/// is asked for (how a deployment on this CPU runs them).</summary>
 internal static class ClassificationEvaluator
 {
     /// <summary>Predictions of an in-memory model.</summary>
     public static int[] Predict(Model model, string modelName, ICalibrationSource data, int batchSize = 64,
-        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, QdqExecution qdq = QdqExecution.Reference)
     {
-        using var session = OrtRuntime.CreateSession(model, modelName);
+        using var session = OrtRuntime.CreateSession(model, modelName, qdq);
         return Predict(session, ImageInput.Of(model, modelName), modelName, data, batchSize, progress, cancel);
     }
 
     /// <summary>Predictions of a model file, run as saved (with its external data, if any);
     /// <paramref name="input"/> describes its image input.</summary>
     public static int[] PredictFile(string modelPath, ImageInput input, ICalibrationSource data, int batchSize = 64,
-        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, QdqExecution qdq = QdqExecution.Reference)
     {
-        using var session = OrtRuntime.CreateSession(modelPath);
+        using var session = OrtRuntime.CreateSession(modelPath, qdq);
         return Predict(session, input, modelPath, data, batchSize, progress, cancel);
     }
 
@@ -47,9 +48,9 @@ internal static class ClassificationEvaluator
     }
 
     /// <summary>The first output of an in-memory model for every sample, one row per sample.</summary>
-    public static float[][] Logits(Model model, string modelName, ICalibrationSource data, int batchSize = 64)
+    public static float[][] Logits(Model model, string modelName, ICalibrationSource data, int batchSize = 64, QdqExecution qdq = QdqExecution.Reference)
     {
-        using var session = OrtRuntime.CreateSession(model, modelName);
+        using var session = OrtRuntime.CreateSession(model, modelName, qdq);
         var rows = new List<float[]>(data.Count);
         ForEachLogitRow(session, ImageInput.Of(model, modelName), modelName, data, batchSize, null, default, row => rows.Add(row.ToArray()));
         return rows.ToArray();

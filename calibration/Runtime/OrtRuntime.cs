@@ -55,18 +55,22 @@ internal sealed record ImageInput(string Name, int Channels, int Height, int Wid
 }
 
 /// <summary>Creates ONNX Runtime sessions with this project's settings and turns ONNX Runtime's
-/// load failures into one-line errors that name the model.</summary>
+/// load failures into one-line errors that name the model.
+/// Sessions run QDQ groups as written (<see cref="QdqExecution.Reference"/>) unless asked otherwise,
+/// so what the compiler measures on a quantized model does not depend on this CPU's int8 kernels.</summary>
 internal static class OrtRuntime
 {
-    public static InferenceSession CreateSession(Model model, string modelName) =>
-        CreateSession(OnnxModelWriter.ToBytes(model), modelName);
+    public static InferenceSession CreateSession(Model model, string modelName, QdqExecution qdq = QdqExecution.Reference) =>
+        CreateSession(OnnxModelWriter.ToBytes(model), modelName, qdq);
 
     /// <summary>A session on the file itself (ONNX Runtime resolves its external data).</summary>
-    public static InferenceSession CreateSession(string modelPath) => Create(options => new InferenceSession(modelPath, options), modelPath);
+    public static InferenceSession CreateSession(string modelPath, QdqExecution qdq = QdqExecution.Reference) =>
+        Create(options => new InferenceSession(modelPath, options), modelPath, qdq);
 
-    public static InferenceSession CreateSession(byte[] modelBytes, string modelName) => Create(options => new InferenceSession(modelBytes, options), modelName);
+    public static InferenceSession CreateSession(byte[] modelBytes, string modelName, QdqExecution qdq = QdqExecution.Reference) =>
+        Create(options => new InferenceSession(modelBytes, options), modelName, qdq);
 
-    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName)
+    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName, QdqExecution qdq)
     {
         var options = new SessionOptions
         {
@@ -77,6 +81,7 @@ internal static class OrtRuntime
             // the CLI's output; real failures still surface as exceptions.
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
+        if (qdq == QdqExecution.Reference) options.AddSessionConfigEntry("session.disable_quant_qdq", "1");
         try
         {
             NativeOps.RegisterIfAvailable(options);

@@ -73,7 +73,9 @@ public static class OnnxQuantizer
         { Result = result, Options = options, QuantizableNodes = quantizable };
     }
 
-    /// <summary>Top-1 accuracy of a classifier file on images and int64 labels (.npy), run by ONNX Runtime.</summary>
+    /// <summary>Top-1 accuracy of a classifier file on images and int64 labels (.npy), run by ONNX Runtime
+    /// with the model's QuantizeLinear/DequantizeLinear executed as written: the file's meaning, the
+    /// same on every CPU (ONNX Runtime's fused u8×s8 kernels saturate on x86 CPUs without VNNI).</summary>
     /// <param name="modelPath">An FP32 or quantized model (a native-format model needs libonnxvitq_ops.so beside the application).</param>
     /// <param name="dataPath">Evaluation images, in any form <see cref="QuantizeFile"/> accepts for calibration.</param>
     /// <param name="labelsPath">An int64 (or int32) .npy with one label per sample.</param>

@@ -52,6 +52,21 @@ internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLower
             detail = $"{Domain}.MatMulIntegerToFloat: the activation's {aq.Bits}-bit codes × int8 weights ({layer.WeightQuantizer.Bits}-bit codes), bias fused";
             return new LoweredLayer(node.Output(), null);
         }
+        if (kernel == OrtContribKernel.FloatWeights)
+        {
+            // W[k, n] = code·scale, the float DequantizeLinear computes, so the MatMul is the plan's.
+            var w = new float[layer.K * layer.N];
+            for (int k = 0; k < layer.K; k++)
+                for (int n = 0; n < layer.N; n++) w[k * layer.N + n] = layer.Code(k, n) * scales[n];
+            var weight = graph.AddInitializer(graph.UniqueName($"{prefix}_dequantized_weight"), Tensor.FromFloats([layer.K, layer.N], w));
+            var matmul = graph.AddNode("MatMul", [layer.Input, weight], [$"{layer.Output.Name}_float"], [], "", graph.UniqueName($"{prefix}_float"), before: layer.Node);
+            var y = matmul.Output();
+            if (layer.Bias is { } fb)
+                y = graph.AddNode("Add", [y, graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([fb.Length], fb))],
+                    [$"{layer.Output.Name}_float_biased"], before: layer.Node).Output();
+            detail = $"MatMul with the dequantized weights stored as float ({layer.WeightQuantizer.Bits}-bit codes × scales)";
+            return new LoweredLayer(y, matmul);
+        }
         if (kernel == OrtContribKernel.MatMulNBits)
         {
             int bits = layer.WeightQuantizer.Bits <= 4 ? 4 : 8;
@@ -116,6 +131,11 @@ internal enum OrtContribKernel
     /// <summary>QuantizeLinear (the portable model's activation codes) then
     /// com.microsoft.MatMulIntegerToFloat with int8 weights: the portable arithmetic in one op.</summary>
     MatMulIntegerToFloat,
+
+    /// <summary>The weights dequantized into a float initializer and a plain MatMul: exact for any
+    /// activation quantizer. For a float (fake-quant) activation the QDQ form is not, because ONNX
+    /// Runtime turns DequantizeLinear → MatMul into MatMulNBits, which re-quantizes the activation.</summary>
+    FloatWeights,
 
     /// <summary>com.microsoft.MatMulNBits (int4/int8 block weights, accuracy level 4).</summary>
     MatMulNBits,

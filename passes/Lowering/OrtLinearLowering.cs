@@ -11,15 +11,21 @@ namespace OnnxViTQ.Passes.Lowering;
 /// <summary>
 /// <c>--format ort</c>: each linear layer in the form a stock ONNX Runtime runs fastest on this
 /// machine. Candidates (<see cref="OrtContribLowering"/>): the portable QDQ (left to ONNX
-/// Runtime's QDQ fusion), MatMulIntegerToFloat on the activation's own codes — both compute the
-/// plan exactly — and MatMulNBits and DynamicQuantizeMatMul, which re-quantize the activation.
+/// Runtime's QDQ fusion), MatMulIntegerToFloat on the activation's own codes (uniform per-tensor
+/// activations) or the weights stored dequantized in float (other activation kinds) — these
+/// compute the plan exactly, and so does QDQ on integer codes (on a float fake-quant activation
+/// ONNX Runtime turns QDQ into MatMulNBits) — and MatMulNBits and DynamicQuantizeMatMul, which
+/// re-quantize the activation.
 /// Chosen by measurement: the layer alone (its activation quantizer, weights and bias, the rows one
 /// image feeds it) is built in every form with the emitters the model gets, run by ONNX Runtime
 /// with this machine's threads, and the medians compared (shapes seen before reuse the choice).
 /// By default the fastest exact form wins (measured: the re-quantizing forms agree with the
 /// portable model on only 99.2–99.4 % of top-1 predictions); <c>anyForm</c> lets the fastest of
 /// all win. Another form must beat QDQ by <see cref="Margin"/>, so timing noise does not trade
-/// the most portable form away. A fixed <c>kernel</c> skips the measurement.
+/// the most portable form away. A fixed <c>kernel</c> skips the measurement. On a CPU whose u8×s8
+/// kernels saturate, the exact forms are exact because store-weights-unsigned, which runs after
+/// the emitter, gives their weights uint8 storage (u8×u8 kernels); the layer models are timed in
+/// that storage.
 /// </summary>
 internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool anyForm = false) : ILinearLowering
 {
@@ -36,7 +42,9 @@ internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool an
         var (chosen, timing) = kernel is { } fixedKernel ? (fixedKernel, "as asked") : Choose(layer, model);
         if (chosen == OrtContribKernel.Qdq)
         {
-            detail = $"QDQ, which ONNX Runtime fuses into its integer MatMul ({timing})";
+            detail = HasIntegerCodes(layer)
+                ? $"QDQ, which ONNX Runtime fuses into its integer MatMul ({timing})"
+                : $"QDQ, which ONNX Runtime turns into MatMulNBits re-quantizing the activation ({timing})";
             return null;
         }
         var lowered = new OrtContribLowering(chosen).Emit(layer, model, out string what);
@@ -49,24 +57,44 @@ internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool an
         int rows = RowsPerImage(layer.Input, model);
         string key = $"{layer.Node.OpType}|{layer.K}|{layer.N}|{rows}|{layer.WeightTransposed}|{layer.Bias is null}|{layer.WeightQuantizer.Bits}|{layer.Activation.Parameters?.Kind}|{layer.Activation.Parameters?.Bits}";
         if (_choices.TryGetValue(key, out var known)) return known;
+        bool integerCodes = HasIntegerCodes(layer);
         var candidates = new List<OrtContribKernel> { OrtContribKernel.Qdq };
-        if (layer.Activation.Parameters is UniformQuantizer { Axis: null }) candidates.Add(OrtContribKernel.MatMulIntegerToFloat);
+        if (integerCodes) candidates.Add(OrtContribKernel.MatMulIntegerToFloat);
+        else candidates.Add(OrtContribKernel.FloatWeights);
         candidates.AddRange([OrtContribKernel.MatMulNBits, OrtContribKernel.DynamicQuantizeMatMul]);
         var medians = Time(candidates.Select(c => LayerModel(layer, model, rows, c)).ToArray(), rows, layer.K);
-        int best = 0;
-        for (int i = 1; i < candidates.Count; i++)
-            if ((anyForm || IsExact(candidates[i])) && medians[i] < medians[best] * (best == 0 ? 1 - Margin : 1)) best = i;
+        // QDQ is preferred (by the margin) when it is exact; otherwise the fastest allowed form wins.
+        int best = -1;
+        for (int i = 0; i < candidates.Count; i++)
+        {
+            if (!anyForm && !IsExact(candidates[i], integerCodes)) continue;
+            double bar = best < 0 ? double.PositiveInfinity : medians[best] * (best == 0 ? 1 - Margin : 1);
+            if (medians[i] < bar) best = i;
+        }
         string timing = $"measured on {rows}×{layer.K}·{layer.K}×{layer.N}: " +
                         string.Join(", ", candidates.Select((c, i) => $"{Label(c)} {medians[i] * 1e3:0.###} ms"));
         return _choices[key] = (candidates[best], timing);
     }
 
-    /// <summary>Forms that compute the plan's arithmetic (up to float summation order).</summary>
-    public static bool IsExact(OrtContribKernel k) => k is OrtContribKernel.Qdq or OrtContribKernel.MatMulIntegerToFloat;
+    /// <summary>The activation reaches the layer as integer codes in the portable form (uniform
+    /// per tensor: QuantizeLinear/DequantizeLinear), which ONNX Runtime fuses into its integer
+    /// MatMul; other quantizers are float subgraphs.</summary>
+    public static bool HasIntegerCodes(LinearLayer layer) => layer.Activation.Parameters is UniformQuantizer { Axis: null };
+
+    /// <summary>Forms that compute the plan's arithmetic (up to float summation order) as ONNX
+    /// Runtime runs them: QDQ only on integer codes (on a float activation ONNX Runtime makes the
+    /// DequantizeLinear → MatMul a MatMulNBits, which re-quantizes it).</summary>
+    public static bool IsExact(OrtContribKernel k, bool integerCodes) => k switch
+    {
+        OrtContribKernel.Qdq => integerCodes,
+        OrtContribKernel.MatMulIntegerToFloat or OrtContribKernel.FloatWeights => true,
+        _ => false,
+    };
 
     public static string Label(OrtContribKernel k) => k switch
     {
         OrtContribKernel.Qdq => "QDQ",
+        OrtContribKernel.FloatWeights => "float weights",
         _ => k.ToString(),
     };
 
@@ -119,6 +147,9 @@ internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool an
         context.Set(plan);
         if (form != OrtContribKernel.Qdq) new LowerLinearLayers(new OrtContribLowering(form)).Run(micro, context);
         new EmitPortable().Run(micro, context);
+        // As the model's own pipeline does after emission (--format ort), so the timings are of
+        // the weights' final storage.
+        new StoreWeightsUnsigned().Run(micro, context);
         return OnnxModelWriter.ToBytes(micro);
     }
 

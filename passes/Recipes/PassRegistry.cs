@@ -59,16 +59,24 @@ internal static class PassRegistry
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),
         new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],
             (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
-        new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of QDQ and MatMulIntegerToFloat, which compute the plan exactly; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, nbits, dynamic force one)", ["kernel"],
-            (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "nbits", "dynamic") switch
+        new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of the forms that compute the plan exactly: QDQ and MatMulIntegerToFloat on integer activation codes, float weights on other activations; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, float, nbits, dynamic force one)", ["kernel"],
+            (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "float", "nbits", "dynamic") switch
             {
                 "any" => new LowerLinearLayers(new OrtLinearLowering(anyForm: true)),
                 "qdq" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.Qdq)),
                 "integer" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulIntegerToFloat)),
+                "float" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.FloatWeights)),
                 "nbits" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulNBits)),
                 "dynamic" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.DynamicQuantizeMatMul)),
                 _ => new LowerLinearLayers(new OrtLinearLowering()),
             }),
+        new("store-weights-unsigned", "int8 weights that meet uint8 activations in ONNX Runtime's integer kernels stored as uint8 + 128, so a CPU whose u8×s8 kernels saturate (x86 without VNNI) runs them exactly (when: saturating = only on such a CPU, the default of --format ort; always; never)", ["when"],
+            (_, step) => new StoreWeightsUnsigned(Choice(step, "when", "saturating", "always", "never") switch
+            {
+                "always" => UnsignedWeightsPolicy.Always,
+                "never" => UnsignedWeightsPolicy.Never,
+                _ => UnsignedWeightsPolicy.WhenSaturating,
+            })),
         new("emit-portable", "write the quantizers as standard ONNX (QDQ and fake-quant subgraphs)", [],
             (_, _) => new EmitPortable()),
         new("remove-unused-constants", "drop initializers and Constant nodes nothing reads", [],

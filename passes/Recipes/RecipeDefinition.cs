@@ -93,13 +93,20 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
     }
 
     /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
-    /// that already names a lowering pass keeps its own).</summary>
+    /// that already names a lowering pass keeps its own). With lower-ort, store-weights-unsigned
+    /// follows the emitter unless the recipe places it, so the QDQ ONNX Runtime fuses stays exact
+    /// on a CPU whose u8×s8 kernels saturate.</summary>
     private IReadOnlyList<PassStep> WithLowering(IReadOnlyList<PassStep> passes, OutputFormat format)
     {
-        if (format.LoweringPass() is not { } lowering || passes.Any(p => p.Name.StartsWith("lower-", StringComparison.Ordinal))) return passes;
+        if (format.LoweringPass() is { } lowering && !passes.Any(p => p.Name.StartsWith("lower-", StringComparison.Ordinal)))
+        {
+            int at = passes.ToList().FindIndex(p => p.Name == "emit-portable");
+            if (at < 0) throw new OnnxViTQException($"recipe '{Name}' has no emit-portable pass, so --format {format.Name()} has nowhere to go");
+            passes = [.. passes.Take(at), new PassStep(lowering), .. passes.Skip(at)];
+        }
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
-        if (emit < 0) throw new OnnxViTQException($"recipe '{Name}' has no emit-portable pass, so --format {format.Name()} has nowhere to go");
-        return [.. passes.Take(emit), new PassStep(lowering), .. passes.Skip(emit)];
+        if (emit < 0 || passes.All(p => p.Name != "lower-ort") || passes.Any(p => p.Name == "store-weights-unsigned")) return passes;
+        return [.. passes.Take(emit + 1), new PassStep("store-weights-unsigned"), .. passes.Skip(emit + 1)];
     }
 
     /// <summary>The passes with module bit allocation right after calibration (before any

@@ -8,7 +8,9 @@ using OnnxViTQ.Tests.Support;
 namespace OnnxViTQ.Tests.Lowering;
 
 /// <summary>A lowered model computes the plan its portable model writes: same options, same
-/// (deterministic) plan, logits compared on the evaluation subset.</summary>
+/// (deterministic) plan, logits compared on the evaluation subset. The portable model runs its
+/// QuantizeLinear/DequantizeLinear as written (<see cref="QdqExecution.Reference"/>): its meaning,
+/// whatever this CPU's ONNX Runtime int8 kernels do (they saturate on x86 without VNNI).</summary>
 public class LoweringAgreementTests
 {
     internal static LogitAgreement Compare(string file, string recipe, string bits, OutputFormat format, int samples = 500)
@@ -21,7 +23,8 @@ public class LoweringAgreementTests
             var options = new QuantizationOptions { Recipe = recipe, Bits = BitWidths.Parse(bits), CalibrationSamples = 256, Format = f };
             Quantizer.Quantize(model, file, new NpyTensorSource(Repo.Calibration, null), options);
             var saved = OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model));
-            return ClassificationEvaluator.Logits(saved, file, subset);
+            // The native ops are the integer arithmetic themselves; what stays portable runs as written too.
+            return ClassificationEvaluator.Logits(saved, file, subset, qdq: QdqExecution.Reference);
         }
         var result = LogitAgreement.Compare(Run(OutputFormat.Portable), Run(format));
         TestContext.Out.WriteLine($"{file} {recipe} {bits} {format}: {result}");
@@ -41,17 +44,19 @@ public class LoweringAgreementTests
         Assert.That(r.MeanCosine, Is.GreaterThan(0.9999));
     }
 
-    /// <summary>Per-token activations (adfq): the same plan, but a 1e-6 difference in a linear
-    /// output moves a later static Q/K code by one step now and then, and the log2 softmax and
-    /// shift-log2 quantizers downstream amplify it; measured agreement is 97 % on this 6-layer
-    /// model (BENCHMARKS.md), so the bound here is what was measured, not the 99.5 %.</summary>
+    /// <summary>Per-token activations (adfq): the same plan; a 1e-6 float-order difference in a
+    /// linear output moves a later static Q/K code by one step now and then, which the log2 softmax
+    /// and shift-log2 quantizers downstream amplify in a few logits (max |Δlogit| ≈ 0.2), but top-1
+    /// agrees as for the static recipes (measured 99.8 %). Against ONNX Runtime's fused execution of
+    /// the portable model it was 97 %: there ONNX Runtime turns each DequantizeLinear → MatMul on a
+    /// float activation into MatMulNBits, which re-quantizes the activation.</summary>
     [TestCase("vit.opset17.onnx", "adfq", "W8A8")]
-    public void NativePerTokenStaysCloseToPortable(string file, string recipe, string bits)
+    public void NativePerTokenMatchesPortable(string file, string recipe, string bits)
     {
         if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
         var r = Compare(file, recipe, bits, OutputFormat.Native);
-        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.95));
-        Assert.That(r.MeanCosine, Is.GreaterThan(0.99));
+        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.995));
+        Assert.That(r.MeanCosine, Is.GreaterThan(0.9995));
     }
 
     /// <summary>
@@ -70,15 +75,16 @@ public class LoweringAgreementTests
         Assert.That(r.MeanCosine, Is.GreaterThan(0.9999));
     }
 
-    /// <summary>adfq through <c>--format ort</c>: as with the native format, integer accumulation
-    /// differs from the portable float MatMul by float rounding, which the log2/shift-log2
-    /// quantizers downstream now and then turn into a changed code; measured 99.0 % top-1.</summary>
+    /// <summary>adfq through <c>--format ort</c>: per-token and shift-log2 inputs have no integer
+    /// codes, so their layers get float weights (QDQ would become MatMulNBits, which re-quantizes:
+    /// 97.2 % top-1 measured); the float-order differences are amplified downstream as for the
+    /// native format (measured 100 % top-1, mean cosine 0.9998).</summary>
     [Test]
-    public void OrtAdfqStaysCloseToPortable()
+    public void OrtAdfqMatchesPortable()
     {
         var r = CompareOrt("vit.opset17.onnx", "adfq", "W8A8", "auto");
-        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.98));
-        Assert.That(r.MeanCosine, Is.GreaterThan(0.999));
+        Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.995));
+        Assert.That(r.MeanCosine, Is.GreaterThan(0.9995));
     }
 
     /// <summary>MatMulNBits and DynamicQuantizeMatMul re-quantize the already quantized
@@ -103,15 +109,16 @@ public class LoweringAgreementTests
         var ortRecipe = builtIn with { Passes = passes };
         var eval = new NpyTensorSource(Repo.EvalImages, ImagePreprocessing.ForModel(OnnxModelReader.Load(Repo.Model(file)), 3, 28, 28));
         var subset = new LimitedSource(eval, 500);
-        float[][] Run(Recipe r, out OnnxViTQ.Ir.Model model)
+        float[][] Run(Recipe r, QdqExecution qdq, out OnnxViTQ.Ir.Model model)
         {
             model = OnnxModelReader.Load(Repo.Model(file));
             Quantizer.Quantize(model, file, new NpyTensorSource(Repo.Calibration, null),
                 new QuantizationOptions { Recipe = recipe, Bits = BitWidths.Parse(bits), CalibrationSamples = 256 }, r);
-            return ClassificationEvaluator.Logits(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model)), file, subset);
+            return ClassificationEvaluator.Logits(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model)), file, subset, qdq: qdq);
         }
-        var portable = Run(builtIn, out _);
-        var lowered = Run(ortRecipe, out var ortModel);
+        var portable = Run(builtIn, QdqExecution.Reference, out _);
+        // The ort format is for ONNX Runtime's own kernels: run as a deployment runs it, QDQ fused.
+        var lowered = Run(ortRecipe, QdqExecution.Fused, out var ortModel);
         var ops = ortModel.Graph.Nodes.Where(n => n.Domain == "com.microsoft").Select(n => n.OpType).Distinct().ToList();
         if (kernel == "integer") Assert.That(ops, Is.EqualTo(new[] { "MatMulIntegerToFloat" }));
         if (kernel == "nbits") Assert.That(ops, Is.EqualTo(new[] { "MatMulNBits" }));

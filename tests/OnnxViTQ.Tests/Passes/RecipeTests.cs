@@ -19,6 +19,20 @@ public class RecipeTests
             }
     }
 
+    /// <summary>Each format's lowering goes right before the emitter; --format ort (or a recipe that
+    /// names lower-ort) also stores overflowing int8 weights unsigned right after it.</summary>
+    [TestCase(OutputFormat.Portable, "fit-quantizers,measure-error,emit-portable,remove-unused-constants")]
+    [TestCase(OutputFormat.Native, "fit-quantizers,measure-error,lower-native,emit-portable,remove-unused-constants")]
+    [TestCase(OutputFormat.Ort, "fit-quantizers,measure-error,lower-ort,emit-portable,store-weights-unsigned,remove-unused-constants")]
+    public void FormatsPlaceTheirPasses(OutputFormat format, string tail)
+    {
+        var source = new NpyTensorSource(Support.Repo.Calibration, null);
+        var names = Recipes.Get("minmax").Build(new QuantizationOptions { Format = format }, source, "m").Select(p => p.Name).ToList();
+        Assert.That(string.Join(",", names.SkipWhile(n => n != "fit-quantizers")), Is.EqualTo(tail));
+        var named = Recipes.Get("minmax") with { Passes = [.. Recipes.Get("minmax").Passes.Where(p => p.Name != "emit-portable"), new("lower-ort"), new("emit-portable")] };
+        Assert.That(named.Build(new QuantizationOptions(), source, "m").Select(p => p.Name).TakeLast(2), Is.EqualTo(new[] { "emit-portable", "store-weights-unsigned" }));
+    }
+
     [Test]
     public void UnknownRecipesListTheKnownOnes()
     {

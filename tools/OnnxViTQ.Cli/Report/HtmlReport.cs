@@ -3,11 +3,15 @@ using System.Net;
 using System.Text;
 using OnnxViTQ.Observers;
 using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
 
 namespace OnnxViTQ.Cli.Report;
 
 /// <summary>FP32 vs quantized top-1 on labelled evaluation data, for the report.</summary>
-internal sealed record AccuracyComparison(string Data, int Samples, double Fp32Top1, double QuantizedTop1, double Agreement);
+/// <summary>FP32 against quantized top-1 on the same data; <c>Fused*</c> when this CPU's ONNX
+/// Runtime int8 kernels run the quantized file differently from its meaning (u8×s8 saturation).</summary>
+internal sealed record AccuracyComparison(string Data, int Samples, double Fp32Top1, double QuantizedTop1, double Agreement,
+    double? FusedTop1 = null, double? FusedAgreement = null);
 
 /// <summary>
 /// The self-contained HTML report of a quantize run: one file with inline CSS and inline SVG
@@ -64,10 +68,16 @@ internal static class HtmlReport
             Section(html, "accuracy", "Accuracy", () =>
             {
                 html.Append($"<p>{a.Samples} samples of {E(a.Data)}.</p>\n");
-                Table(html, ["model", "top-1", "drop (pt)", "agreement with FP32"], [
-                    ["FP32", Pct(a.Fp32Top1), "", ""],
-                    ["quantized", Pct(a.QuantizedTop1), F(100 * (a.Fp32Top1 - a.QuantizedTop1), "0.00"), Pct(a.Agreement)],
-                ]);
+                var rows = new List<string[]>
+                {
+                    new[] { "FP32", Pct(a.Fp32Top1), "", "" },
+                    new[] { "quantized", Pct(a.QuantizedTop1), F(100 * (a.Fp32Top1 - a.QuantizedTop1), "0.00"), Pct(a.Agreement) },
+                };
+                if (a.FusedTop1 is { } fused)
+                    rows.Add(["quantized, run by ONNX Runtime's int8 kernels on this CPU", Pct(fused), F(100 * (a.Fp32Top1 - fused), "0.00"), Pct(a.FusedAgreement ?? 0)]);
+                Table(html, ["model", "top-1", "drop (pt)", "agreement with FP32"], rows);
+                if (a.FusedTop1 is not null)
+                    html.Append($"<p class=\"note\">{E(OrtInt8Kernels.Warning ?? "")}. “quantized” runs the model's QuantizeLinear/DequantizeLinear as written (its result on CPUs whose kernels are exact: x86 with VNNI, ARM); the last row as ONNX Runtime fuses them on this machine. <code>--format ort</code> stores such weights as uint8, which ONNX Runtime runs exactly here.</p>\n");
             });
         Section(html, "layers", "Per-layer output error", () =>
         {
@@ -209,5 +219,6 @@ internal static class HtmlReport
         table.kv th { background: #f8f8f8; width: 14em; }
         figure { margin: 1em 0; } figcaption { font-size: .85em; color: #555; max-width: 720px; }
         ul.warnings { color: #8a4b00; }
+        p.note { color: #8a4b00; }
         """;
 }
