@@ -73,6 +73,28 @@ internal static class OrtInt8Kernels
         return false;
     }
 
+    /// <summary>Whether ONNX Runtime's fused execution of <paramref name="model"/> can differ from
+    /// running its QDQ as written, and why (empty: it cannot, up to float summation order): u8×s8
+    /// saturation on this CPU, and — on every CPU — a constant DequantizeLinear weight read by a
+    /// MatMul whose activation is float (a fake-quant subgraph), which ONNX Runtime rewrites into
+    /// MatMulNBits; that op quantizes the activation again (int8 per block of K).</summary>
+    public static IReadOnlyList<string> FusedExecutionDiffers(Model model)
+    {
+        var reasons = new List<string>();
+        if (SaturatesU8S8 && HasOverflowingInt8Weights(model)) reasons.Add(Warning!);
+        foreach (var node in model.Graph.Nodes)
+        {
+            if (node.IsRemoved || node.OpType != "MatMul" || node.Domain.Length > 0) continue;
+            if (node.Input(1)?.Producer is { OpType: "DequantizeLinear" } dq && dq.Input(0) is { } w && Constants.TryGetTensor(w, out _)
+                && node.Input(0)?.Producer is not { OpType: "DequantizeLinear" })
+            {
+                reasons.Add("ONNX Runtime turns a DequantizeLinear weight × float activation MatMul into MatMulNBits, which quantizes the activation again (int8 per block)");
+                break;
+            }
+        }
+        return reasons;
+    }
+
     private static bool Probe()
     {
         // y = a·B with every a = 255 and every B = 127: K·255·127 exactly, (K/2)·32767 when saturated.

@@ -43,9 +43,10 @@ internal static class EvalCommand
         var labels = allLabels.Take(n).ToArray();
         var limited = source.Take(n);
 
-        // Where this CPU's ONNX Runtime u8×s8 kernels saturate and the model has weights they can
-        // overflow on, the file as run here differs from its meaning: both are measured.
-        bool fusedDiffers = OrtInt8Kernels.SaturatesU8S8 && OrtInt8Kernels.HasOverflowingInt8Weights(model);
+        // Where ONNX Runtime's fused execution can differ from the file's meaning (u8×s8 saturation
+        // on this CPU, activations re-quantized by MatMulNBits), both are measured.
+        var fusedReasons = OrtInt8Kernels.FusedExecutionDiffers(model);
+        bool fusedDiffers = fusedReasons.Count > 0;
         var (pred, fusedPred, refPred) = ConsoleProgress.Run(io, progress =>
         {
             var p = ClassificationEvaluator.PredictFile(modelPath, input, limited, batchSize, progress);
@@ -55,7 +56,7 @@ internal static class EvalCommand
         });
         var table = new Table().Border(TableBorder.Rounded).AddColumn("model").AddColumn(new TableColumn("top-1").RightAligned());
         var rows = new List<(string Name, int[] Predictions)> { (modelPath, pred) };
-        if (fusedPred is not null) rows.Add(($"{modelPath} (run by ONNX Runtime's int8 kernels on this CPU)", fusedPred));
+        if (fusedPred is not null) rows.Add(($"{modelPath} (QDQ fused, as ONNX Runtime runs it here)", fusedPred));
         if (refPred is not null)
         {
             var refScore = ClassificationEvaluator.Score(refPred, labels);
@@ -72,9 +73,9 @@ internal static class EvalCommand
         io.Out.WriteLine($"Evaluated {n} samples of {dataPath}");
         io.Console.Write(table);
         if (fusedPred is not null)
-            io.Out.WriteLine($"note: {OrtInt8Kernels.Warning}. The first row runs the model's QuantizeLinear/DequantizeLinear as written " +
-                             "(its result on any CPU whose kernels are exact: VNNI x86, ARM); the second as ONNX Runtime fuses them here. " +
-                             "--format ort stores such weights as uint8 so ONNX Runtime runs them exactly here.");
+            io.Out.WriteLine($"note: the first row runs the model's QuantizeLinear/DequantizeLinear as written (the model's meaning, the same on every CPU); " +
+                             $"the second as ONNX Runtime fuses them into its integer kernels here, which differs: {string.Join("; ", fusedReasons)}. " +
+                             "--format ort emits forms ONNX Runtime runs exactly.");
     }
 
     private static string Pct(double v) => $"{100 * v:0.00} %";

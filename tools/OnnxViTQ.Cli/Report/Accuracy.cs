@@ -21,11 +21,12 @@ internal static class Accuracy
         var truth = labels.Take(source.Count).ToArray();
         var fp32 = ClassificationEvaluator.PredictFile(fp32Path, input, source, progress: progress);
         var quantized = ClassificationEvaluator.PredictFile(quantizedPath, input, source, progress: progress);
-        int[]? fused = OrtInt8Kernels.SaturatesU8S8 && OrtInt8Kernels.HasOverflowingInt8Weights(OnnxModelReader.Load(quantizedPath))
+        var reasons = OrtInt8Kernels.FusedExecutionDiffers(OnnxModelReader.Load(quantizedPath));
+        int[]? fused = reasons.Count > 0
             ? ClassificationEvaluator.PredictFile(quantizedPath, input, source, progress: progress, qdq: QdqExecution.Fused)
             : null;
         return new AccuracyComparison(dataPath, source.Count, ClassificationEvaluator.Score(fp32, truth).Top1,
             ClassificationEvaluator.Score(quantized, truth).Top1, ClassificationEvaluator.Agreement(quantized, fp32),
-            fused is null ? null : ClassificationEvaluator.Score(fused, truth).Top1, fused is null ? null : ClassificationEvaluator.Agreement(fused, fp32));
+            fused is null ? null : ClassificationEvaluator.Score(fused, truth).Top1, fused is null ? null : ClassificationEvaluator.Agreement(fused, fp32), reasons);
     }
 }

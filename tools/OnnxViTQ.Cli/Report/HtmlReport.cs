@@ -8,10 +8,10 @@ using OnnxViTQ.Runtime;
 namespace OnnxViTQ.Cli.Report;
 
 /// <summary>FP32 vs quantized top-1 on labelled evaluation data, for the report.</summary>
-/// <summary>FP32 against quantized top-1 on the same data; <c>Fused*</c> when this CPU's ONNX
-/// Runtime int8 kernels run the quantized file differently from its meaning (u8×s8 saturation).</summary>
+/// <summary>FP32 against quantized top-1 on the same data (QDQ run as written); <c>Fused*</c> when
+/// ONNX Runtime's fused execution of the quantized file can differ from that, for the <c>FusedReasons</c>.</summary>
 internal sealed record AccuracyComparison(string Data, int Samples, double Fp32Top1, double QuantizedTop1, double Agreement,
-    double? FusedTop1 = null, double? FusedAgreement = null);
+    double? FusedTop1 = null, double? FusedAgreement = null, IReadOnlyList<string>? FusedReasons = null);
 
 /// <summary>
 /// The self-contained HTML report of a quantize run: one file with inline CSS and inline SVG
@@ -74,10 +74,10 @@ internal static class HtmlReport
                     new[] { "quantized", Pct(a.QuantizedTop1), F(100 * (a.Fp32Top1 - a.QuantizedTop1), "0.00"), Pct(a.Agreement) },
                 };
                 if (a.FusedTop1 is { } fused)
-                    rows.Add(["quantized, run by ONNX Runtime's int8 kernels on this CPU", Pct(fused), F(100 * (a.Fp32Top1 - fused), "0.00"), Pct(a.FusedAgreement ?? 0)]);
+                    rows.Add(["quantized, QDQ fused as ONNX Runtime runs it here", Pct(fused), F(100 * (a.Fp32Top1 - fused), "0.00"), Pct(a.FusedAgreement ?? 0)]);
                 Table(html, ["model", "top-1", "drop (pt)", "agreement with FP32"], rows);
                 if (a.FusedTop1 is not null)
-                    html.Append($"<p class=\"note\">{E(OrtInt8Kernels.Warning ?? "")}. “quantized” runs the model's QuantizeLinear/DequantizeLinear as written (its result on CPUs whose kernels are exact: x86 with VNNI, ARM); the last row as ONNX Runtime fuses them on this machine. <code>--format ort</code> stores such weights as uint8, which ONNX Runtime runs exactly here.</p>\n");
+                    html.Append($"<p class=\"note\">“quantized” runs the model's QuantizeLinear/DequantizeLinear as written (the model's meaning, the same on every CPU); the last row as ONNX Runtime fuses them into its integer kernels on this machine, which differs: {E(string.Join("; ", a.FusedReasons ?? []))}. <code>--format ort</code> emits forms ONNX Runtime runs exactly.</p>\n");
             });
         Section(html, "layers", "Per-layer output error", () =>
         {
