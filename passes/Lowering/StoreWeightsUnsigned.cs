@@ -21,7 +21,8 @@ internal enum UnsignedWeightsPolicy
 /// are unchanged: (q + 128) − (z + 128) = q − z. Rewritten: a <c>DequantizeLinear(W_int8, s, z)</c>
 /// whose every reader is a MatMul, Gemm or Conv with a uint8 DequantizeLinear on its other data
 /// input (the QDQ ONNX Runtime fuses), <c>com.microsoft.MatMulIntegerToFloat</c> with uint8 A and
-/// int8 B, and <c>com.microsoft.DynamicQuantizeMatMul</c> (uint8 A at run time). Weights whose codes cannot overflow a pair sum (|q| ≤ 64) are left as they are.
+/// int8 B, and <c>com.microsoft.DynamicQuantizeMatMul</c> (uint8 A at run time). Weights whose
+/// codes cannot overflow a pair sum (|q| ≤ 64) are left as they are.
 /// </summary>
 internal sealed class StoreWeightsUnsigned(UnsignedWeightsPolicy policy = UnsignedWeightsPolicy.WhenSaturating) : IPass
 {

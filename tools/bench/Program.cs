@@ -52,7 +52,9 @@ report.AppendLine($"Produced by `dotnet run --project tools/bench -c Release -- 
                   $"on {DateTime.UtcNow:yyyy-MM-dd} ({runtime}). Every figure outside the marked sections was measured in that run; the sections between " +
                   "`<!-- name:begin/end -->` markers (memory, search, speed) are refreshed alone by `--only <name>` and give their own command and date.");
 report.AppendLine("FP32 and quantized models are evaluated side by side by ONNX Runtime (CPU) on the same 2000 Fashion-MNIST test images");
-report.AppendLine("(`models/data`); the quantized model is the emitted ONNX file (the writer's bytes, read back). Calibration: the 512 bundled");
+report.AppendLine("(`models/data`); the quantized model is the emitted ONNX file (the writer's bytes, read back), its QuantizeLinear/DequantizeLinear run");
+report.AppendLine("as written (`session.disable_quant_qdq`: the model's meaning, the same on every CPU — ONNX Runtime's fused int8 kernels saturate");
+report.AppendLine("u8×s8 sums on CPUs without VNNI and re-quantize float activations through MatMulNBits; README \"CPUs without VNNI\"). Calibration: the 512 bundled");
 report.AppendLine("training images. Drop = FP32 top-1 − quantized top-1, in points (negative: the quantized model scored higher).");
 report.AppendLine("`*-outliers.*` are the function-preserving outlier variants (`onnxvitq outliers`, models/README.md): same FP32");
 report.AppendLine("predictions, post-LayerNorm activations with a few channels 8–50× larger, as in ImageNet ViTs.");
@@ -418,22 +420,35 @@ if (only.Contains("search"))
 }
 
 // Runtime speed (issue: native runtime ops). Written between markers so `--only speed` refreshes
-// this section of BENCHMARKS.md alone.
+// this section of BENCHMARKS.md alone. One section per native kernel path (a kind of CPU): a run
+// on another kind of machine adds or refreshes its own and keeps the others.
+string kernelPath = NativeOps.IsAvailable ? NativeOps.KernelPath : "none";
+string speedMarker = $"speed-{kernelPath}";
 var speedReport = new StringBuilder();
 if (only.Contains("speed"))
 {
     var r = speedReport;
     int rounds = int.Parse(Arg("--rounds", "30"));
-    r.AppendLine("<!-- speed:begin -->");
-    r.AppendLine("## Runtime speed: native ops against ONNX Runtime");
+    bool vnni = kernelPath == "avx512vnni";
+    r.AppendLine($"<!-- {speedMarker}:begin -->");
+    r.AppendLine($"## Runtime speed: native ops against ONNX Runtime ({(vnni ? "AVX-512 VNNI CPU" : $"CPU without VNNI, native path `{kernelPath}`")})");
     r.AppendLine();
     r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only speed{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` " +
-                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, native kernel path `{NativeOps.KernelPath}`). All latencies: {Speed.Threads} intra-op threads, ORT_ENABLE_ALL, the candidates of one table");
+                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}, native kernel path `{kernelPath}`). All latencies: {Speed.Threads} intra-op threads, ORT_ENABLE_ALL, the candidates of one table");
     r.AppendLine($"run interleaved round by round ({rounds} rounds after 3 warm-up rounds), median per candidate; ratios are against FP32 in the same run.");
+    if (OrtInt8Kernels.SaturatesU8S8)
+        r.AppendLine("On this CPU ONNX Runtime's u8×s8 kernels saturate int16 pair sums, so the portable QDQ model does not compute its plan exactly when run fused (as timed here); the `ort` models store such weights as uint8 (exact u8×u8 kernels).");
     r.AppendLine();
-    var (perCore, allCores) = Speed.VnniPeak();
-    r.AppendLine($"**int8 VNNI peak** (register-only loop of 24 independent `vpdpbusd zmm` chains; each instruction is 64 u8×s8 multiply-adds = 128 ops;");
-    r.AppendLine($"GOPS = 128 × instructions / seconds): **{perCore:0} GOPS on one core, {allCores:0} GOPS on {Speed.Threads} cores at once** — the GEMM figures below are against the {Speed.Threads}-core figure.");
+    double allCores = 0;
+    if (vnni)
+    {
+        var (perCore, all) = Speed.VnniPeak();
+        allCores = all;
+        r.AppendLine($"**int8 VNNI peak** (register-only loop of 24 independent `vpdpbusd zmm` chains; each instruction is 64 u8×s8 multiply-adds = 128 ops;");
+        r.AppendLine($"GOPS = 128 × instructions / seconds): **{perCore:0} GOPS on one core, {allCores:0} GOPS on {Speed.Threads} cores at once** — the GEMM figures below are against the {Speed.Threads}-core figure.");
+    }
+    else
+        r.AppendLine($"No VNNI on this CPU: the native kernels run the `{kernelPath}` path (exact 16-bit multiply-adds), so there is no VNNI peak to compare against.");
     r.AppendLine();
     r.AppendLine("### Per-GEMM throughput (com.onnxvitq.QuantizedLinear, per-token activations quantized in the op)");
     r.AppendLine();
@@ -446,7 +461,8 @@ if (only.Contains("speed"))
         var x = Speed.RandomInput((long)m * k, 1);
         var t = Speed.MedianMs([Speed.GemmModel(m, k, n, 8), Speed.GemmModel(m, k, n, 4), Speed.FloatGemmModel(m, k, n)], "x", x, [m, k], rounds * 5);
         double ops = 2.0 * m * k * n / 1e9;
-        r.AppendLine($"| {m}×{k}×{n} | {t[0]:0.000} | {ops / (t[0] / 1e3):0} | {100 * ops / (t[0] / 1e3) / allCores:0} % | {t[1]:0.000} | {ops / (t[1] / 1e3):0} | {t[2]:0.000} | {t[2] / t[0]:0.00}× |");
+        string peak = allCores > 0 ? $"{100 * ops / (t[0] / 1e3) / allCores:0} %" : "—";
+        r.AppendLine($"| {m}×{k}×{n} | {t[0]:0.000} | {ops / (t[0] / 1e3):0} | {peak} | {t[1]:0.000} | {ops / (t[1] / 1e3):0} | {t[2]:0.000} | {t[2] / t[0]:0.00}× |");
         Console.WriteLine($"gemm {m}x{k}x{n}: int8 {t[0]:0.000} ms, int4 {t[1]:0.000} ms, fp32 {t[2]:0.000} ms");
     }
     r.AppendLine();
@@ -512,18 +528,19 @@ if (only.Contains("speed"))
         r.AppendLine($"Native W8A8 against the faster of portable QDQ and `--format ort` (W8A8): {Versus(1)} at batch 1, {Versus(8)} at batch 8.");
         r.AppendLine();
     }
-    r.AppendLine("<!-- speed:end -->");
+    r.AppendLine($"<!-- {speedMarker}:end -->");
     r.AppendLine();
 }
 
 // Sections between markers (search, speed) can be refreshed alone, leaving the rest of the file as it is.
 var markedSections = new Dictionary<string, StringBuilder> { ["memory"] = memoryReport, ["search"] = searchReport, ["speed"] = speedReport };
+string MarkerOf(string section) => section == "speed" ? speedMarker : section;
 if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 {
     string existing = File.ReadAllText(outPath);
     foreach (var section in only)
     {
-        string begin = $"<!-- {section}:begin -->", end = $"<!-- {section}:end -->";
+        string begin = $"<!-- {MarkerOf(section)}:begin -->", end = $"<!-- {MarkerOf(section)}:end -->";
         int from = existing.IndexOf(begin, StringComparison.Ordinal), to = existing.IndexOf(end, StringComparison.Ordinal);
         existing = from >= 0 && to > from
             ? existing[..from] + markedSections[section].ToString().TrimEnd() + existing[(to + end.Length)..]
@@ -535,6 +552,10 @@ if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 }
 report.Append(searchReport);
 report.Append(speedReport);
+// Speed sections of other kinds of CPU, measured on those machines, stay.
+if (File.Exists(outPath))
+    foreach (Match m in Regex.Matches(File.ReadAllText(outPath), @"<!-- (speed-[a-z0-9]+):begin -->.*?<!-- \1:end -->", RegexOptions.Singleline))
+        if (m.Groups[1].Value != speedMarker) report.AppendLine(m.Value).AppendLine();
 
 if (write)
 {
@@ -544,6 +565,16 @@ if (write)
 else Console.WriteLine(report);
 
 static string Pct(double v) => $"{100 * v:0.00} %";
+
+static string CpuName()
+{
+    try
+    {
+        var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+        return line is null ? "unknown CPU" : line[(line.IndexOf(':') + 1)..].Trim();
+    }
+    catch (IOException) { return "unknown CPU"; }
+}
 
 static string FindRoot()
 {
