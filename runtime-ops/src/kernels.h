@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace onnxvitq {
 
@@ -22,6 +23,8 @@ struct PackedWeights {
   int bits = 8;
   int64_t k = 0, n = 0;    // logical
   int64_t kp = 0, np = 0;  // padded to kGroup / kPanel
+  // The weights in a kernel table's own layout when it has one (Kernels::prepare), else null.
+  const int16_t* wide = nullptr;
   int64_t BlockBytes() const { return bits == 8 ? kBlockCodes : kBlockCodes / 2; }
   int64_t PanelBytes() const { return kp / kGroup * BlockBytes(); }
   int64_t Bytes() const { return np / kPanel * PanelBytes(); }
@@ -64,6 +67,9 @@ struct Kernels {
   // Output rows [m0, m1) × panels [p0, p1).
   void (*gemm)(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w,
                int64_t p0, int64_t p1, const Epilogue& e);
+  // Optional: rewrites the packed weights once, when a kernel is created, into the layout this
+  // table's gemm reads through PackedWeights::wide (null: gemm reads the packed bytes).
+  void (*prepare)(const PackedWeights& w, std::vector<int16_t>* wide);
 };
 
 const Kernels& ScalarKernels();

@@ -1,76 +1,196 @@
 // AVX2 path for CPUs without VNNI. u8×s8 products are summed exactly in int32 with vpmaddwd on
-// sign/zero-extended 16-bit pairs (vpmaddubsw would saturate at int16 for 255·(−128)·2).
-// Pairs are (k0, k2) and (k1, k3) of each 4-code lane, so no byte shuffles are needed.
+// 16-bit operands (vpmaddubsw would saturate at int16 for 255·(−128)·2, which is what ONNX
+// Runtime's own u8×s8 kernels do on these CPUs). The weights are widened to int16 once, when the
+// kernel is created (Prepare), in pairs of consecutive k per 32-bit lane; each row tile's
+// activation codes are widened the same way per task. The inner step is then one broadcast of a
+// row's (k, k+1) pair and one vpmaddwd + vpaddd per 8 columns: 6 rows × 16 columns, 12
+// accumulators, 2 weight registers and the broadcast.
 #include <immintrin.h>
 #include "panel_source.h"
 
 namespace onnxvitq {
 namespace {
 
+constexpr int kRows = 6;          // register tile: kRows × 16 columns
+constexpr int64_t kPairLanes = 32;  // int16 per k-pair of a panel: 16 columns × 2
+
+// clamp(roundeven(v / s) + z, lo, hi) of 8 values as u8 codes, the float operations of
+// QuantizeRowsImpl in the same order (division, not a multiply by 1/s), so the codes are the same.
+inline void StoreCodes8(__m256 v, __m256 s, __m256 z, __m256 lo, __m256 hi, uint8_t* out) {
+  const __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_round_ps(_mm256_div_ps(v, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z), lo), hi);
+  const __m256i i32 = _mm256_cvtps_epi32(q);
+  const __m128i u16 = _mm_packus_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(u16, u16));
+}
+
+inline float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return std::max(_mm_cvtss_f32(m), _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1)));
+}
+
+inline float HorizontalMin(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  return std::min(_mm_cvtss_f32(m), _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1)));
+}
+
+// QuantizeRowsImpl with 8 floats per step (the compiler keeps that loop scalar: vdivss). Values
+// are finite (ONNX Runtime's inputs here are activations); for finite values max/min and the
+// outlier mask give exactly the scalar results.
 void Quantize(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuantization& q,
               uint8_t* codes, int64_t stride, float* scale, int32_t* zero) {
-  QuantizeRowsImpl(x, k, m0, m1, q, codes, stride, scale, zero);
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  for (int64_t r = m0; r < m1; ++r) {
+    const float* row = x + r * k;
+    uint8_t* out = codes + r * stride;
+    float s, z, lo, hi;
+    const float alpha = q.alpha > 0 ? q.alpha : INFINITY;
+    const __m256 valpha = _mm256_set1_ps(alpha);
+    if (!q.dynamic) {
+      s = q.scale;
+      z = static_cast<float>(q.zero);
+      lo = static_cast<float>(q.qmin);
+      hi = static_cast<float>(q.qmax);
+      scale[r] = s;
+      zero[r] = q.zero;
+    } else {
+      __m256 vmax = _mm256_setzero_ps(), vmin = _mm256_setzero_ps();
+      int64_t i = 0;
+      for (; i + 8 <= k; i += 8) {
+        const __m256 v = _mm256_loadu_ps(row + i);
+        const __m256 kept = _mm256_and_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), valpha, _CMP_LT_OQ), v);
+        vmax = _mm256_max_ps(vmax, kept);
+        vmin = _mm256_min_ps(vmin, kept);
+      }
+      float row_max = HorizontalMax(vmax), row_min = HorizontalMin(vmin);
+      for (; i < k; ++i) {
+        const float v = std::fabs(row[i]) < alpha ? row[i] : 0.f;
+        row_max = std::max(row_max, v);
+        row_min = std::min(row_min, v);
+      }
+      const float levels = static_cast<float>(q.levels);
+      s = std::max((row_max - row_min) / levels, kMinScale);
+      z = std::min(std::max(__builtin_roundevenf(-row_min / s), 0.f), levels);
+      lo = 0.f;
+      hi = levels;
+      scale[r] = s;
+      zero[r] = static_cast<int32_t>(z);
+    }
+    const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(z), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+      __m256 v = _mm256_loadu_ps(row + i);
+      if (q.dynamic) v = _mm256_and_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), valpha, _CMP_LT_OQ), v);
+      StoreCodes8(v, vs, vz, vlo, vhi, out + i);
+    }
+    for (; i < k; ++i) {
+      const float v = !q.dynamic || std::fabs(row[i]) < alpha ? row[i] : 0.f;
+      out[i] = static_cast<uint8_t>(std::min(std::max(__builtin_roundevenf(v / s) + z, lo), hi));
+    }
+    for (int64_t j = k; j < stride; ++j) out[j] = 0;
+  }
+}
+
+// wide[(p·kp/2 + j)·32 + 16h + 2c + t] = W[2j + t, 16p + 8h + c]: for panel p and k-pair j, two
+// registers (columns 0–7 and 8–15), each 32-bit lane the pair (W[2j], W[2j+1]) of one column.
+void Prepare(const PackedWeights& w, std::vector<int16_t>* wide) {
+  const int64_t pairs = w.kp / 2, panels = w.np / kPanel;
+  wide->assign(static_cast<size_t>(panels * pairs * kPairLanes), 0);
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t j = 0; j < pairs; ++j)
+      for (int64_t col = 0; col < kPanel; ++col)
+        for (int64_t t = 0; t < 2; ++t) {
+          const int64_t kk = 2 * j + t, n = p * kPanel + col;
+          const int code = kk < w.k && n < w.n ? w.Code(kk, n) : 0;
+          (*wide)[static_cast<size_t>((p * pairs + j) * kPairLanes + (col / 8) * 16 + (col % 8) * 2 + t)] = static_cast<int16_t>(code);
+        }
+}
+
+// Rows [r0, r0 + rows) of the u8 codes as int16 (stride kp).
+inline void WidenRows(const QuantizedRows& a, int64_t r0, int rows, int64_t kp, int16_t* out) {
+  for (int i = 0; i < rows; ++i) {
+    const uint8_t* src = a.codes + (r0 + i) * a.stride;
+    int16_t* dst = out + i * kp;
+    int64_t k = 0;
+    for (; k + 16 <= kp; k += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k), _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + k))));
+    for (; k < kp; ++k) dst[k] = src[k];
+  }
+}
+
+// Dequantize + bias + store of one row's 16 columns (8 per register).
+inline void StoreRow(const QuantizedRows& a, int64_t r, __m256i lo, __m256i hi, int64_t col0, const Epilogue& e) {
+  const __m256i zero = _mm256_set1_epi32(a.zero[r]);
+  const __m256 scale = _mm256_set1_ps(a.scale[r]);
+  const __m256i v[2] = {lo, hi};
+  for (int h = 0; h < 2; ++h) {
+    const int64_t col = col0 + 8 * h;
+    if (col >= e.n) break;
+    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.col_sum + col));
+    const __m256 t = _mm256_cvtepi32_ps(_mm256_sub_epi32(v[h], _mm256_mullo_epi32(zero, sums)));
+    const __m256 y = _mm256_fmadd_ps(t, _mm256_mul_ps(scale, _mm256_loadu_ps(e.col_scale + col)), _mm256_loadu_ps(e.bias + col));
+    float* out = e.y + r * e.n + col;
+    if (e.n - col >= 8) {
+      _mm256_storeu_ps(out, y);
+    } else {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, y);
+      for (int64_t c = 0; c < e.n - col; ++c) out[c] = tmp[c];
+    }
+  }
 }
 
 template <int MR>
-inline void Tile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t groups, int64_t col0, const Epilogue& e) {
-  __m256i acc[MR][2];
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
-  const __m256i low_bytes = _mm256_set1_epi32(0x00FF00FF);
-  for (int64_t g = 0; g < groups; ++g) {
-    __m256i b02[2], b13[2];
-    for (int h = 0; h < 2; ++h) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * kBlockCodes + h * 32));
-      b02[h] = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
-      b13[h] = _mm256_srai_epi16(v, 8);
-    }
+inline void Tile(const int16_t* a16, int64_t kp, const int16_t* b, int64_t pairs, const QuantizedRows& a, int64_t r0,
+                 int64_t col0, const Epilogue& e) {
+  __m256i lo[MR], hi[MR];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+  for (int64_t j = 0; j < pairs; ++j) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * kPairLanes));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j * kPairLanes + 16));
+#pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      int32_t four;
-      __builtin_memcpy(&four, a.codes + (r0 + i) * a.stride + g * kGroup, 4);
-      const __m256i v = _mm256_set1_epi32(four);
-      const __m256i a02 = _mm256_and_si256(v, low_bytes);
-      const __m256i a13 = _mm256_and_si256(_mm256_srli_epi32(v, 8), low_bytes);
-      for (int h = 0; h < 2; ++h)
-        acc[i][h] = _mm256_add_epi32(acc[i][h], _mm256_add_epi32(_mm256_madd_epi16(a02, b02[h]), _mm256_madd_epi16(a13, b13[h])));
+      int32_t pair;
+      __builtin_memcpy(&pair, a16 + i * kp + 2 * j, 4);
+      const __m256i x = _mm256_set1_epi32(pair);
+      lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(x, b0));
+      hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(x, b1));
     }
   }
-  for (int i = 0; i < MR; ++i) {
-    const int64_t r = r0 + i;
-    for (int h = 0; h < 2; ++h) {
-      const int64_t col = col0 + 8 * h;
-      if (col >= e.n) break;
-      const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.col_sum + col));
-      const __m256 t = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], _mm256_mullo_epi32(_mm256_set1_epi32(a.zero[r]), sums)));
-      const __m256 s = _mm256_mul_ps(_mm256_set1_ps(a.scale[r]), _mm256_loadu_ps(e.col_scale + col));
-      const __m256 y = _mm256_fmadd_ps(t, s, _mm256_loadu_ps(e.bias + col));
-      float* out = e.y + r * e.n + col;
-      if (e.n - col >= 8) {
-        _mm256_storeu_ps(out, y);
-      } else {
-        alignas(32) float tmp[8];
-        _mm256_store_ps(tmp, y);
-        for (int64_t c = 0; c < e.n - col; ++c) out[c] = tmp[c];
-      }
-    }
-  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) StoreRow(a, r0 + i, lo[i], hi[i], col0, e);
 }
 
 void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w, int64_t p0, int64_t p1,
           const Epilogue& e) {
-  const int8_t* panels = PanelCodes(w, p0, p1, UnpackInt4Panels);
-  const int64_t groups = w.kp / kGroup, panel_codes = groups * kBlockCodes;
-  for (int64_t p = p0; p < p1; ++p) {
-    const int8_t* b = panels + (p - p0) * panel_codes;
-    int64_t r = m0;
-    for (; r + 4 <= m1; r += 4) Tile<4>(a, r, b, groups, p * kPanel, e);
-    for (; r < m1; ++r) Tile<1>(a, r, b, groups, p * kPanel, e);
+  const int64_t kp = w.kp, pairs = kp / 2;
+  thread_local std::vector<int16_t> scratch;
+  if (scratch.size() < static_cast<size_t>(kRows * kp)) scratch.resize(static_cast<size_t>(kRows * kp));
+  int16_t* a16 = scratch.data();
+  for (int64_t r = m0; r < m1; r += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, m1 - r));
+    WidenRows(a, r, rows, kp, a16);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int16_t* b = w.wide + p * pairs * kPairLanes;
+      const int64_t col0 = p * kPanel;
+      switch (rows) {
+        case 6: Tile<6>(a16, kp, b, pairs, a, r, col0, e); break;
+        case 5: Tile<5>(a16, kp, b, pairs, a, r, col0, e); break;
+        case 4: Tile<4>(a16, kp, b, pairs, a, r, col0, e); break;
+        case 3: Tile<3>(a16, kp, b, pairs, a, r, col0, e); break;
+        case 2: Tile<2>(a16, kp, b, pairs, a, r, col0, e); break;
+        default: Tile<1>(a16, kp, b, pairs, a, r, col0, e); break;
+      }
+    }
   }
 }
 
 }  // namespace
 
 const Kernels& Avx2Kernels() {
-  static const Kernels k{"avx2", Quantize, Gemm};
+  static const Kernels k{"avx2", Quantize, Gemm, Prepare};
   return k;
 }
 

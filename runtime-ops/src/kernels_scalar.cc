@@ -35,7 +35,7 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr};
   return k;
 }
 

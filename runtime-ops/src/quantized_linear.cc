@@ -65,6 +65,7 @@ struct QuantizedLinearKernel {
   std::vector<float> col_scale, bias;  // padded to np
   std::vector<int32_t> col_sum;
   std::vector<float> dequantized;      // [k × n], only with outliers
+  std::vector<int16_t> wide;           // the kernel table's weight layout, when it has one
   int64_t tile_rows = 64, tile_panels = 3;
 
   QuantizedLinearKernel(const OrtApi&, const OrtKernelInfo* raw) {
@@ -92,6 +93,10 @@ struct QuantizedLinearKernel {
                     std::to_string(weights.k) + ", n=" + std::to_string(weights.n) + " at " + std::to_string(weights.bits) +
                     " bits need " + std::to_string(weights.Bytes()));
     weights.data = packed.GetTensorData<uint8_t>();
+    if (kernels->prepare != nullptr) {
+      kernels->prepare(weights, &wide);
+      weights.wide = wide.data();
+    }
 
     int64_t scales = 0;
     const float* scale = ConstantFloats(info, 2, "weight scale", &scales);
