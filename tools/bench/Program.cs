@@ -82,7 +82,9 @@ Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[
     var saved = OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model));
     var q = ClassificationEvaluator.Predict(saved, name, EvalSource(saved));
     double top1 = ClassificationEvaluator.Score(q, labels).Top1;
-    var o = new Outcome(top1, 100 * (fp32.Top1 - top1), ClassificationEvaluator.Agreement(fp32.Predictions, q), sw.Elapsed.TotalSeconds, result);
+    // Without the calibration statistics (row samples, histograms): a full run keeps every outcome
+    // and holding them all took more memory than the machine has.
+    var o = new Outcome(top1, 100 * (fp32.Top1 - top1), ClassificationEvaluator.Agreement(fp32.Predictions, q), sw.Elapsed.TotalSeconds, result with { Statistics = null });
     Console.WriteLine($"{name} {recipe.Name} {(mixed is null ? bits : $"mixed {mixed.MinBits}-{mixed.MaxBits} avg {mixed.AverageBits}")}: top-1 {Pct(top1)}, drop {o.Drop:0.00}, agreement {Pct(o.Agreement)}, {o.Seconds:0.0} s");
     return o;
 }
