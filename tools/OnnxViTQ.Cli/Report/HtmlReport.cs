@@ -7,7 +7,6 @@ using OnnxViTQ.Runtime;
 
 namespace OnnxViTQ.Cli.Report;
 
-/// <summary>FP32 vs quantized top-1 on labelled evaluation data, for the report.</summary>
 /// <summary>FP32 against quantized top-1 on the same data (QDQ run as written); <c>Fused*</c> when
 /// ONNX Runtime's fused execution of the quantized file can differ from that, for the <c>FusedReasons</c>.</summary>
 internal sealed record AccuracyComparison(string Data, int Samples, double Fp32Top1, double QuantizedTop1, double Agreement,
