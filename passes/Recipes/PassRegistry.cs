@@ -40,6 +40,9 @@ internal static class PassRegistry
             (_, step) => new OptimizeActivationSteps((float)Number(step, "lower", 0.5, 1e-4, 10), (float)Number(step, "upper", 1.2, 1e-4, 10), (int)Number(step, "points", 15, 2, 1000))),
         new("mixed-precision", "Liu et al. 2021: one width per attention/MLP module in [min, max], least summed nuclear-norm × output-error sensitivity under an average of avg bits", ["min", "max", "avg"],
             (_, step) => new Passes.Search.AllocateModuleBits((int)Number(step, "min", 4, 2, 8), (int)Number(step, "max", 8, 2, 8), Number(step, "avg", 6, 2, 8))),
+        new("choose-ranges", "per activation role, start from the percentile range or the observed min/max, whichever brings the whole quantized model closer to FP32 (mean KL) on up to 512 calibration samples; uniform range=percentile sites only", [],
+            (inputs, _) => new Passes.Search.ChooseActivationRanges(
+                new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName), inputs.Options.MeasureLayerOutputs)),
         new("search-intervals", "Liu et al. 2021: per linear layer and attention product, alternately search the two inputs' steps in [alpha, beta]·Δ₀ for the highest output Pearson similarity (products: none = linear layers only, the default; scores = also Q·Kᵀ, on its attention maps with − gamma·ranking loss; all = also softmax·V)",
             ["rounds", "candidates", "alpha", "beta", "gamma", "products"],
             (inputs, step) => new Passes.Search.SearchIntervals((int)Number(step, "rounds", 20, 1, 100), (int)Number(step, "candidates", 20, 2, 1000),
@@ -53,7 +56,7 @@ internal static class PassRegistry
         new("correct-bias", "Liu et al. 2021: subtract each linear layer's mean output error (per channel, calibration rows) from its bias; check: true keeps the corrections only if they bring the model's outputs closer to FP32 on up to 512 calibration samples", ["check"],
             (inputs, step) => new Passes.Search.CorrectBias(inputs.Options.MeasureLayerOutputs,
                 Choice(step, "check", "true", "false") == "true"
-                    ? new Passes.Search.BiasCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName)
+                    ? new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName)
                     : null)),
         new("measure-error", "SQNR and cosine of every quantizer on calibration data, and of linear-layer outputs when a report asks (for the report)", [],
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),

@@ -47,8 +47,8 @@ internal static class Recipes
                     [TensorRole.PostGelu] = new("twin-uniform", Options: new Dictionary<string, string> { ["mode"] = "signed", ["range"] = "mse" }),
                 },
             }),
-        new("liu2021", "Liu et al. 2021: percentile start, then each linear layer's weight and activation steps searched for the output's Pearson similarity (Q·Kᵀ with the ranking loss: search-intervals option products=scores), and biases corrected by the mean output error where that brings the model closer to FP32",
-            Pipeline(refine: [new("search-intervals"), new("correct-bias")]), new QuantizerTable { Default = new("uniform", Options: Percentile) }),
+        new("liu2021", "Liu et al. 2021: each activation role starts from its percentile or its observed range, whichever the whole model measures closer to FP32, then each linear layer's weight and activation steps searched for the output's Pearson similarity (Q·Kᵀ with the ranking loss: search-intervals option products=scores), and biases corrected by the mean output error where that brings the model closer to FP32",
+            Pipeline(refine: [new("choose-ranges"), new("search-intervals"), new("correct-bias")]), new QuantizerTable { Default = new("uniform", Options: Percentile) }),
         new("repq", "RepQ-ViT: per-channel post-LayerNorm quantization folded into the LayerNorm and next linears (per-tensor at deployment), log√2 post-Softmax",
             Pipeline(reparameterize: [new("fold-layernorm", new Dictionary<string, string> { ["policy"] = "repq" })]), new QuantizerTable
             {

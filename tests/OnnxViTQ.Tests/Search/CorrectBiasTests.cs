@@ -95,11 +95,12 @@ public class CorrectBiasTests
     }
 
     [Test]
-    public void AGainWithinNoiseIsNotAnImprovement()
+    public void AnImprovementIsASignificantKlGainThatKeepsEveryTop1()
     {
-        Assert.That(new BiasCheck.Verdict(256, Without: 0.05, With: 0.04, StandardError: 0.004).Improves, Is.True);
-        Assert.That(new BiasCheck.Verdict(256, Without: 0.05, With: 0.045, StandardError: 0.004).Improves, Is.False, "1.25 standard errors");
-        Assert.That(new BiasCheck.Verdict(256, Without: 0.05, With: 0.06, StandardError: 0.001).Improves, Is.False);
+        Assert.That(new PlanCheck.Verdict(256, Without: 0.05, With: 0.04, StandardError: 0.004, AgreeingWithout: 240, AgreeingWith: 240).Improves, Is.True);
+        Assert.That(new PlanCheck.Verdict(256, Without: 0.05, With: 0.04, StandardError: 0.004, AgreeingWithout: 240, AgreeingWith: 239).Improves, Is.False, "one more sample changed class");
+        Assert.That(new PlanCheck.Verdict(256, Without: 0.05, With: 0.045, StandardError: 0.004, AgreeingWithout: 240, AgreeingWith: 241).Improves, Is.False, "1.25 standard errors");
+        Assert.That(new PlanCheck.Verdict(256, Without: 0.05, With: 0.06, StandardError: 0.001, AgreeingWithout: 240, AgreeingWith: 240).Improves, Is.False);
     }
 
     private static Recipe WithoutCheck(Recipe recipe) => recipe with
