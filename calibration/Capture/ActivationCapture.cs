@@ -21,12 +21,14 @@ internal sealed class ActivationCapture : IDisposable
     private readonly ImageInput _input;
     private readonly string[] _outputs;
 
-    public ActivationCapture(Model model, IEnumerable<string> tensorNames, string modelName)
+    /// <summary>A session capturing <paramref name="tensorNames"/>; with <paramref name="onlyTheseTensors"/>
+    /// the model's own outputs are dropped, so ONNX Runtime runs only the nodes they depend on.</summary>
+    public ActivationCapture(Model model, IEnumerable<string> tensorNames, string modelName, bool onlyTheseTensors = false)
     {
         _input = ImageInput.Of(model, modelName);
         _outputs = tensorNames.Distinct().ToArray();
         var values = _outputs.Select(n => model.Graph.Lookup(n) ?? throw new ArgumentException($"model has no tensor '{n}'"));
-        _session = OrtRuntime.CreateSession(OnnxModelWriter.ToBytes(model, values), modelName);
+        _session = OrtRuntime.CreateSession(OnnxModelWriter.ToBytes(model, values, onlyTheseTensors), modelName);
     }
 
     /// <summary>Observed samples so far.</summary>

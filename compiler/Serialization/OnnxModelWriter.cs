@@ -51,12 +51,15 @@ internal static class OnnxModelWriter
     /// <summary>The model as inline protobuf bytes (for ONNX Runtime sessions and tests).
     /// <paramref name="extraOutputs"/> are exposed as additional graph outputs in the bytes only
     /// (the IR is not changed): that is how activations are captured. They are declared with
-    /// their element type and no shape, so ONNX Runtime infers it.</summary>
-    public static byte[] ToBytes(Model model, IEnumerable<Value>? extraOutputs = null)
+    /// their element type and no shape, so ONNX Runtime infers it. With
+    /// <paramref name="onlyExtraOutputs"/> they are the only graph outputs, so a runtime computes
+    /// nothing they do not depend on.</summary>
+    public static byte[] ToBytes(Model model, IEnumerable<Value>? extraOutputs = null, bool onlyExtraOutputs = false)
     {
         if (TotalTensorBytes(model) > new OnnxWriteOptions().AutoExternalThresholdBytes)
             throw new OnnxViTQException("model is too large to serialize inline (over 2 GiB); save it to a file with external data");
         var proto = new Writer(null).WriteModel(model);
+        if (onlyExtraOutputs) proto.Graph.Output.Clear();
         var existing = proto.Graph.Output.Select(o => o.Name).ToHashSet();
         foreach (var v in extraOutputs ?? [])
         {

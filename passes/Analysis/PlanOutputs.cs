@@ -26,6 +26,17 @@ internal static class PlanOutputs
         return recorder.Rows.ToArray();
     }
 
+    /// <summary>The tensor <paramref name="value"/> of <paramref name="model"/> on the leading samples,
+    /// one flattened array per calibration batch (batches are the same from run to run, so two runs
+    /// compare element by element). Only the nodes the tensor depends on are run.</summary>
+    public static List<float[]> RunValue(Model model, string value, ICalibrationSource source, int batchSize, int samples, string modelName)
+    {
+        var recorder = new BatchRecorder();
+        using var capture = new ActivationCapture(model, [value], modelName, onlyTheseTensors: true);
+        capture.Run(source, new Dictionary<string, IReadOnlyList<IObserver>> { [value] = [recorder] }, batchSize, samples);
+        return recorder.Batches;
+    }
+
     /// <summary>A copy of <paramref name="model"/> with <paramref name="plan"/>'s fitted quantizers
     /// emitted in portable form; <paramref name="edit"/> changes the copy first (it gets the copy,
     /// the map from the model's nodes to the copy's, and the plan re-bound to the copy).</summary>
@@ -84,5 +95,12 @@ internal static class PlanOutputs
             int width = data.Length / batch;
             for (int b = 0; b < batch && Rows.Count < capacity; b++) Rows.Add(data.Slice(b * width, width).ToArray());
         }
+    }
+
+    private sealed class BatchRecorder : IObserver
+    {
+        public List<float[]> Batches { get; } = [];
+
+        public void Observe(ReadOnlySpan<float> data, ReadOnlySpan<long> shape) => Batches.Add(data.ToArray());
     }
 }

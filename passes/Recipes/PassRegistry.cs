@@ -38,8 +38,11 @@ internal static class PassRegistry
             (_, _) => new FitQuantizers()),
         new("optimize-activation-steps", "re-choose uniform activation steps of linear inputs for the least layer-output error (AOCQ, PTQ4ViT)", ["lower", "upper", "points"],
             (_, step) => new OptimizeActivationSteps((float)Number(step, "lower", 0.5, 1e-4, 10), (float)Number(step, "upper", 1.2, 1e-4, 10), (int)Number(step, "points", 15, 2, 1000))),
-        new("mixed-precision", "Liu et al. 2021: one width per attention/MLP module in [min, max], least summed nuclear-norm × output-error sensitivity under an average of avg bits", ["min", "max", "avg"],
-            (_, step) => new Passes.Search.AllocateModuleBits((int)Number(step, "min", 4, 2, 8), (int)Number(step, "max", 8, 2, 8), Number(step, "avg", 6, 2, 8))),
+        new("mixed-precision", "Liu et al. 2021: one width per attention/MLP module in [min, max], least summed sensitivity under an average of avg bits; a module's sensitivity at a width is measured by ONNX Runtime on the first samples calibration samples (default 32) with that module alone quantized (score: kl = the model's mean KL to FP32, the default; nuclear = nuclear norm of the module's output × its squared error, Liu et al.'s form)",
+            ["min", "max", "avg", "samples", "score"],
+            (inputs, step) => new Passes.Search.AllocateModuleBits((int)Number(step, "min", 4, 2, 8), (int)Number(step, "max", 8, 2, 8), Number(step, "avg", 6, 2, 8),
+                new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min((int)Number(step, "samples", 32, 1, 4096), inputs.Options.CalibrationSamples), inputs.ModelName),
+                Choice(step, "score", "kl", "nuclear") switch { "nuclear" => Passes.Search.ModuleScore.NuclearOutputError, _ => Passes.Search.ModuleScore.ModelKl })),
         new("choose-ranges", "per activation role, start from the percentile range or the observed min/max, whichever brings the whole quantized model closer to FP32 (mean KL) on up to 512 calibration samples; uniform range=percentile sites only", [],
             (inputs, _) => new Passes.Search.ChooseActivationRanges(
                 new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName), inputs.Options.MeasureLayerOutputs)),

@@ -29,7 +29,7 @@ string outPath = Arg("--out", Path.Combine(root, "BENCHMARKS.md"));
 string? extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
 string? deitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
 string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "speed"];
+var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "speed"];
 var modelFilter = List("--models");
 string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
 string[] bitsList = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
@@ -50,7 +50,7 @@ report.AppendLine("# Benchmarks");
 report.AppendLine();
 report.AppendLine($"Produced by `dotnet run --project tools/bench -c Release -- {string.Join(" ", args.Select(a => a.StartsWith('/') ? "<" + Path.GetFileName(a) + ">" : a))}` " +
                   $"on {DateTime.UtcNow:yyyy-MM-dd} ({runtime}). Every figure outside the marked sections was measured in that run; the sections between " +
-                  "`<!-- name:begin/end -->` markers (memory, search, speed) are refreshed alone by `--only <name>` and give their own command and date.");
+                  "`<!-- name:begin/end -->` markers (memory, search, mixed, speed) are refreshed alone by `--only <name>` and give their own command and date.");
 report.AppendLine("FP32 and quantized models are evaluated side by side by ONNX Runtime (CPU) on the same 2000 Fashion-MNIST test images");
 report.AppendLine("(`models/data`); the quantized model is the emitted ONNX file (the writer's bytes, read back), its QuantizeLinear/DequantizeLinear run");
 report.AppendLine("as written (`session.disable_quant_qdq`: the model's meaning, the same on every CPU — ONNX Runtime's fused int8 kernels saturate");
@@ -333,7 +333,7 @@ if (only.Contains("search"))
     r.AppendLine("<!-- search:begin -->");
     r.AppendLine("## Liu et al. 2021: interval search and bias correction");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}).");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}); mixed precision and compile time: the next section.");
     r.AppendLine("`liu2021` = `choose-ranges` (each activation role starts from its 99.99th percentile or its observed min/max, whichever gives the lower");
     r.AppendLine("mean KL of the whole quantized model to FP32 on the calibration images), `search-intervals` over the linear layers (20 candidates in");
     r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, mean output-row Pearson) and `correct-bias` (kept only when it lowers that mean KL by more than");
@@ -380,22 +380,50 @@ if (only.Contains("search"))
     r.AppendLine();
     r.AppendLine($"Bias correction: the largest accuracy cost over all rows is {worstBiasHarm:0.00} pt ({worstBiasAt}; positive = correction lost accuracy; criterion ≤ 0.10).");
     r.AppendLine();
-    r.AppendLine("Mixed precision (`liu2021 --bits mixed:4-8 --avg-bits N`: one width per attention/MLP module; patch embedding, head and image at 8 bits,");
-    r.AppendLine("outside the average) against uniform widths. Drop in points; `avg` is the weight-weighted average the allocation reached.");
+    r.AppendLine("<!-- search:end -->");
     r.AppendLine();
-    r.AppendLine("| model | minmax W6A6 | liu2021 W6A6 | liu2021 mixed avg ≤ 6 | liu2021 mixed avg ≤ 5 | liu2021 W5A5 | mixed 6 beats minmax W6A6 |");
-    r.AppendLine("|---|---:|---:|---:|---:|---:|---|");
+}
+
+// Mixed precision and compile time (issue: search and correction), between their own markers so
+// `--only mixed` refreshes them without re-running the interval-search table.
+var mixedReport = new StringBuilder();
+if (only.Contains("mixed"))
+{
+    var r = mixedReport;
+    var liu = Recipes.Get("liu2021");
+    // Liu et al.'s own sensitivity (nuclear norm × module output error), the mixed-precision pass's score=nuclear.
+    int calibrate = liu.Passes.ToList().FindIndex(p => p.Name == "collect-statistics");
+    Recipe LiuMixed(double average, string score) => liu with
+    {
+        Name = $"liu2021 mixed {score}",
+        Passes = [.. liu.Passes.Take(calibrate + 1),
+                  new PassStep("mixed-precision", new Dictionary<string, string> { ["min"] = "4", ["max"] = "8", ["avg"] = average.ToString(CultureInfo.InvariantCulture), ["score"] = score }),
+                  .. liu.Passes.Skip(calibrate + 1)],
+    };
+    r.AppendLine("<!-- mixed:begin -->");
+    r.AppendLine("## Liu et al. 2021: mixed precision and compile time");
+    r.AppendLine();
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}).");
+    r.AppendLine("`liu2021 --bits mixed:4-8 --avg-bits N`: one width per attention/MLP module; patch embedding, head and image at 8 bits, outside the");
+    r.AppendLine("average. A module's sensitivity at each width is measured by ONNX Runtime with that module alone quantized, on the first 32");
+    r.AppendLine("calibration images: `kl` (the default) = the model's mean KL to FP32; `nuclear` (Liu et al.'s form, opset-17 exports only, for");
+    r.AppendLine("time) = nuclear norm of the module's FP32 output × that output's squared error. Drop in points on the 2000 evaluation images;");
+    r.AppendLine("`avg` is the weight-weighted average the allocation reached.");
+    r.AppendLine();
+    r.AppendLine("| model | minmax W6A6 | liu2021 W6A6 | liu2021 mixed avg ≤ 6 | mixed avg ≤ 6, nuclear score | liu2021 mixed avg ≤ 5 | liu2021 W5A5 | mixed 6 beats minmax W6A6 |");
+    r.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
     foreach (var file in committed)
     {
         var path = Path.Combine(models, file);
         var fp32 = Fp32(path);
         var minmax6 = Measure(file, () => OnnxModelReader.Load(path), Recipes.Get("minmax"), "W6A6", fp32);
         var liu6 = Measure(file, () => OnnxModelReader.Load(path), liu, "W6A6", fp32);
-        var mixed6 = Measure(file, () => OnnxModelReader.Load(path), liu, "W8A8", fp32, mixed: new MixedPrecision(4, 8, 6));
-        var mixed5 = Measure(file, () => OnnxModelReader.Load(path), liu, "W8A8", fp32, mixed: new MixedPrecision(4, 8, 5));
+        var mixed6 = Measure(file, () => OnnxModelReader.Load(path), LiuMixed(6, "kl"), "W8A8", fp32);
+        var nuclear6 = file.Contains(".opset17.") ? Measure(file, () => OnnxModelReader.Load(path), LiuMixed(6, "nuclear"), "W8A8", fp32) : null;
+        var mixed5 = Measure(file, () => OnnxModelReader.Load(path), LiuMixed(5, "kl"), "W8A8", fp32);
         var liu5 = Measure(file, () => OnnxModelReader.Load(path), liu, "W5A5", fp32);
-        string Avg(Outcome o) => $"{o.Result.ModuleBits!.AverageBits:0.##}";
-        r.AppendLine($"| {file} | {minmax6.Drop:0.00} | {liu6.Drop:0.00} | {mixed6.Drop:0.00} (avg {Avg(mixed6)}) | {mixed5.Drop:0.00} (avg {Avg(mixed5)}) | {liu5.Drop:0.00} | {(mixed6.Drop < minmax6.Drop ? "✓" : "✗")} |");
+        string Mixed(Outcome o) => $"{o.Drop:0.00} (avg {o.Result.ModuleBits!.AverageBits:0.##})";
+        r.AppendLine($"| {file} | {minmax6.Drop:0.00} | {liu6.Drop:0.00} | {Mixed(mixed6)} | {(nuclear6 is null ? "—" : Mixed(nuclear6))} | {Mixed(mixed5)} | {liu5.Drop:0.00} | {(mixed6.Drop < minmax6.Drop ? "✓" : "✗")} |");
     }
     r.AppendLine();
     if (deitTiny is not null && deitTinyCalib is not null)
@@ -418,7 +446,7 @@ if (only.Contains("search"))
         }
         r.AppendLine();
     }
-    r.AppendLine("<!-- search:end -->");
+    r.AppendLine("<!-- mixed:end -->");
     r.AppendLine();
 }
 
@@ -536,7 +564,7 @@ if (only.Contains("speed"))
 }
 
 // Sections between markers (search, speed) can be refreshed alone, leaving the rest of the file as it is.
-var markedSections = new Dictionary<string, StringBuilder> { ["memory"] = memoryReport, ["search"] = searchReport, ["speed"] = speedReport };
+var markedSections = new Dictionary<string, StringBuilder> { ["memory"] = memoryReport, ["search"] = searchReport, ["mixed"] = mixedReport, ["speed"] = speedReport };
 string MarkerOf(string section) => section == "speed" ? speedMarker : section;
 if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 {
@@ -554,6 +582,7 @@ if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
     return;
 }
 report.Append(searchReport);
+report.Append(mixedReport);
 report.Append(speedReport);
 // Speed sections of other kinds of CPU, measured on those machines, stay.
 if (File.Exists(outPath))
