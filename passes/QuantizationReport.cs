@@ -23,8 +23,8 @@ internal static class QuantizationReport
         IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites, IReadOnlyList<LayerEntry> Layers,
         MixedPrecisionEntry? MixedPrecision);
 
-    /// <summary>Mixed precision: the average reached and every module's width and sensitivity per candidate width.</summary>
-    public sealed record MixedPrecisionEntry(double AverageBits, IReadOnlyList<ModuleEntry> Modules);
+    /// <summary>Mixed precision: the average reached, what the sensitivity is, and every module's width and sensitivity per candidate width.</summary>
+    public sealed record MixedPrecisionEntry(double AverageBits, string Score, IReadOnlyList<ModuleEntry> Modules);
 
     public sealed record ModuleEntry(string Module, long Weights, int Bits, IReadOnlyDictionary<string, double> Sensitivity);
 
@@ -38,7 +38,7 @@ internal static class QuantizationReport
         result.Plan.Sites.Select(Entry).ToList(),
         result.LayerErrors.Select(l => Layer(l, result.LayerErrorsBefore.FirstOrDefault(b => b.Node == l.Node))).ToList(),
         result.ModuleBits is { } mp
-            ? new MixedPrecisionEntry(Math.Round(mp.AverageBits, 4), mp.Modules.Select(m => new ModuleEntry(m.Module, m.Weights, m.Bits,
+            ? new MixedPrecisionEntry(Math.Round(mp.AverageBits, 4), mp.Score, mp.Modules.Select(m => new ModuleEntry(m.Module, m.Weights, m.Bits,
                 m.Sensitivity.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value))).ToList())
             : null);
 

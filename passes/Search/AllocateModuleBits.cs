@@ -8,8 +8,8 @@ namespace OnnxViTQ.Passes.Search;
 /// <summary>A module's chosen width and its sensitivity at every candidate width.</summary>
 internal sealed record ModuleBitChoice(string Module, long Weights, int Bits, IReadOnlyDictionary<int, double> Sensitivity);
 
-/// <summary>The choices of <see cref="AllocateModuleBits"/>, module by module.</summary>
-internal sealed record ModuleBitChoices(IReadOnlyList<ModuleBitChoice> Modules, double AverageBits);
+/// <summary>The choices of <see cref="AllocateModuleBits"/>, module by module, and what their sensitivity is (for reports).</summary>
+internal sealed record ModuleBitChoices(IReadOnlyList<ModuleBitChoice> Modules, double AverageBits, string Score);
 
 /// <summary>How a module's sensitivity at a width is scored (pass option <c>score</c>).</summary>
 internal enum ModuleScore
@@ -92,7 +92,10 @@ internal sealed class AllocateModuleBits(int minBits, int maxBits, double averag
         }
         long total = choices.Sum(c => c.Weights);
         double average = total == 0 ? 0 : choices.Sum(c => (double)c.Bits * c.Weights) / total;
-        context.Set(new ModuleBitChoices(choices, average));
+        string measured = score == ModuleScore.ModelKl
+            ? $"the model's mean KL to FP32 with the module alone quantized at the width ({check.Samples} calibration samples)"
+            : $"nuclear norm of the module's output × its squared error per row with the module alone quantized at the width ({check.Samples} calibration samples)";
+        context.Set(new ModuleBitChoices(choices, average, measured));
         context.Info($"mixed precision: {string.Join(", ", choices.Select(c => $"{c.Module} {c.Bits}"))} (average {average:0.###} bits over {total} weights)");
         return PassResult.Unchanged;
     }

@@ -54,7 +54,7 @@ internal static class HtmlReport
             ]);
             if (result.ModuleBits is { } mp)
             {
-                html.Append($"<p>Mixed precision: one width per module, average {F(mp.AverageBits, "0.##")} bits over the modules' weights. Sensitivity = nuclear norm × output error at each width.</p>\n");
+                html.Append($"<p>Mixed precision: one width per module, average {F(mp.AverageBits, "0.##")} bits over the modules' weights. Sensitivity at each width: {E(mp.Score)}.</p>\n");
                 var widths = mp.Modules.SelectMany(m => m.Sensitivity.Keys).Distinct().Order().ToList();
                 Table(html, ["module", "weights", "bits", .. widths.Select(b => $"sensitivity at {b}")],
                     mp.Modules.Select(m => (string[])[m.Module, m.Weights.ToString(CultureInfo.InvariantCulture), m.Bits.ToString(CultureInfo.InvariantCulture),
