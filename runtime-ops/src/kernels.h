@@ -70,7 +70,19 @@ struct Kernels {
   // Optional: rewrites the packed weights once, when a kernel is created, into the layout this
   // table's gemm reads through PackedWeights::wide (null: gemm reads the packed bytes).
   void (*prepare)(const PackedWeights& w, std::vector<int16_t>* wide);
+  // Activation × activation product (the attention matmuls), rows [m0, m1) of one slice:
+  // y[r, c] = scale · Σ_k a[r, k]·bt[c, k], with a [M, kp] and bt [N, kp] centred int16 codes
+  // (code − zero point, |v| ≤ 255, k ≥ K padded with 0, kp a multiple of kProductStep) summed
+  // exactly in int32, y row-major with row stride n.
+  void (*product)(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y);
 };
+
+// K of a product operand row is padded to this many int16 (one 256-bit register).
+constexpr int64_t kProductStep = 16;
+
+// The AVX2 product (also the AVX-512 table's: an int16 VNNI product is not written, since no
+// machine here can test it).
+void Avx2Product(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y);
 
 const Kernels& ScalarKernels();
 const Kernels& Avx2Kernels();

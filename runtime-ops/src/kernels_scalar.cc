@@ -32,10 +32,19 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
   }
 }
 
+void Product(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y) {
+  for (int64_t r = m0; r < m1; ++r)
+    for (int64_t c = 0; c < n; ++c) {
+      int32_t acc = 0;
+      for (int64_t i = 0; i < kp; ++i) acc += static_cast<int32_t>(a[r * kp + i]) * bt[c * kp + i];
+      y[r * n + c] = scale * static_cast<float>(acc);
+    }
+}
+
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Product};
   return k;
 }
 

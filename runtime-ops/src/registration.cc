@@ -4,6 +4,7 @@
 
 #include "kernels.h"
 #include "quantized_linear.h"
+#include "quantized_matmul.h"
 
 namespace {
 constexpr const char* kDomain = "com.onnxvitq";
@@ -23,6 +24,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   OrtCustomOpDomain* domain = nullptr;
   if (OrtStatus* s = api->CreateCustomOpDomain(kDomain, &domain)) return s;
   if (OrtStatus* s = api->CustomOpDomain_Add(domain, onnxvitq::QuantizedLinearCustomOp())) return s;
+  if (OrtStatus* s = api->CustomOpDomain_Add(domain, onnxvitq::QuantizedMatMulCustomOp())) return s;
   // The domain must outlive every session that uses it; sessions do not own it, so it is kept
   // for the life of the process (one small object per registration).
   return api->AddCustomOpDomain(options, domain);

@@ -44,6 +44,24 @@ public class LoweringAgreementTests
         Assert.That(r.MeanCosine, Is.GreaterThan(0.9999));
     }
 
+    /// <summary>--format native runs every attention product with uniform operands as
+    /// QuantizedMatMul and every linear layer as QuantizedLinear, with no QuantizeLinear left for
+    /// their operands; with adfq the log2 post-Softmax keeps softmax·V portable (Q·Kᵀ is lowered)
+    /// and the shift-log2 post-GELU keeps fc2 a float MatMul: 6 + 6 left.</summary>
+    [TestCase("minmax", 12, 0)]
+    [TestCase("adfq", 6, 12)]
+    public void NativeLowersAttentionProducts(string recipe, int lowered, int portable)
+    {
+        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null),
+            new QuantizationOptions { Recipe = recipe, CalibrationSamples = 64, Format = OutputFormat.Native });
+        var nodes = model.Graph.Nodes;
+        Assert.That(nodes.Count(n => n.OpType == OnnxViTQ.Passes.Lowering.LowerActivationProducts.OpType && n.Domain == NativeOps.Domain), Is.EqualTo(lowered));
+        Assert.That(nodes.Count(n => n.OpType == "MatMul" && n.Domain.Length == 0), Is.EqualTo(portable), "products and linear layers left as float MatMul");
+        Assert.That(result.Diagnostics.Any(d => d.Pass == "lower-native-products" && d.Message.StartsWith($"{lowered} attention product(s) lowered")), Is.True);
+    }
+
     /// <summary>Per-token activations (adfq): the same plan; a 1e-6 float-order difference in a
     /// linear output moves a later static Q/K code by one step now and then, which the log2 softmax
     /// and shift-log2 quantizers downstream amplify in a few logits (max |Δlogit| ≈ 0.2), but top-1

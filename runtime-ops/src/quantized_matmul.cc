@@ -1,0 +1,208 @@
+#include "quantized_matmul.h"
+
+#include "onnxruntime_cxx_api.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace onnxvitq {
+namespace {
+
+struct OpError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One operand's quantizer (attributes p_scale, p_zero_point, p_qmin, p_qmax).
+struct OperandQuantizer {
+  float scale = 1;
+  int zero = 0, qmin = 0, qmax = 255;
+
+  static OperandQuantizer Read(const Ort::ConstKernelInfo& info, const std::string& p) {
+    OperandQuantizer q;
+    try {
+      q.scale = info.GetAttribute<float>((p + "_scale").c_str());
+      q.zero = static_cast<int>(info.GetAttribute<int64_t>((p + "_zero_point").c_str()));
+      q.qmin = static_cast<int>(info.GetAttribute<int64_t>((p + "_qmin").c_str()));
+      q.qmax = static_cast<int>(info.GetAttribute<int64_t>((p + "_qmax").c_str()));
+    } catch (const Ort::Exception&) {
+      throw OpError("attributes " + p + "_scale, " + p + "_zero_point, " + p + "_qmin and " + p + "_qmax are required");
+    }
+    if (!(q.scale > 0) || !std::isfinite(q.scale)) throw OpError(p + "_scale must be positive and finite");
+    if (q.qmin > q.zero || q.zero > q.qmax || q.qmax - q.qmin > 255)
+      throw OpError(p + ": codes must satisfy qmin ≤ zero_point ≤ qmax with at most 256 levels");
+    return q;
+  }
+
+  // Centred code (code − zero point) of x, with QuantizeLinear's float operations: x / s,
+  // round half to even, + z, clamp.
+  int16_t Centred(float x) const {
+    const float code = std::min(std::max(__builtin_roundevenf(x / scale) + static_cast<float>(zero), static_cast<float>(qmin)), static_cast<float>(qmax));
+    return static_cast<int16_t>(static_cast<int>(code) - zero);
+  }
+};
+
+std::string Dims(const std::vector<int64_t>& shape) {
+  std::string s;
+  for (auto d : shape) s += (s.empty() ? "" : ",") + std::to_string(d);
+  return "[" + s + "]";
+}
+
+}  // namespace
+
+struct QuantizedMatMulKernel;
+
+struct QuantizedMatMulOp : Ort::CustomOpBase<QuantizedMatMulOp, QuantizedMatMulKernel, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept;
+  const char* GetName() const { return "QuantizedMatMul"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+struct QuantizedMatMulKernel {
+  std::string node;
+  const Kernels* kernels = nullptr;
+  OperandQuantizer a, b;
+
+  QuantizedMatMulKernel(const OrtApi&, const OrtKernelInfo* raw) {
+    Ort::ConstKernelInfo info(raw);
+    node = info.GetNodeName();
+    const char* error = nullptr;
+    kernels = SelectKernels(&error);
+    if (kernels == nullptr) throw OpError(error);
+    a = OperandQuantizer::Read(info, "a");
+    b = OperandQuantizer::Read(info, "b");
+  }
+
+  struct Work {
+    const QuantizedMatMulKernel* self;
+    const float *a, *b;
+    int64_t m, k, n, kp, a_slices, b_slices, row_tiles;
+    std::vector<int64_t> a_of, b_of;  // per output slice: the operand slices it multiplies
+    std::vector<int16_t> a16, bt16;
+    float* y;
+  };
+
+  static constexpr int64_t kTileRows = 16;
+
+  void Compute(OrtKernelContext* raw) const {
+    Ort::KernelContext context(raw);
+    auto left = context.GetInput(0);
+    auto right = context.GetInput(1);
+    const std::vector<int64_t> sa = left.GetTensorTypeAndShapeInfo().GetShape();
+    const std::vector<int64_t> sb = right.GetTensorTypeAndShapeInfo().GetShape();
+    if (sa.size() < 2 || sb.size() < 2 || sa[sa.size() - 1] != sb[sb.size() - 2])
+      throw OpError("A " + Dims(sa) + " and B " + Dims(sb) + " must be [..., M, K] and [..., K, N]");
+    // Leading axes broadcast as MatMul's do (numpy rules, the shorter shape padded with 1s).
+    const size_t lead = std::max(sa.size(), sb.size()) - 2;
+    std::vector<int64_t> da(lead, 1), db(lead, 1), out_shape(lead);
+    std::copy(sa.begin(), sa.end() - 2, da.begin() + (lead - (sa.size() - 2)));
+    std::copy(sb.begin(), sb.end() - 2, db.begin() + (lead - (sb.size() - 2)));
+    for (size_t i = 0; i < lead; ++i) {
+      if (da[i] != db[i] && da[i] != 1 && db[i] != 1)
+        throw OpError("A " + Dims(sa) + " and B " + Dims(sb) + ": leading axes do not broadcast");
+      out_shape[i] = da[i] == 1 ? db[i] : da[i];
+    }
+    Work w{this, left.GetTensorData<float>(), right.GetTensorData<float>(), sa[sa.size() - 2], sa.back(), sb.back(), 0, 1, 1, 0, {}, {}, {}, {}, nullptr};
+    for (size_t i = 0; i < lead; ++i) w.a_slices *= da[i], w.b_slices *= db[i];
+    int64_t slices = 1;
+    for (auto d : out_shape) slices *= d;
+    w.a_of.resize(static_cast<size_t>(slices));
+    w.b_of.resize(static_cast<size_t>(slices));
+    for (int64_t s = 0; s < slices; ++s) {
+      int64_t rest = s, ia = 0, ib = 0, stride_a = 1, stride_b = 1;
+      for (size_t i = lead; i-- > 0;) {
+        const int64_t coord = rest % out_shape[i];
+        rest /= out_shape[i];
+        if (da[i] != 1) ia += coord * stride_a;
+        if (db[i] != 1) ib += coord * stride_b;
+        stride_a *= da[i];
+        stride_b *= db[i];
+      }
+      w.a_of[s] = ia;
+      w.b_of[s] = ib;
+    }
+    // Int32 sums stay exact while K·255² < 2^31.
+    if (w.k > 32768) throw OpError("K=" + std::to_string(w.k) + " exceeds 32768 (the int32 sums would overflow)");
+    out_shape.push_back(w.m);
+    out_shape.push_back(w.n);
+    auto output = context.GetOutput(0, out_shape);
+    w.y = output.GetTensorMutableData<float>();
+    if (slices == 0 || w.m == 0 || w.n == 0) return;
+    if (w.k == 0) {
+      std::fill(w.y, w.y + slices * w.m * w.n, 0.f);
+      return;
+    }
+    w.kp = RoundUp(w.k, kProductStep);
+    w.a16.assign(static_cast<size_t>(w.a_slices * w.m * w.kp), 0);
+    w.bt16.assign(static_cast<size_t>(w.b_slices * w.n * w.kp), 0);
+
+    // Quantize each operand slice once, B transposed to [N, kp] so every output is a dot product of rows.
+    context.ParallelFor([](void* data, size_t task) {
+      auto& w = *static_cast<Work*>(data);
+      const int64_t s = static_cast<int64_t>(task);
+      if (s < w.a_slices) {
+        const float* x = w.a + s * w.m * w.k;
+        int16_t* qa = w.a16.data() + s * w.m * w.kp;
+        for (int64_t r = 0; r < w.m; ++r)
+          for (int64_t i = 0; i < w.k; ++i) qa[r * w.kp + i] = w.self->a.Centred(x[r * w.k + i]);
+      } else {
+        const int64_t t = s - w.a_slices;
+        const float* v = w.b + t * w.k * w.n;
+        int16_t* qb = w.bt16.data() + t * w.n * w.kp;
+        for (int64_t i = 0; i < w.k; ++i)
+          for (int64_t c = 0; c < w.n; ++c) qb[c * w.kp + i] = w.self->b.Centred(v[i * w.n + c]);
+      }
+    }, static_cast<size_t>(w.a_slices + w.b_slices), 0, &w);
+
+    w.row_tiles = (w.m + kTileRows - 1) / kTileRows;
+    context.ParallelFor([](void* data, size_t task) {
+      auto& w = *static_cast<Work*>(data);
+      const int64_t s = static_cast<int64_t>(task) / w.row_tiles, t = static_cast<int64_t>(task) % w.row_tiles;
+      const int64_t m0 = t * kTileRows, m1 = std::min(w.m, m0 + kTileRows);
+      w.self->kernels->product(w.a16.data() + w.a_of[s] * w.m * w.kp, w.bt16.data() + w.b_of[s] * w.n * w.kp, m0, m1, w.n, w.kp,
+                               w.self->a.scale * w.self->b.scale, w.y + s * w.m * w.n);
+    }, static_cast<size_t>(slices * w.row_tiles), 0, &w);
+  }
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept {
+    try {
+      Compute(context);
+      return nullptr;
+    } catch (const std::exception& e) {
+      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedMatMul '" + node + "': " + e.what()).c_str());
+    } catch (...) {
+      return Ort::GetApi().CreateStatus(ORT_FAIL, ("QuantizedMatMul '" + node + "': unknown error").c_str());
+    }
+  }
+};
+
+OrtStatusPtr QuantizedMatMulOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept {
+  try {
+    *kernel = new QuantizedMatMulKernel(api, info);
+    return nullptr;
+  } catch (const std::exception& e) {
+    std::string node;
+    try {
+      node = Ort::ConstKernelInfo(info).GetNodeName();
+    } catch (...) {
+    }
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedMatMul '" + node + "': " + e.what()).c_str());
+  } catch (...) {
+    return api.CreateStatus(ORT_FAIL, "QuantizedMatMul: unknown error while creating the kernel");
+  }
+}
+
+OrtCustomOp* QuantizedMatMulCustomOp() {
+  static QuantizedMatMulOp op;
+  return &op;
+}
+
+}  // namespace onnxvitq

@@ -1,0 +1,179 @@
+using Microsoft.ML.OnnxRuntime;
+using OnnxViTQ.Ir;
+using OnnxViTQ.Passes.Lowering;
+using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Lowering;
+
+/// <summary>
+/// com.onnxvitq.QuantizedMatMul (the attention products) against a float reference — each
+/// operand through its quantizer's own simulation, then the batched product in double — on every
+/// kernel path this CPU has (ONNXVITQ_ISA): one row, K below and across the 16-wide step, odd N,
+/// rank 2 to 4, the DeiT-Tiny Q·Kᵀ and softmax·V shapes, values outside the range (clamped),
+/// constant rows; and bad shapes or attributes give ONNX Runtime errors that say what is wrong.
+/// </summary>
+[NonParallelizable]
+public class QuantizedMatMulKernelTests
+{
+    [SetUp]
+    public void RequireLibrary()
+    {
+        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+    }
+
+    [TearDown]
+    public void ResetPath() => Environment.SetEnvironmentVariable("ONNXVITQ_ISA", null);
+
+    private static byte[] Model(long[] aShape, long[] bShape, IEnumerable<AttributeValue> attributes)
+    {
+        var g = new Graph("quantized_matmul");
+        var a = g.AddInput("a", new TensorTypeInfo(DataType.Float, aShape.Select(Dim.Known).ToArray()));
+        var b = g.AddInput("b", new TensorTypeInfo(DataType.Float, bShape.Select(Dim.Known).ToArray()));
+        var y = g.AddNode(LowerActivationProducts.OpType, [a, b], ["y"], attributes, NativeOps.Domain, "product").Output();
+        g.AddOutput(y);
+        return OnnxModelWriter.ToBytes(new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]));
+    }
+
+    private static IEnumerable<AttributeValue> Attributes(UniformQuantizer a, UniformQuantizer b) =>
+        [.. LowerActivationProducts.OperandAttributes("a", a), .. LowerActivationProducts.OperandAttributes("b", b)];
+
+    private static float[] Run(byte[] model, float[] a, long[] aShape, float[] b, long[] bShape)
+    {
+        using var options = Ort.Options();
+        options.IntraOpNumThreads = 2;
+        using var session = new InferenceSession(model, options);
+        using var va = OrtValue.CreateTensorValueFromMemory(a, aShape);
+        using var vb = OrtValue.CreateTensorValueFromMemory(b, bShape);
+        using var run = new RunOptions();
+        using var outputs = session.Run(run, ["a", "b"], [va, vb], ["y"]);
+        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    private static float[] Reference(float[] a, long[] aShape, float[] b, long[] bShape, FittedQuantizer qa, FittedQuantizer qb)
+    {
+        var (xa, xb) = ((float[])a.Clone(), (float[])b.Clone());
+        qa.Simulate(xa, aShape);
+        qb.Simulate(xb, bShape);
+        int m = (int)aShape[^2], k = (int)aShape[^1], n = (int)bShape[^1], slices = a.Length / (m * k);
+        var y = new float[slices * m * n];
+        for (int s = 0; s < slices; s++)
+            for (int r = 0; r < m; r++)
+                for (int c = 0; c < n; c++)
+                {
+                    double acc = 0;
+                    for (int i = 0; i < k; i++) acc += (double)xa[(s * m + r) * k + i] * xb[(s * k + i) * n + c];
+                    y[(s * m + r) * n + c] = (float)acc;
+                }
+        return y;
+    }
+
+    public static IEnumerable<TestCaseData> Shapes()
+    {
+        var paths = NativeOps.IsAvailable ? NativeOps.SupportedPaths.Split(',') : ["scalar"];
+        foreach (var path in paths)
+            foreach (var (a, b) in new (long[], long[])[]
+                     {
+                         ([1, 1, 5], [1, 5, 3]),             // one row, K and N below the vector widths
+                         ([2, 3, 7, 33], [2, 3, 33, 17]),    // rank 4, odd K and N
+                         ([13, 20], [20, 9]),                // rank 2, rows not a multiple of the tile
+                         ([1, 3, 197, 64], [1, 3, 64, 197]), // DeiT-Tiny Q·Kᵀ
+                         ([1, 3, 197, 197], [1, 3, 197, 64]), // DeiT-Tiny softmax·V
+                     })
+                yield return new TestCaseData(path, a, b).SetArgDisplayNames(path, $"[{string.Join(",", a)}]x[{string.Join(",", b)}]");
+    }
+
+    private static void AssertClose(float[] actual, float[] expected, string what)
+    {
+        Assert.That(actual, Has.Length.EqualTo(expected.Length));
+        double scale = expected.Max(v => Math.Abs(v)) + 1e-6;
+        double worst = 0;
+        for (int i = 0; i < actual.Length; i++) worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+        Assert.That(worst / scale, Is.LessThan(1e-5), $"{what}: max |Δ| {worst:g3} against max |y| {scale:g3}");
+    }
+
+    [TestCaseSource(nameof(Shapes))]
+    public void MatchesReference(string path, long[] aShape, long[] bShape)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var a = TinyModels.Random((int)aShape.Aggregate(1L, (x, y) => x * y), 11, 2f);
+        var b = TinyModels.Random((int)bShape.Aggregate(1L, (x, y) => x * y), 12, 2f);
+        int k = (int)aShape[^1];
+        for (int i = 0; i < k; i++) a[i] = 0.75f; // a constant row
+        foreach (var (qa, qb) in new[]
+                 {
+                     (UniformQuantizer.AsymmetricFromRange(-1.5f, 1.7f, 8), UniformQuantizer.SymmetricFromMaxAbs([1.8f], 8, null)), // clamps beyond the range
+                     (UniformQuantizer.AsymmetricFromRange(0f, 1f, 8), UniformQuantizer.AsymmetricFromRange(-2f, 2f, 8)),            // probabilities × values
+                     (UniformQuantizer.AsymmetricFromRange(-2f, 1f, 4), UniformQuantizer.SymmetricFromMaxAbs([2f], 5, null)),         // narrow codes
+                 })
+        {
+            var model = Model(aShape, bShape, Attributes(qa, qb));
+            AssertClose(Run(model, a, aShape, b, bShape), Reference(a, aShape, b, bShape, qa, qb), $"{qa} × {qb}");
+        }
+    }
+
+    /// <summary>Leading axes broadcast as MatMul's do: the reference runs on the operands expanded
+    /// to the output's leading shape.</summary>
+    [TestCase(new long[] { 2, 3, 4, 8 }, new long[] { 3, 8, 5 })]
+    [TestCase(new long[] { 1, 4, 8 }, new long[] { 2, 8, 5 })]
+    [TestCase(new long[] { 2, 1, 4, 8 }, new long[] { 1, 3, 8, 5 })]
+    public void LeadingAxesBroadcast(long[] aShape, long[] bShape)
+    {
+        var a = TinyModels.Random((int)aShape.Aggregate(1L, (x, y) => x * y), 13, 2f);
+        var b = TinyModels.Random((int)bShape.Aggregate(1L, (x, y) => x * y), 14, 2f);
+        var (qa, qb) = (UniformQuantizer.AsymmetricFromRange(-1.5f, 1.7f, 8), UniformQuantizer.SymmetricFromMaxAbs([1.8f], 8, null));
+        int lead = Math.Max(aShape.Length, bShape.Length) - 2;
+        long[] Padded(long[] s) => [.. Enumerable.Repeat(1L, lead - (s.Length - 2)), .. s[..^2]];
+        var (la, lb) = (Padded(aShape), Padded(bShape));
+        var outLead = la.Zip(lb, Math.Max).ToArray();
+        float[] Expand(float[] x, long[] have, long[] matrix)
+        {
+            long size = matrix[0] * matrix[1], slices = outLead.Aggregate(1L, (p, q) => p * q);
+            var y = new float[slices * size];
+            for (long s = 0; s < slices; s++)
+            {
+                long rest = s, from = 0, stride = 1;
+                for (int i = lead - 1; i >= 0; i--)
+                {
+                    long coord = rest % outLead[i];
+                    rest /= outLead[i];
+                    if (have[i] != 1) from += coord * stride;
+                    stride *= have[i];
+                }
+                Array.Copy(x, from * size, y, s * size, size);
+            }
+            return y;
+        }
+        var ea = Expand(a, la, aShape[^2..]);
+        var eb = Expand(b, lb, bShape[^2..]);
+        var model = Model(aShape, bShape, Attributes(qa, qb));
+        AssertClose(Run(model, a, aShape, b, bShape), Reference(ea, [.. outLead, .. aShape[^2..]], eb, [.. outLead, .. bShape[^2..]], qa, qb), "broadcast");
+    }
+
+    [Test]
+    public void MismatchedShapesAreAnError()
+    {
+        var q = UniformQuantizer.AsymmetricFromRange(-1f, 1f, 8);
+        var model = Model([2, 4, 8], [2, 7, 5], Attributes(q, q));
+        var e = Assert.Throws<OnnxRuntimeException>(() => Run(model, new float[64], [2, 4, 8], new float[70], [2, 7, 5]))!;
+        Assert.That(e.Message, Does.Contain("QuantizedMatMul 'product'").And.Contain("[2,4,8]").And.Contain("[..., M, K] and [..., K, N]"));
+        var leading = Model([2, 4, 8], [3, 8, 5], Attributes(q, q));
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(leading, new float[64], [2, 4, 8], new float[120], [3, 8, 5]))!;
+        Assert.That(e.Message, Does.Contain("leading axes do not broadcast"));
+    }
+
+    [Test]
+    public void BadAttributesAreAnError()
+    {
+        var q = UniformQuantizer.AsymmetricFromRange(-1f, 1f, 8);
+        var missing = Model([4, 8], [8, 5], LowerActivationProducts.OperandAttributes("a", q));
+        var e = Assert.Throws<OnnxRuntimeException>(() => Run(missing, new float[32], [4, 8], new float[40], [8, 5]))!;
+        Assert.That(e.Message, Does.Contain("b_scale, b_zero_point, b_qmin and b_qmax are required"));
+        var wide = Model([4, 8], [8, 5], [.. LowerActivationProducts.OperandAttributes("a", q), AttributeValue.Float("b_scale", 0.1f),
+            AttributeValue.Int("b_zero_point", 0), AttributeValue.Int("b_qmin", -300), AttributeValue.Int("b_qmax", 300)]);
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(wide, new float[32], [4, 8], new float[40], [8, 5]))!;
+        Assert.That(e.Message, Does.Contain("at most 256 levels"));
+    }
+}
