@@ -498,6 +498,22 @@ if (only.Contains("speed"))
     }
     r.AppendLine();
 
+    r.AppendLine("### Attention products (com.onnxvitq.QuantizedMatMul, both operands quantized per tensor in the op)");
+    r.AppendLine();
+    r.AppendLine("The DeiT-Tiny shapes per image (3 heads, 197 tokens, head width 64) at batch 1 and 8: S×M×K×N = slices × rows × inner × columns.");
+    r.AppendLine("portable QDQ = QuantizeLinear/DequantizeLinear on both operands then MatMul, as ONNX Runtime runs it (ORT_ENABLE_ALL); FP32 = MatMul.");
+    r.AppendLine();
+    r.AppendLine("| product | S×M×K×N | native ms | portable QDQ ms | FP32 ms | native vs QDQ | native vs FP32 |");
+    r.AppendLine("|---|---|---:|---:|---:|---:|---:|");
+    foreach (var (label, sl, m, k, n) in new[] { ("Q·Kᵀ", 3, 197, 64, 197), ("softmax·V", 3, 197, 197, 64), ("Q·Kᵀ", 24, 197, 64, 197), ("softmax·V", 24, 197, 197, 64) })
+    {
+        var x = Speed.RandomInput((long)sl * m * k, 3);
+        var t = Speed.MedianMs([Speed.ProductModel(sl, m, k, n, "native"), Speed.ProductModel(sl, m, k, n, "qdq"), Speed.ProductModel(sl, m, k, n, "float")], "x", x, [sl, m, k], rounds * 5);
+        r.AppendLine($"| {label} | {sl}×{m}×{k}×{n} | {t[0]:0.000} | {t[1]:0.000} | {t[2]:0.000} | {t[1] / t[0]:0.00}× | {t[2] / t[0]:0.00}× |");
+        Console.WriteLine($"product {label} {sl}x{m}x{k}x{n}: native {t[0]:0.000} ms, qdq {t[1]:0.000} ms, fp32 {t[2]:0.000} ms");
+    }
+    r.AppendLine();
+
     var speedModels = new List<(string Name, string Path, ICalibrationSource Calib)>();
     if (deitTiny is not null && deitTinyCalib is not null)
     {
@@ -519,6 +535,7 @@ if (only.Contains("speed"))
     r.AppendLine("### End-to-end latency");
     r.AppendLine();
     r.AppendLine("Each quantized model is the file `onnxvitq quantize --recipe R --bits B --format F` writes (64 calibration images); same plan across formats of one recipe.");
+    r.AppendLine("`native`: linear layers as QuantizedLinear and attention products with uniform operands as QuantizedMatMul (with adfq, softmax·V and fc2 stay portable: log2 and shift-log2 inputs).");
     r.AppendLine("`ort`: each linear layer as the faster exact ONNX Runtime form measured on this machine while quantizing (QDQ or com.microsoft.MatMulIntegerToFloat).");
     r.AppendLine("Input: a random image batch. Size: the .onnx file.");
     r.AppendLine();

@@ -108,6 +108,38 @@ internal static class Speed
         return OnnxModelWriter.ToBytes(new Model(g, 8, [new OpsetImport("", 17)]));
     }
 
+    /// <summary>An attention product y[S,M,N] = x[S,M,K]·b[S,K,N] (b a constant) in one of three
+    /// forms: <c>native</c> = com.onnxvitq.QuantizedMatMul, <c>qdq</c> = QuantizeLinear/DequantizeLinear
+    /// on both operands then MatMul (the portable form, as ONNX Runtime fuses it), <c>float</c> = MatMul.
+    /// Both operands are 8-bit asymmetric over [−2, 2].</summary>
+    public static byte[] ProductModel(int slices, int m, int k, int n, string form)
+    {
+        var g = new Graph("product");
+        var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(slices), Dim.Known(m), Dim.Known(k)]));
+        var rng = new Random(2);
+        Value b = g.AddInitializer("b", Tensor.FromFloats([slices, k, n], Enumerable.Range(0, slices * k * n).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray()));
+        var q = UniformQuantizer.AsymmetricFromRange(-2f, 2f, 8);
+        Value y;
+        switch (form)
+        {
+            case "native":
+                y = g.AddNode(LowerActivationProducts.OpType, [x, b], ["y"],
+                    [.. LowerActivationProducts.OperandAttributes("a", q), .. LowerActivationProducts.OperandAttributes("b", q)], NativeOps.Domain, "product").Output();
+                break;
+            case "qdq":
+                var scale = g.AddInitializer("scale", Tensor.FromFloats([], [q.Scales[0]]));
+                var zero = g.AddInitializer("zero", Tensor.From<byte>(DataType.UInt8, [], [(byte)q.ZeroPoints[0]]));
+                Value Qdq(Value v, string name) => g.AddNode("DequantizeLinear", [g.AddNode("QuantizeLinear", [v, scale, zero], [$"{name}_q"]).Output(), scale, zero], [$"{name}_dq"]).Output();
+                y = g.AddNode("MatMul", [Qdq(x, "x"), Qdq(b, "b")], ["y"]).Output();
+                break;
+            default:
+                y = g.AddNode("MatMul", [x, b], ["y"]).Output();
+                break;
+        }
+        g.AddOutput(y);
+        return OnnxModelWriter.ToBytes(new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]));
+    }
+
     public static float[] RandomInput(long count, int seed)
     {
         var rng = new Random(seed);
