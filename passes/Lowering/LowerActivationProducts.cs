@@ -6,12 +6,15 @@ using OnnxViTQ.Runtime;
 namespace OnnxViTQ.Passes.Lowering;
 
 /// <summary>
-/// <c>--format native</c>, after the linear layers: the attention products (Q·Kᵀ and softmax·V)
+/// Recipe pass <c>lower-native-products</c>, after <c>lower-native</c>: the attention products (Q·Kᵀ and softmax·V)
 /// whose two operands have uniform per-tensor quantizers become <c>com.onnxvitq.QuantizedMatMul</c>
 /// (runtime-ops), which quantizes both float operands itself and multiplies the codes as integers.
 /// The operands' uses by the product leave the plan, so the emitter writes no QuantizeLinear /
 /// DequantizeLinear for them. Other operand quantizers (log2 or TanQ post-Softmax, per-token…)
 /// keep the portable form, and the report says which.
+/// Not part of <c>--format native</c>: on this project's AVX2 machine (no VNNI) the op measured
+/// slower than ONNX Runtime's own fused QDQ product (u8×u8 MLAS kernels) at DeiT-Tiny shapes
+/// (BENCHMARKS.md, speed section), so a recipe opts in by naming it.
 /// </summary>
 internal sealed class LowerActivationProducts : IPass, IPassContract
 {

@@ -92,8 +92,7 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         return WithLowering(WithMixedPrecision(Passes, options.MixedPrecision), options.Format).Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
     }
 
-    /// <summary>The passes with the format's lowering just before the portable emitter (native: the
-    /// linear layers, then the attention products; a recipe
+    /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
     /// that already names a lowering pass keeps its own). With lower-ort, store-weights-unsigned
     /// follows the emitter unless the recipe places it, so the QDQ ONNX Runtime fuses stays exact
     /// on a CPU whose u8×s8 kernels saturate.</summary>
@@ -103,8 +102,7 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         {
             int at = passes.ToList().FindIndex(p => p.Name == "emit-portable");
             if (at < 0) throw new OnnxViTQException($"recipe '{Name}' has no emit-portable pass, so --format {format.Name()} has nowhere to go");
-            PassStep[] lower = format == OutputFormat.Native ? [new(lowering), new("lower-native-products")] : [new(lowering)];
-            passes = [.. passes.Take(at), .. lower, .. passes.Skip(at)];
+            passes = [.. passes.Take(at), new PassStep(lowering), .. passes.Skip(at)];
         }
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
         if (emit < 0 || passes.All(p => p.Name != "lower-ort") || passes.Any(p => p.Name == "store-weights-unsigned")) return passes;

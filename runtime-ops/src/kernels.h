@@ -70,19 +70,19 @@ struct Kernels {
   // Optional: rewrites the packed weights once, when a kernel is created, into the layout this
   // table's gemm reads through PackedWeights::wide (null: gemm reads the packed bytes).
   void (*prepare)(const PackedWeights& w, std::vector<int16_t>* wide);
-  // Activation × activation product (the attention matmuls), rows [m0, m1) of one slice:
-  // y[r, c] = scale · Σ_k a[r, k]·bt[c, k], with a [M, kp] and bt [N, kp] centred int16 codes
-  // (code − zero point, |v| ≤ 255, k ≥ K padded with 0, kp a multiple of kProductStep) summed
-  // exactly in int32, y row-major with row stride n.
-  void (*product)(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y);
+  // Activation × activation products (the attention matmuls). centre: count floats of x to
+  // centred int16 codes, clamp(roundeven(x / scale) + zero, qmin, qmax) − zero (|v| ≤ 255).
+  void (*centre)(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out);
+  // Rows [m0, m1) of one slice: y[r, c] = scale · Σ_k a[r, k]·b[k, c], summed exactly in int32.
+  // a: [M, kp] centred codes (kp even, k ≥ K zero). b: ProductPairs layout — pair p = (k, k+1),
+  // column c at bp[p·2·np + 2c + (k & 1)], np a multiple of kPanel, padding zero. y row stride n.
+  void (*product)(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
 };
 
-// K of a product operand row is padded to this many int16 (one 256-bit register).
-constexpr int64_t kProductStep = 16;
-
-// The AVX2 product (also the AVX-512 table's: an int16 VNNI product is not written, since no
-// machine here can test it).
-void Avx2Product(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y);
+// The AVX2 product and centring (also the AVX-512 table's: an int16 VNNI product is not
+// written, since no machine here can test it).
+void Avx2Centre(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out);
+void Avx2Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
 
 const Kernels& ScalarKernels();
 const Kernels& Avx2Kernels();

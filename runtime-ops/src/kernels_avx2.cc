@@ -6,6 +6,7 @@
 // row's (k, k+1) pair and one vpmaddwd + vpaddd per 8 columns: 6 rows × 16 columns, 12
 // accumulators, 2 weight registers and the broadcast.
 #include <immintrin.h>
+#include <cstring>
 #include "panel_source.h"
 
 namespace onnxvitq {
@@ -187,64 +188,76 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
   }
 }
 
-inline int32_t HorizontalSum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(s);
+// R rows × 16 columns of one panel over all k-pairs: a broadcast of a row's (k, k+1) pair and
+// one vpmaddwd + vpaddd per 8 columns, 2R accumulators.
+template <int R>
+inline void ProductTile(const int16_t* a, int64_t kp, const int16_t* panel, int64_t np, int64_t r0, int64_t col0, int64_t n,
+                        float scale, float* y) {
+  __m256i acc[R][2];
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+  for (int64_t p = 0; p < kp / 2; ++p) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + p * 2 * np));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + p * 2 * np + 16));
+    for (int i = 0; i < R; ++i) {
+      int32_t pair;
+      std::memcpy(&pair, a + (r0 + i) * kp + 2 * p, sizeof pair);
+      const __m256i x = _mm256_set1_epi32(pair);
+      acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(x, b0));
+      acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(x, b1));
+    }
+  }
+  const __m256 s = _mm256_set1_ps(scale);
+  const int64_t width = std::min<int64_t>(16, n - col0);
+  for (int i = 0; i < R; ++i) {
+    float* out = y + (r0 + i) * n + col0;
+    const __m256 v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][0]), s), v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][1]), s);
+    if (width == 16) {
+      _mm256_storeu_ps(out, v0);
+      _mm256_storeu_ps(out + 8, v1);
+    } else {
+      alignas(32) float tmp[16];
+      _mm256_store_ps(tmp, v0);
+      _mm256_store_ps(tmp + 8, v1);
+      std::memcpy(out, tmp, sizeof(float) * static_cast<size_t>(width));
+    }
+  }
 }
 
 }  // namespace
 
-// Two rows × four columns per step (8 accumulators): each 16-int16 load of a row or of a column
-// is used four or two times. vpmaddwd is exact here: |a·b| ≤ 255², a pair sum < 2^17.
-void Avx2Product(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y) {
-  int64_t r = m0;
-  for (; r + 2 <= m1; r += 2) {
-    const int16_t* a0 = a + r * kp;
-    const int16_t* a1 = a0 + kp;
-    int64_t c = 0;
-    for (; c + 4 <= n; c += 4) {
-      __m256i acc[2][4] = {};
-      for (int64_t i = 0; i < kp; i += kProductStep) {
-        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a0 + i));
-        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a1 + i));
-        for (int j = 0; j < 4; ++j) {
-          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + (c + j) * kp + i));
-          acc[0][j] = _mm256_add_epi32(acc[0][j], _mm256_madd_epi16(x0, w));
-          acc[1][j] = _mm256_add_epi32(acc[1][j], _mm256_madd_epi16(x1, w));
-        }
-      }
-      for (int j = 0; j < 4; ++j) {
-        y[r * n + c + j] = scale * static_cast<float>(HorizontalSum(acc[0][j]));
-        y[(r + 1) * n + c + j] = scale * static_cast<float>(HorizontalSum(acc[1][j]));
-      }
-    }
-    for (; c < n; ++c) {
-      __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-      for (int64_t i = 0; i < kp; i += kProductStep) {
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + c * kp + i));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a0 + i)), w));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a1 + i)), w));
-      }
-      y[r * n + c] = scale * static_cast<float>(HorizontalSum(acc0));
-      y[(r + 1) * n + c] = scale * static_cast<float>(HorizontalSum(acc1));
-    }
+// The QuantizeRowsImpl static-case float operations, 8 values per step, then − zero as int16.
+void Avx2Centre(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out) {
+  const __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(static_cast<float>(zero));
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(qmin)), hi = _mm256_set1_ps(static_cast<float>(qmax));
+  const __m256i zi = _mm256_set1_epi32(zero);
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z), lo), hi);
+    const __m256i c = _mm256_sub_epi32(_mm256_cvtps_epi32(q), zi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)));
   }
-  for (; r < m1; ++r) {
-    const int16_t* a0 = a + r * kp;
-    for (int64_t c = 0; c < n; ++c) {
-      __m256i acc = _mm256_setzero_si256();
-      for (int64_t i = 0; i < kp; i += kProductStep)
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a0 + i)),
-                                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bt + c * kp + i))));
-      y[r * n + c] = scale * static_cast<float>(HorizontalSum(acc));
+  for (; i < count; ++i)
+    out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_roundevenf(x[i] / scale) + static_cast<float>(zero), static_cast<float>(qmin)), static_cast<float>(qmax))) - zero);
+}
+
+void Avx2Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y) {
+  for (int64_t col0 = 0; col0 < n; col0 += kPanel) {
+    const int16_t* panel = bp + 2 * col0;
+    int64_t r = m0;
+    for (; r + kRows <= m1; r += kRows) ProductTile<kRows>(a, kp, panel, np, r, col0, n, scale, y);
+    switch (m1 - r) {
+      case 5: ProductTile<5>(a, kp, panel, np, r, col0, n, scale, y); break;
+      case 4: ProductTile<4>(a, kp, panel, np, r, col0, n, scale, y); break;
+      case 3: ProductTile<3>(a, kp, panel, np, r, col0, n, scale, y); break;
+      case 2: ProductTile<2>(a, kp, panel, np, r, col0, n, scale, y); break;
+      case 1: ProductTile<1>(a, kp, panel, np, r, col0, n, scale, y); break;
+      default: break;
     }
   }
 }
 
 const Kernels& Avx2Kernels() {
-  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Product};
+  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product};
   return k;
 }
 

@@ -32,11 +32,17 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
   }
 }
 
-void Product(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_t n, int64_t kp, float scale, float* y) {
+void Centre(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out) {
+  const float z = static_cast<float>(zero), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  for (int64_t i = 0; i < count; ++i)
+    out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_roundevenf(x[i] / scale) + z, lo), hi)) - zero);
+}
+
+void Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y) {
   for (int64_t r = m0; r < m1; ++r)
     for (int64_t c = 0; c < n; ++c) {
       int32_t acc = 0;
-      for (int64_t i = 0; i < kp; ++i) acc += static_cast<int32_t>(a[r * kp + i]) * bt[c * kp + i];
+      for (int64_t i = 0; i < kp; ++i) acc += static_cast<int32_t>(a[r * kp + i]) * bp[(i / 2) * 2 * np + 2 * c + (i & 1)];
       y[r * n + c] = scale * static_cast<float>(acc);
     }
 }
@@ -44,7 +50,7 @@ void Product(const int16_t* a, const int16_t* bt, int64_t m0, int64_t m1, int64_
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Product};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product};
   return k;
 }
 

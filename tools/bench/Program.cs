@@ -501,7 +501,8 @@ if (only.Contains("speed"))
     r.AppendLine("### Attention products (com.onnxvitq.QuantizedMatMul, both operands quantized per tensor in the op)");
     r.AppendLine();
     r.AppendLine("The DeiT-Tiny shapes per image (3 heads, 197 tokens, head width 64) at batch 1 and 8: S×M×K×N = slices × rows × inner × columns.");
-    r.AppendLine("portable QDQ = QuantizeLinear/DequantizeLinear on both operands then MatMul, as ONNX Runtime runs it (ORT_ENABLE_ALL); FP32 = MatMul.");
+    r.AppendLine("portable QDQ = QuantizeLinear/DequantizeLinear on both operands then MatMul, as ONNX Runtime runs it (ORT_ENABLE_ALL: fused into its u8×u8 kernels); FP32 = MatMul.");
+    r.AppendLine("The op is the recipe pass `lower-native-products`, not part of `--format native`, because of these figures on a CPU without VNNI (the models below do not use it).");
     r.AppendLine();
     r.AppendLine("| product | S×M×K×N | native ms | portable QDQ ms | FP32 ms | native vs QDQ | native vs FP32 |");
     r.AppendLine("|---|---|---:|---:|---:|---:|---:|");
@@ -535,7 +536,6 @@ if (only.Contains("speed"))
     r.AppendLine("### End-to-end latency");
     r.AppendLine();
     r.AppendLine("Each quantized model is the file `onnxvitq quantize --recipe R --bits B --format F` writes (64 calibration images); same plan across formats of one recipe.");
-    r.AppendLine("`native`: linear layers as QuantizedLinear and attention products with uniform operands as QuantizedMatMul (with adfq, softmax·V and fc2 stay portable: log2 and shift-log2 inputs).");
     r.AppendLine("`ort`: each linear layer as the faster exact ONNX Runtime form measured on this machine while quantizing (QDQ or com.microsoft.MatMulIntegerToFloat).");
     r.AppendLine("Input: a random image batch. Size: the .onnx file.");
     r.AppendLine();

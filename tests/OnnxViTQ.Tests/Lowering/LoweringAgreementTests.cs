@@ -1,3 +1,4 @@
+using OnnxViTQ.Ir;
 using OnnxViTQ.Data;
 using OnnxViTQ.Evaluation;
 using OnnxViTQ.Quantization;
@@ -44,22 +45,35 @@ public class LoweringAgreementTests
         Assert.That(r.MeanCosine, Is.GreaterThan(0.9999));
     }
 
-    /// <summary>--format native runs every attention product with uniform operands as
-    /// QuantizedMatMul and every linear layer as QuantizedLinear, with no QuantizeLinear left for
-    /// their operands; with adfq the log2 post-Softmax keeps softmax·V portable (Q·Kᵀ is lowered)
-    /// and the shift-log2 post-GELU keeps fc2 a float MatMul: 6 + 6 left.</summary>
+    /// <summary>lower-native-products (a recipe's opt-in after lower-native) runs every attention
+    /// product with uniform operands as QuantizedMatMul, with no QuantizeLinear left for their
+    /// operands; with adfq the log2 post-Softmax keeps softmax·V portable (Q·Kᵀ is lowered) and the
+    /// shift-log2 post-GELU keeps fc2 a float MatMul: 6 + 6 left. The lowered model still computes
+    /// the portable plan.</summary>
     [TestCase("minmax", 12, 0)]
     [TestCase("adfq", 6, 12)]
-    public void NativeLowersAttentionProducts(string recipe, int lowered, int portable)
+    public void AttentionProductsLowerToQuantizedMatMul(string recipe, int lowered, int portable)
     {
         if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        var built = Recipes.Get(recipe);
+        int emit = built.Passes.ToList().FindIndex(p => p.Name == "emit-portable");
+        var withProducts = built with { Passes = [.. built.Passes.Take(emit), new("lower-native"), new("lower-native-products"), .. built.Passes.Skip(emit)] };
         var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
-        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null),
-            new QuantizationOptions { Recipe = recipe, CalibrationSamples = 64, Format = OutputFormat.Native });
+        var options = new QuantizationOptions { Recipe = recipe, CalibrationSamples = 64 };
+        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null), options, withProducts);
         var nodes = model.Graph.Nodes;
         Assert.That(nodes.Count(n => n.OpType == OnnxViTQ.Passes.Lowering.LowerActivationProducts.OpType && n.Domain == NativeOps.Domain), Is.EqualTo(lowered));
         Assert.That(nodes.Count(n => n.OpType == "MatMul" && n.Domain.Length == 0), Is.EqualTo(portable), "products and linear layers left as float MatMul");
         Assert.That(result.Diagnostics.Any(d => d.Pass == "lower-native-products" && d.Message.StartsWith($"{lowered} attention product(s) lowered")), Is.True);
+
+        var portableModel = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        Quantizer.Quantize(portableModel, "vit", new NpyTensorSource(Repo.Calibration, null), options, built);
+        var eval = new LimitedSource(new NpyTensorSource(Repo.EvalImages, ImagePreprocessing.ForModel(portableModel, 3, 28, 28)), 300);
+        float[][] Logits(Model m) => ClassificationEvaluator.Logits(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(m)), "vit", eval, qdq: QdqExecution.Reference);
+        var agreement = LogitAgreement.Compare(Logits(portableModel), Logits(model));
+        TestContext.Out.WriteLine($"vit {recipe} W8A8 with products lowered: {agreement}");
+        Assert.That(agreement.Top1Agreement, Is.GreaterThanOrEqualTo(0.995));
+        Assert.That(agreement.MeanCosine, Is.GreaterThan(0.9995));
     }
 
     /// <summary>Per-token activations (adfq): the same plan; a 1e-6 float-order difference in a
