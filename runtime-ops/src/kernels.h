@@ -74,7 +74,7 @@ struct Kernels {
   // centred int16 codes, clamp(roundeven(x / scale) + zero, qmin, qmax) − zero (|v| ≤ 255).
   void (*centre)(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out);
   // Rows [m0, m1) of one slice: y[r, c] = scale · Σ_k a[r, k]·b[k, c], summed exactly in int32.
-  // a: [M, kp] centred codes (kp even, k ≥ K zero). b: ProductPairs layout — pair p = (k, k+1),
+  // a: [M, kp] centred codes (kp even, k ≥ K zero). b: in (k, k+1) pairs — pair p = (k, k+1),
   // column c at bp[p·2·np + 2c + (k & 1)], np a multiple of kPanel, padding zero. y row stride n.
   void (*product)(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
 };
