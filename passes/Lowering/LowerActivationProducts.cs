@@ -44,12 +44,7 @@ internal sealed class LowerActivationProducts : IPass, IPassContract
             var output = node.Output();
             var replacement = graph.AddNode(OpType, [node.Input(0), node.Input(1)], [$"{output.Name}_native"],
                 [.. OperandAttributes("a", left), .. OperandAttributes("b", right)], NativeOps.Domain, graph.UniqueName($"{node.Name}_native"), before: node).Output();
-            replacement.Type = output.Type;
-            output.ReplaceUsesWith(replacement);
-            string? outputName = output.IsGraphOutput ? output.Name : null;
-            if (outputName is not null) graph.ReplaceOutput(output, replacement);
-            graph.RemoveNode(node);
-            if (outputName is not null) graph.Rename(replacement, outputName);
+            NodeReplacement.Replace(graph, output, replacement, [node]);
             string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit × {right.Bits}-bit codes)";
             plan.Update((product.Left with { Uses = product.Left.Uses.Where(u => u != new Use(node, 0)).ToList() }).WithNote(detail));
             plan.Update((product.Right with { Uses = product.Right.Uses.Where(u => u != new Use(node, 1)).ToList() }).WithNote(detail));

@@ -68,15 +68,21 @@ internal sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassCo
         return new PassResult(lowered.Count > 0);
     }
 
-    private static void Rewire(Graph graph, LinearLayer layer, Value replacement)
+    private static void Rewire(Graph graph, LinearLayer layer, Value replacement) =>
+        NodeReplacement.Replace(graph, layer.Output, replacement, layer.BiasAdd is { } add ? [add, layer.Node] : [layer.Node]);
+}
+
+/// <summary>Puts a lowered op's output in the place of a value: every reader and the graph
+/// output move to it (which keeps the old name), and the nodes it replaces are removed.</summary>
+internal static class NodeReplacement
+{
+    public static void Replace(Graph graph, Value old, Value replacement, IReadOnlyList<Node> replaced)
     {
-        var old = layer.Output;
         replacement.Type = old.Type;
         old.ReplaceUsesWith(replacement);
         string? outputName = old.IsGraphOutput ? old.Name : null;
         if (outputName is not null) graph.ReplaceOutput(old, replacement);
-        if (layer.BiasAdd is { } add) graph.RemoveNode(add);
-        graph.RemoveNode(layer.Node);
+        foreach (var node in replaced) graph.RemoveNode(node);
         if (outputName is not null) graph.Rename(replacement, outputName);
     }
 }

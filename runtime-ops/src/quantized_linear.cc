@@ -9,14 +9,10 @@
 #include <vector>
 
 #include "kernels.h"
+#include "op_status.h"
 
 namespace onnxvitq {
 namespace {
-
-// Errors inside the op are thrown as this and turned into an OrtStatus at the C boundary.
-struct OpError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 template <typename T>
 T Attribute(const Ort::ConstKernelInfo& info, const char* name, T fallback, bool required) {
@@ -163,9 +159,7 @@ struct QuantizedLinearKernel {
     const auto info = input.GetTensorTypeAndShapeInfo();
     const std::vector<int64_t> shape = info.GetShape();
     if (shape.empty() || shape.back() != weights.k) {
-      std::string dims;
-      for (auto d : shape) dims += (dims.empty() ? "" : ",") + std::to_string(d);
-      throw OpError("input X has shape [" + dims + "]; its last axis must be k=" + std::to_string(weights.k));
+      throw OpError("input X has shape " + Dims(shape) + "; its last axis must be k=" + std::to_string(weights.k));
     }
     const int64_t m = static_cast<int64_t>(info.GetElementCount()) / weights.k;
     std::vector<int64_t> out_shape = shape;
@@ -220,32 +214,11 @@ struct QuantizedLinearKernel {
     }
   }
 
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedLinear '" + node + "': " + e.what()).c_str());
-    } catch (...) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, ("QuantizedLinear '" + node + "': unknown error").c_str());
-    }
-  }
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept { return GuardedCompute("QuantizedLinear", *this, context); }
 };
 
 OrtStatusPtr QuantizedLinearOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept {
-  try {
-    *kernel = new QuantizedLinearKernel(api, info);
-    return nullptr;
-  } catch (const std::exception& e) {
-    std::string node;
-    try {
-      node = Ort::ConstKernelInfo(info).GetNodeName();
-    } catch (...) {
-    }
-    return api.CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedLinear '" + node + "': " + e.what()).c_str());
-  } catch (...) {
-    return api.CreateStatus(ORT_FAIL, "QuantizedLinear: unknown error while creating the kernel");
-  }
+  return GuardedCreate<QuantizedLinearKernel>("QuantizedLinear", api, info, kernel);
 }
 
 OrtCustomOp* QuantizedLinearCustomOp() {

@@ -9,13 +9,10 @@
 #include <vector>
 
 #include "kernels.h"
+#include "op_status.h"
 
 namespace onnxvitq {
 namespace {
-
-struct OpError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // One operand's quantizer (attributes p_scale, p_zero_point, p_qmin, p_qmax).
 struct OperandQuantizer {
@@ -39,12 +36,6 @@ struct OperandQuantizer {
   }
 
 };
-
-std::string Dims(const std::vector<int64_t>& shape) {
-  std::string s;
-  for (auto d : shape) s += (s.empty() ? "" : ",") + std::to_string(d);
-  return "[" + s + "]";
-}
 
 }  // namespace
 
@@ -173,32 +164,11 @@ struct QuantizedMatMulKernel {
     }, static_cast<size_t>(slices * w.row_tiles), 0, &w);
   }
 
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedMatMul '" + node + "': " + e.what()).c_str());
-    } catch (...) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, ("QuantizedMatMul '" + node + "': unknown error").c_str());
-    }
-  }
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept { return GuardedCompute("QuantizedMatMul", *this, context); }
 };
 
 OrtStatusPtr QuantizedMatMulOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept {
-  try {
-    *kernel = new QuantizedMatMulKernel(api, info);
-    return nullptr;
-  } catch (const std::exception& e) {
-    std::string node;
-    try {
-      node = Ort::ConstKernelInfo(info).GetNodeName();
-    } catch (...) {
-    }
-    return api.CreateStatus(ORT_INVALID_ARGUMENT, ("QuantizedMatMul '" + node + "': " + e.what()).c_str());
-  } catch (...) {
-    return api.CreateStatus(ORT_FAIL, "QuantizedMatMul: unknown error while creating the kernel");
-  }
+  return GuardedCreate<QuantizedMatMulKernel>("QuantizedMatMul", api, info, kernel);
 }
 
 OrtCustomOp* QuantizedMatMulCustomOp() {

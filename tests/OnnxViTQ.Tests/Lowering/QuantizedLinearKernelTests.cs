@@ -15,22 +15,8 @@ namespace OnnxViTQ.Tests.Lowering;
 /// int4 weights, empty and all-outlier rows, constant rows; and bad inputs give errors.
 /// </summary>
 [NonParallelizable]
-public class QuantizedLinearKernelTests
+public class QuantizedLinearKernelTests : NativeKernelTest
 {
-    private static readonly string[] Paths = ["scalar", "avx2", "avx512vnni"];
-
-    private static IEnumerable<string> SupportedPaths() =>
-        NativeOps.IsAvailable ? NativeOps.SupportedPaths.Split(',') : Paths;
-
-    [SetUp]
-    public void RequireLibrary()
-    {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
-    }
-
-    [TearDown]
-    public void ResetPath() => Environment.SetEnvironmentVariable("ONNXVITQ_ISA", null);
-
     /// <summary>A one-node model: y = QuantizedLinear(x[rows..., k]).</summary>
     private static byte[] Model(int k, int n, int weightBits, int[] codes, float[] scales, float[]? bias, IEnumerable<AttributeValue> activation, long[] xShape)
     {
@@ -99,15 +85,6 @@ public class QuantizedLinearKernelTests
                     yield return new TestCaseData(path, shape, k, n, wbits).SetArgDisplayNames(path, $"[{string.Join(",", shape)}]x{n}", $"int{wbits}");
     }
 
-    private static void AssertClose(float[] actual, float[] expected, string what)
-    {
-        Assert.That(actual, Has.Length.EqualTo(expected.Length));
-        double scale = expected.Max(v => Math.Abs(v)) + 1e-6;
-        double worst = 0;
-        for (int i = 0; i < actual.Length; i++) worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
-        Assert.That(worst / scale, Is.LessThan(2e-5), $"{what}: max |Δ| {worst:g3} against max |y| {scale:g3}");
-    }
-
     [TestCaseSource(nameof(Shapes))]
     public void PerTokenMatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
@@ -116,7 +93,7 @@ public class QuantizedLinearKernelTests
         var (codes, scales) = Weights(k, n, weightBits, 4);
         var bias = TinyModels.Random(n, 5);
         var model = Model(k, n, weightBits, codes, scales, bias, [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], shape);
-        AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, new PerTokenQuantizer(8)), "per-token");
+        AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, new PerTokenQuantizer(8)), "per-token", 2e-5);
     }
 
     [TestCaseSource(nameof(Shapes))]
@@ -131,7 +108,7 @@ public class QuantizedLinearKernelTests
         var (codes, scales) = Weights(k, n, weightBits, 7);
         var model = Model(k, n, weightBits, codes, scales, null,
             [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 6), AttributeValue.Float("outlier_alpha", 10f)], shape);
-        AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, null, new OutlierSplitQuantizer(6, 10f, 0)), "outlier-split");
+        AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, null, new OutlierSplitQuantizer(6, 10f, 0)), "outlier-split", 2e-5);
     }
 
     [TestCaseSource(nameof(Shapes))]
@@ -145,7 +122,7 @@ public class QuantizedLinearKernelTests
         {
             var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
             var model = Model(k, n, weightBits, codes, scales, bias, attributes, shape);
-            AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString());
+            AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-5);
         }
     }
 }

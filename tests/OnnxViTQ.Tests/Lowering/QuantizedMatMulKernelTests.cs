@@ -16,17 +16,8 @@ namespace OnnxViTQ.Tests.Lowering;
 /// constant rows; and bad shapes or attributes give ONNX Runtime errors that say what is wrong.
 /// </summary>
 [NonParallelizable]
-public class QuantizedMatMulKernelTests
+public class QuantizedMatMulKernelTests : NativeKernelTest
 {
-    [SetUp]
-    public void RequireLibrary()
-    {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
-    }
-
-    [TearDown]
-    public void ResetPath() => Environment.SetEnvironmentVariable("ONNXVITQ_ISA", null);
-
     private static byte[] Model(long[] aShape, long[] bShape, IEnumerable<AttributeValue> attributes)
     {
         var g = new Graph("quantized_matmul");
@@ -72,8 +63,7 @@ public class QuantizedMatMulKernelTests
 
     public static IEnumerable<TestCaseData> Shapes()
     {
-        var paths = NativeOps.IsAvailable ? NativeOps.SupportedPaths.Split(',') : ["scalar"];
-        foreach (var path in paths)
+        foreach (var path in SupportedPaths())
             foreach (var (a, b) in new (long[], long[])[]
                      {
                          ([1, 1, 5], [1, 5, 3]),             // one row, K and N below the vector widths
@@ -83,15 +73,6 @@ public class QuantizedMatMulKernelTests
                          ([1, 3, 197, 197], [1, 3, 197, 64]), // DeiT-Tiny softmax·V
                      })
                 yield return new TestCaseData(path, a, b).SetArgDisplayNames(path, $"[{string.Join(",", a)}]x[{string.Join(",", b)}]");
-    }
-
-    private static void AssertClose(float[] actual, float[] expected, string what)
-    {
-        Assert.That(actual, Has.Length.EqualTo(expected.Length));
-        double scale = expected.Max(v => Math.Abs(v)) + 1e-6;
-        double worst = 0;
-        for (int i = 0; i < actual.Length; i++) worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
-        Assert.That(worst / scale, Is.LessThan(1e-5), $"{what}: max |Δ| {worst:g3} against max |y| {scale:g3}");
     }
 
     [TestCaseSource(nameof(Shapes))]
@@ -110,7 +91,7 @@ public class QuantizedMatMulKernelTests
                  })
         {
             var model = Model(aShape, bShape, Attributes(qa, qb));
-            AssertClose(Run(model, a, aShape, b, bShape), Reference(a, aShape, b, bShape, qa, qb), $"{qa} × {qb}");
+            AssertClose(Run(model, a, aShape, b, bShape), Reference(a, aShape, b, bShape, qa, qb), $"{qa} × {qb}", 1e-5);
         }
     }
 
@@ -149,7 +130,7 @@ public class QuantizedMatMulKernelTests
         var ea = Expand(a, la, aShape[^2..]);
         var eb = Expand(b, lb, bShape[^2..]);
         var model = Model(aShape, bShape, Attributes(qa, qb));
-        AssertClose(Run(model, a, aShape, b, bShape), Reference(ea, [.. outLead, .. aShape[^2..]], eb, [.. outLead, .. bShape[^2..]], qa, qb), "broadcast");
+        AssertClose(Run(model, a, aShape, b, bShape), Reference(ea, [.. outLead, .. aShape[^2..]], eb, [.. outLead, .. bShape[^2..]], qa, qb), "broadcast", 1e-5);
     }
 
     [Test]

@@ -1,0 +1,31 @@
+using OnnxViTQ.Runtime;
+
+namespace OnnxViTQ.Tests.Lowering;
+
+/// <summary>What the runtime-ops kernel tests share: skipped without the library, the kernel path
+/// forced per case with ONNXVITQ_ISA and reset after, outputs compared relative to their largest
+/// value. Subclasses are [NonParallelizable]: the forced path is process-wide.</summary>
+public abstract class NativeKernelTest
+{
+    /// <summary>Every kernel path this CPU runs (the names only, when the library is missing).</summary>
+    protected static IEnumerable<string> SupportedPaths() =>
+        NativeOps.IsAvailable ? NativeOps.SupportedPaths.Split(',') : ["scalar", "avx2", "avx512vnni"];
+
+    [SetUp]
+    public void RequireLibrary()
+    {
+        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+    }
+
+    [TearDown]
+    public void ResetPath() => Environment.SetEnvironmentVariable("ONNXVITQ_ISA", null);
+
+    protected static void AssertClose(float[] actual, float[] expected, string what, double relative)
+    {
+        Assert.That(actual, Has.Length.EqualTo(expected.Length));
+        double scale = expected.Max(v => Math.Abs(v)) + 1e-6;
+        double worst = 0;
+        for (int i = 0; i < actual.Length; i++) worst = Math.Max(worst, Math.Abs(actual[i] - expected[i]));
+        Assert.That(worst / scale, Is.LessThan(relative), $"{what}: max |Δ| {worst:g3} against max |y| {scale:g3}");
+    }
+}
