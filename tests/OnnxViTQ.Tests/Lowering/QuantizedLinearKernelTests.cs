@@ -125,4 +125,18 @@ public class QuantizedLinearKernelTests : NativeKernelTest
             AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-5);
         }
     }
+
+    /// <summary>Bad inputs and attributes are ONNX Runtime errors naming the op, the node and what is wrong.</summary>
+    [Test]
+    public void BadInputsAreAnError()
+    {
+        var (codes, scales) = Weights(8, 5, 8, 1);
+        var token = new[] { AttributeValue.String("activation", "token") };
+        var model = Model(8, 5, 8, codes, scales, null, token, [2, 7]); // declared as fed: the op itself must refuse it
+        var e = Assert.Throws<OnnxRuntimeException>(() => Run(model, new float[14], [2, 7]))!;
+        Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("input X has shape [2,7]; its last axis must be k=8"));
+        var badMode = Model(8, 5, 8, codes, scales, null, [AttributeValue.String("activation", "channel")], [2, 8]);
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(badMode, new float[16], [2, 8]))!;
+        Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation' must be 'token' or 'static', not 'channel'"));
+    }
 }
