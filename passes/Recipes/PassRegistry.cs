@@ -67,6 +67,8 @@ internal static class PassRegistry
             (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
         new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) with uniform per-tensor operands as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products); not part of --format native: name it after lower-native in a recipe (on AVX2 without VNNI it measured slower than ONNX Runtime's fused QDQ, BENCHMARKS.md)", [],
             (_, _) => new LowerActivationProducts()),
+        new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue (part of --format native)", [],
+            (_, _) => new FuseNativeGelu()),
         new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of the forms that compute the plan exactly: QDQ and MatMulIntegerToFloat on integer activation codes, float weights on other activations; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, float, nbits, dynamic force one)", ["kernel"],
             (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "float", "nbits", "dynamic") switch
             {

@@ -77,12 +77,16 @@ struct Kernels {
   // a: [M, kp] centred codes (kp even, k ≥ K zero). b: in (k, k+1) pairs — pair p = (k, k+1),
   // column c at bp[p·2·np + 2c + (k & 1)], np a multiple of kPanel, padding zero. y row stride n.
   void (*product)(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
+  // In place y = GELU(y) = y·½(1 + erf(y/√2)), the exact (erf) GELU of the exported models.
+  void (*gelu)(float* y, int64_t count);
 };
 
 // The AVX2 product and centring (also the AVX-512 table's: an int16 VNNI product is not
 // written, since no machine here can test it).
 void Avx2Centre(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out);
 void Avx2Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
+// GELU, 8 values per step (also the AVX-512 table's: it is not where that path spends its time).
+void Avx2Gelu(float* y, int64_t count);
 
 const Kernels& ScalarKernels();
 const Kernels& Avx2Kernels();

@@ -47,10 +47,14 @@ void Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_
     }
 }
 
+void Gelu(float* y, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) y[i] = 0.5f * y[i] * (1.f + std::erf(y[i] * 0.70710678118654752f));
+}
+
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product, Gelu};
   return k;
 }
 

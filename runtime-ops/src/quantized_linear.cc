@@ -63,6 +63,7 @@ struct QuantizedLinearKernel {
   std::vector<float> dequantized;      // [k × n], only with outliers
   std::vector<int16_t> wide;           // the kernel table's weight layout, when it has one
   int64_t tile_rows = 64, tile_panels = 3;
+  bool gelu = false;  // epilogue "gelu": Y = GELU(dequant(…) + bias (+ outliers))
 
   QuantizedLinearKernel(const OrtApi&, const OrtKernelInfo* raw) {
     Ort::ConstKernelInfo info(raw);
@@ -133,6 +134,10 @@ struct QuantizedLinearKernel {
       throw OpError("attribute 'activation' must be 'token' or 'static', not '" + mode + "'");
     }
 
+    const std::string epilogue = Attribute<std::string>(info, "epilogue", "none", false);
+    if (epilogue == "gelu") gelu = true;
+    else if (epilogue != "none") throw OpError("attribute 'epilogue' must be 'none' or 'gelu', not '" + epilogue + "'");
+
     if (activation.dynamic && activation.alpha > 0) {
       dequantized.resize(static_cast<size_t>(weights.k * weights.n));
       for (int64_t kk = 0; kk < weights.k; ++kk)
@@ -190,6 +195,12 @@ struct QuantizedLinearKernel {
       QuantizedRows rows{w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data()};
       Epilogue e{s.col_scale.data(), s.col_sum.data(), s.bias.data(), w.y, s.weights.n};
       s.kernels->gemm(rows, m0, m1, s.weights, p0, p1, e);
+      // The tile is still in cache: GELU here saves the separate op's pass over Y. With outliers
+      // it waits for the residual (below).
+      if (s.gelu && s.dequantized.empty()) {
+        const int64_t c0 = p0 * kPanel, c1 = std::min(s.weights.n, p1 * kPanel);
+        for (int64_t r = m0; r < m1; ++r) s.kernels->gelu(w.y + r * s.weights.n + c0, c1 - c0);
+      }
     }, static_cast<size_t>(work.row_tiles * work.panel_tiles), 0, &work);
 
     if (!dequantized.empty()) {
@@ -209,6 +220,7 @@ struct QuantizedLinearKernel {
             const float* row = s.dequantized.data() + i * n;
             for (int64_t c = 0; c < n; ++c) y[c] += v * row[c];
           }
+          if (s.gelu) s.kernels->gelu(y, n);
         }
       }, quantize_tasks, 0, &work);
     }

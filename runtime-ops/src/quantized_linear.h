@@ -1,4 +1,4 @@
-// com.onnxvitq QuantizedLinear: Y = dequant(quant(X) · W) + bias (+ outlier residual).
+// com.onnxvitq QuantizedLinear: Y = dequant(quant(X) · W) + bias (+ outlier residual), optionally GELU(·).
 //
 // Inputs: X float [..., K]; W uint8 packed (kernels.h layout, int8 or int4 codes);
 //         weight_scale float [N] or [1]; bias float [N] (optional). W, weight_scale and bias
@@ -7,7 +7,9 @@
 //   token: activation_bits (codes in [0, 2^bits − 1] per row), outlier_alpha (> 0: |x| ≥ α is
 //          taken out of the quantized row and multiplied in float with the dequantized weight);
 //   static: activation_scale, activation_zero_point, activation_qmin, activation_qmax (u8 domain:
-//          a symmetric int8 quantizer is passed with +128 on zero point and bounds).
+//          a symmetric int8 quantizer is passed with +128 on zero point and bounds);
+//   epilogue ("none" | "gelu"): "gelu" applies the exact GELU, x·½(1 + erf(x/√2)), to Y — the
+//          fc1 → GELU of a transformer MLP in one op, without a second pass over Y.
 #pragma once
 #include "onnxruntime_c_api.h"
 

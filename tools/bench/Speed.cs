@@ -77,8 +77,11 @@ internal static class Speed
         return (single, results.Sum());
     }
 
-    /// <summary>y[M,N] = QuantizedLinear(x[M,K]) with random codes; per-token activations.</summary>
-    public static byte[] GemmModel(int m, int k, int n, int weightBits)
+    /// <summary>y[M,N] = QuantizedLinear(x[M,K]) with random codes; per-token activations.
+    /// <paramref name="gelu"/>: <c>none</c>; <c>separate</c> = the exporter's erf GELU nodes after the op
+    /// (ONNX Runtime fuses them into its Gelu op), as an unfused native model has them; <c>fused</c> =
+    /// the op's GELU epilogue (fuse-native-gelu).</summary>
+    public static byte[] GemmModel(int m, int k, int n, int weightBits, string gelu = "none")
     {
         var g = new Graph("gemm");
         var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(m), Dim.Known(k)]));
@@ -90,7 +93,15 @@ internal static class Speed
         var b = g.AddInitializer("b", Tensor.FromFloats([n], new float[n]));
         var activation = NativeLinearLowering.ActivationAttributes(new PerTokenQuantizer(8), out _)!;
         var y = g.AddNode("QuantizedLinear", [x, packed, s, b], ["y"],
-            [AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits), .. activation], NativeOps.Domain, "gemm").Output();
+            [AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits), .. activation,
+             .. gelu == "fused" ? [AttributeValue.String("epilogue", "gelu")] : Array.Empty<AttributeValue>()], NativeOps.Domain, "gemm").Output();
+        if (gelu == "separate")
+        {
+            Value Scalar(string name, float v) => g.AddInitializer(name, Tensor.FromFloats([], [v]));
+            var erf = g.AddNode("Erf", [g.AddNode("Div", [y, Scalar("sqrt2", MathF.Sqrt(2))], ["scaled"]).Output()], ["erf"]).Output();
+            var gate = g.AddNode("Add", [erf, Scalar("one", 1)], ["gate"]).Output();
+            y = g.AddNode("Mul", [g.AddNode("Mul", [y, gate], ["gated"]).Output(), Scalar("half", 0.5f)], ["gelu"]).Output();
+        }
         g.AddOutput(y);
         return OnnxModelWriter.ToBytes(new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]));
     }

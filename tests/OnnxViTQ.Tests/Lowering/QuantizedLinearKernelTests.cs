@@ -126,6 +126,45 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         }
     }
 
+    /// <summary>epilogue = "gelu": the reference output through the exact GELU, per-token and
+    /// outlier-split (where GELU follows the float residual).</summary>
+    [TestCaseSource(nameof(Shapes))]
+    public void GeluEpilogueMatchesReference(string path, long[] shape, int k, int n, int weightBits)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 11, 2f);
+        for (int i = 0; i < x.Length; i += 13) x[i] *= 8;  // past outlier_alpha below
+        var (codes, scales) = Weights(k, n, weightBits, 12);
+        // Outputs of a few units (max ~10): GELU's curved part and both tails, at a tolerance of ~2e-4.
+        for (int c = 0; c < n; c++) scales[c] *= 2f / MathF.Sqrt(k) * (weightBits == 4 ? 16 : 1);
+        var bias = TinyModels.Random(n, 13);
+        var gelu = AttributeValue.String("epilogue", "gelu");
+        foreach (var (attributes, q) in new (AttributeValue[], FittedQuantizer)[]
+                 {
+                     ([AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8), gelu], new PerTokenQuantizer(8)),
+                     ([AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8), AttributeValue.Float("outlier_alpha", 10f), gelu], new OutlierSplitQuantizer(8, 10f, 0)),
+                 })
+        {
+            var expected = Reference(x, k, n, codes, scales, bias, q).Select(v => (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))))).ToArray();
+            AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
+        }
+    }
+
+    /// <summary>erf in double for the GELU reference: its Maclaurin series (for |z| ≤ 4 the largest
+    /// term is ~1e5, so ~1e-11 absolute), and ±1 beyond, where erfc(4) ≈ 1.5e-8 is below float precision.</summary>
+    private static double Erf(double z)
+    {
+        if (Math.Abs(z) > 4) return Math.Sign(z);
+        double sum = 0, term = z;
+        for (int n = 0; n < 200; n++)
+        {
+            sum += term / (2 * n + 1);
+            term *= -z * z / (n + 1);
+            if (Math.Abs(term) < 1e-17) break;
+        }
+        return 2 / Math.Sqrt(Math.PI) * sum;
+    }
+
     /// <summary>Bad inputs and attributes are ONNX Runtime errors naming the op, the node and what is wrong.</summary>
     [Test]
     public void BadInputsAreAnError()
@@ -138,5 +177,8 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         var badMode = Model(8, 5, 8, codes, scales, null, [AttributeValue.String("activation", "channel")], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badMode, new float[16], [2, 8]))!;
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation' must be 'token' or 'static', not 'channel'"));
+        var badEpilogue = Model(8, 5, 8, codes, scales, null, [.. token, AttributeValue.String("epilogue", "relu")], [2, 8]);
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(badEpilogue, new float[16], [2, 8]))!;
+        Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'epilogue' must be 'none' or 'gelu', not 'relu'"));
     }
 }

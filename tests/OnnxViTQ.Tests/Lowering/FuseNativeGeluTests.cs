@@ -1,0 +1,83 @@
+using OnnxViTQ.Data;
+using OnnxViTQ.Ir;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Passes.Lowering;
+using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
+using OnnxViTQ.Serialization;
+using OnnxViTQ.Tests.Support;
+
+namespace OnnxViTQ.Tests.Lowering;
+
+/// <summary>fuse-native-gelu: which GELUs after a QuantizedLinear become its epilogue, and which
+/// stay (tanh form, an output read elsewhere); and on a real export every MLP's GELU is fused.</summary>
+public class FuseNativeGeluTests
+{
+    private const int K = 8, N = 4;
+
+    /// <summary>x → QuantizedLinear → the exporter's GELU form (erf or tanh) → output; with
+    /// <paramref name="alsoOutput"/> the linear output is a graph output too.</summary>
+    private static (Model Model, Node Linear) Layer(bool tanh = false, bool alsoOutput = false)
+    {
+        var g = new Graph("mlp");
+        var x = g.AddInput("x", TensorTypeInfo.Of(DataType.Float, 2, K));
+        var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(K, N, 8)], NativeWeightLayout.Pack((_, _) => 1, K, N, 8)));
+        var s = g.AddInitializer("s", Tensor.FromFloats([N], [0.1f, 0.1f, 0.1f, 0.1f]));
+        var linear = g.AddNode(NativeLinearLowering.OpType, [x, packed, s], ["fc1"],
+            [AttributeValue.Int("k", K), AttributeValue.Int("n", N), AttributeValue.String("activation", "token")], NativeOps.Domain, "fc1");
+        var y = linear.Output();
+        Value Scalar(string name, float v) => g.AddInitializer(name, Tensor.FromFloats([], [v]));
+        Value inner;
+        if (tanh)
+        {
+            var cube = g.AddNode("Mul", [g.AddNode("Mul", [y, y], ["sq"]).Output(), y], ["cube"]).Output();
+            var arg = g.AddNode("Mul", [g.AddNode("Add", [y, g.AddNode("Mul", [cube, Scalar("c", 0.044715f)], ["cc"]).Output()], ["sum"]).Output(), Scalar("k", 0.7978846f)], ["arg"]).Output();
+            inner = g.AddNode("Tanh", [arg], ["t"]).Output();
+        }
+        else
+            inner = g.AddNode("Erf", [g.AddNode("Div", [y, Scalar("sqrt2", MathF.Sqrt(2))], ["scaled"]).Output()], ["erf"]).Output();
+        var gate = g.AddNode("Add", [inner, Scalar("one", 1)], ["gate"]).Output();
+        var gelu = g.AddNode("Mul", [g.AddNode("Mul", [y, gate], ["gated"]).Output(), Scalar("half", 0.5f)], ["gelu"]).Output();
+        g.AddOutput(gelu);
+        if (alsoOutput) g.AddOutput(y);
+        return (new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]), linear);
+    }
+
+    [Test]
+    public void ErfGeluBecomesTheEpilogue()
+    {
+        var (model, linear) = Layer();
+        Assert.That(new FuseNativeGelu().Run(model, new PassContext()).Modified, Is.True);
+        Assert.That(linear.Attribute("epilogue")?.AsString(), Is.EqualTo("gelu"));
+        Assert.That(model.Graph.Nodes.Select(n => n.OpType), Is.EqualTo(new[] { NativeLinearLowering.OpType }), "the GELU nodes are gone");
+        Assert.That(model.Graph.Outputs.Single().Name, Is.EqualTo("gelu"), "the model output keeps its name");
+        Assert.That(model.Graph.Outputs.Single().Producer, Is.SameAs(linear));
+    }
+
+    [TestCase(true, false, TestName = "TanhGeluStays")]
+    [TestCase(false, true, TestName = "GeluOfAGraphOutputStays")]
+    public void OtherGelusStay(bool tanh, bool alsoOutput)
+    {
+        var (model, linear) = Layer(tanh, alsoOutput);
+        int nodes = model.Graph.Nodes.Count();
+        Assert.That(new FuseNativeGelu().Run(model, new PassContext()).Modified, Is.False);
+        Assert.That(linear.Attribute("epilogue"), Is.Null);
+        Assert.That(model.Graph.Nodes.Count(), Is.EqualTo(nodes));
+    }
+
+    /// <summary>--format native on the ViT export: every block's GELU is in its fc1, no Erf is left,
+    /// and the file ONNX Runtime loads still agrees with the portable model (the agreement tests
+    /// compare logits).</summary>
+    [Test]
+    public void NativeFormatFusesEveryMlpGelu()
+    {
+        var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        int gelus = model.Graph.Nodes.Count(n => n.OpType == "Erf");
+        var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null),
+            new QuantizationOptions { CalibrationSamples = 32, Format = OutputFormat.Native });
+        Assert.That(gelus, Is.GreaterThan(0));
+        Assert.That(model.Graph.Nodes.Count(n => n.OpType == "Erf"), Is.Zero);
+        Assert.That(model.Graph.Nodes.Count(n => n.OpType == NativeLinearLowering.OpType && n.Attribute("epilogue")?.AsString() == "gelu"), Is.EqualTo(gelus));
+        Assert.That(result.Diagnostics.Any(d => d.Pass == "fuse-native-gelu" && d.Message.StartsWith($"{gelus} GELU(s) fused")), Is.True);
+    }
+}
