@@ -8,8 +8,9 @@ namespace OnnxViTQ.Passes.Lowering;
 /// <c>--format native</c>: linear layers become <c>com.onnxvitq.QuantizedLinear</c> (runtime-ops)
 /// with weights packed for the VNNI kernel (int4 when the weight quantizer has ≤ 4 bits, int8
 /// otherwise). Activation quantizers with a native form: uniform per tensor (static scale),
-/// per-token (dynamic, per row) and outlier-split (per-token plus the float outlier residual);
-/// other kinds keep their portable form.
+/// per-token (dynamic, per row), outlier-split (per-token plus the float outlier residual) and
+/// shift-log2 (ADFQ-ViT's post-GELU levels, multiplied as int16 powers of two); other kinds keep
+/// their portable form.
 /// </summary>
 internal sealed class NativeLinearLowering : ILinearLowering
 {
@@ -68,6 +69,16 @@ internal sealed class NativeLinearLowering : ILinearLowering
             case OutlierSplitQuantizer o:
                 text = $"per-token {o.Bits}-bit activations, outliers |x| ≥ {o.Alpha:g4} in float";
                 return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", o.Bits), AttributeValue.Float("outlier_alpha", o.Alpha)];
+            case ShiftLog2Quantizer l:
+                text = $"shift-log2 {l.Bits}-bit activations (powers of two as int16 values)";
+                return
+                [
+                    AttributeValue.String("activation", "shift-log2"),
+                    AttributeValue.Int("activation_bits", l.Bits),
+                    AttributeValue.Float("activation_scale", l.Scale),
+                    AttributeValue.Float("activation_shift", l.Shift - l.Epsilon),
+                    AttributeValue.Float("activation_epsilon", l.Epsilon),
+                ];
             default:
                 text = q is null ? "unfitted activation" : $"{q.Kind} activations ({q.Granularity}) have no native kernel";
                 return null;

@@ -34,11 +34,13 @@ struct PackedWeights {
 
 // Activation codes, one row per token: u8 codes (stride kp, padded with 0) with the row's
 // scale and zero point in the u8 domain: x̂ = scale·(code − zero).
+// Or, for the tables with wide_rows, int16 activation values (stride kp) in place of the codes.
 struct QuantizedRows {
   const uint8_t* codes = nullptr;
   int64_t stride = 0;
   const float* scale = nullptr;
   const int32_t* zero = nullptr;
+  const int16_t* wide = nullptr;
 };
 
 // y[r, c] = scale[r]·col_scale[c]·(Σ_k code[r,k]·W[k,c] − zero[r]·col_sum[c]) + bias[c].
@@ -57,6 +59,19 @@ struct RowQuantization {
   float scale = 1;         // static
   int zero = 0;            // static, u8 domain
   int qmin = 0, qmax = 255;  // static, u8 domain
+};
+
+// Shift-Log2 activations (ADFQ-ViT's post-GELU quantizer) as int16 powers of two: with
+// x' = max(x − shift, epsilon) and q = clamp(round(−log2(x'/scale)), 0, qmax), the power is
+// p = 2^(top − q) for q ≤ top, else 0, so that x̂ = scale·2^(−q) + shift = scale·2^(−top)·p + shift
+// up to the dropped levels q > top (each below scale·2^(−top−1)). Stored centred, p − 2^(top−1),
+// so that top = 15 (p up to 2^15) still fits int16; the rows' zero point is −2^(top−1).
+// Below scale·2^(−top−40) a level is under float precision next to anything it is added to.
+constexpr int kShiftLog2Tail = 40;
+
+struct ShiftLog2 {
+  float shift = 0, epsilon = 0, scale = 1;
+  int qmax = 15, top = 15;
 };
 
 struct Kernels {
@@ -79,6 +94,13 @@ struct Kernels {
   void (*product)(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
   // In place y = GELU(y) = y·½(1 + erf(y/√2)), the exact (erf) GELU of the exported models.
   void (*gelu)(float* y, int64_t count);
+  // Whether gemm reads QuantizedRows::wide when it is set (else only u8 codes), and the
+  // Shift-Log2 quantizer that writes those rows (null where wide_rows is false).
+  bool wide_rows;
+  // It also lists, per row, the indices of the dropped levels that still matter in float
+  // (top < q ≤ top + kShiftLog2Tail), for the op's float residual: dropped[r·k + j], j < dropped_count[r].
+  void (*shift_log2)(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
+                     int32_t* dropped, int32_t* dropped_count);
 };
 
 // The AVX2 product and centring (also the AVX-512 table's: an int16 VNNI product is not

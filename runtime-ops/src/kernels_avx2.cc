@@ -169,10 +169,11 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
   const int64_t kp = w.kp, pairs = kp / 2;
   thread_local std::vector<int16_t> scratch;
   if (scratch.size() < static_cast<size_t>(kRows * kp)) scratch.resize(static_cast<size_t>(kRows * kp));
-  int16_t* a16 = scratch.data();
   for (int64_t r = m0; r < m1; r += kRows) {
     const int rows = static_cast<int>(std::min<int64_t>(kRows, m1 - r));
-    WidenRows(a, r, rows, kp, a16);
+    // Rows already int16 (Shift-Log2 values), or the u8 codes widened here.
+    const int16_t* a16 = a.wide != nullptr ? a.wide + r * kp : scratch.data();
+    if (a.wide == nullptr) WidenRows(a, r, rows, kp, scratch.data());
     for (int64_t p = p0; p < p1; ++p) {
       const int16_t* b = w.wide + p * pairs * kPairLanes;
       const int64_t col0 = p * kPanel;
@@ -287,7 +288,10 @@ inline __m256 ExpNonPositive(__m256 v) {
 // < 1.2e-7 for every z ≥ 0).
 inline __m256 Gelu8(__m256 x) {
   const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), x), _mm256_set1_ps(0.70710678118654752f));
-  const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.f)));
+  // t = 1/d by the 12-bit reciprocal and one Newton step (~23 bits; d ≥ 1, so never 0 or subnormal).
+  const __m256 d = _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.f));
+  const __m256 r0 = _mm256_rcp_ps(d);
+  const __m256 t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(2.f)));
   static constexpr float kP[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
                                  -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
   __m256 p = _mm256_set1_ps(kP[0]);
@@ -310,8 +314,49 @@ void Avx2Gelu(float* y, int64_t count) {
   }
 }
 
+// ShiftLog2Code for 8 values: the same division, exponent and mantissa test, clamp.
+void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
+                   int32_t* dropped, int32_t* dropped_count) {
+  const __m256 shift = _mm256_set1_ps(q.shift), eps = _mm256_set1_ps(q.epsilon), scale = _mm256_set1_ps(q.scale);
+  const __m256i sqrt2 = _mm256_set1_epi32(kSqrt2Mantissa), mantissa = _mm256_set1_epi32(0x7FFFFF);
+  const __m256i bias = _mm256_set1_epi32(127), qmax = _mm256_set1_epi32(q.qmax), top = _mm256_set1_epi32(q.top);
+  const __m256i one = _mm256_set1_epi32(1), centre = _mm256_set1_epi32(1 << (q.top - 1));
+  const __m256i tail = _mm256_set1_epi32(q.top + kShiftLog2Tail);
+  for (int64_t r = m0; r < m1; ++r) {
+    const float* row = x + r * k;
+    int16_t* o = out + r * stride;
+    int32_t* drops = dropped + r * k;
+    int32_t count = 0;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+      const __m256i bits = _mm256_castps_si256(_mm256_div_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift), eps), scale));
+      const __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), bias);  // r > 0: the sign bit is clear
+      const __m256i above = _mm256_cmpgt_epi32(_mm256_and_si256(bits, mantissa), sqrt2);  // −1 where m > √2
+      __m256i code = _mm256_add_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), e), above);
+      code = _mm256_min_epi32(_mm256_max_epi32(code, _mm256_setzero_si256()), qmax);
+      // 2^(top − code) for code ≤ top; a variable shift by more than 31 gives 0.
+      const __m256i value = _mm256_sllv_epi32(one, _mm256_sub_epi32(top, code));
+      const __m256i above_top = _mm256_cmpgt_epi32(code, top);
+      const __m256i kept = _mm256_sub_epi32(_mm256_andnot_si256(above_top, value), centre);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm_packs_epi32(_mm256_castsi256_si128(kept), _mm256_extracti128_si256(kept, 1)));
+      int mask = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(code, tail), above_top)));
+      while (mask != 0) {
+        drops[count++] = static_cast<int32_t>(i + __builtin_ctz(mask));
+        mask &= mask - 1;
+      }
+    }
+    for (; i < k; ++i) {
+      bool drop = false;
+      o[i] = ShiftLog2Value(row[i], q, &drop);
+      if (drop) drops[count++] = static_cast<int32_t>(i);
+    }
+    dropped_count[r] = count;
+    for (; i < stride; ++i) o[i] = 0;
+  }
+}
+
 const Kernels& Avx2Kernels() {
-  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, Avx2Gelu};
+  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, Avx2Gelu, true, ShiftLog2Rows};
   return k;
 }
 

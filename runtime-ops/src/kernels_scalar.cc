@@ -18,11 +18,14 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
     const int8_t* b = panels + (p - p0) * panel_codes;
     for (int64_t r = m0; r < m1; ++r) {
       const uint8_t* x = a.codes + r * a.stride;
+      const int16_t* xw = a.wide != nullptr ? a.wide + r * a.stride : nullptr;
       int32_t acc[kPanel] = {};
       for (int64_t g = 0; g < groups; ++g)
         for (int64_t c = 0; c < kPanel; ++c)
-          for (int64_t j = 0; j < kGroup; ++j)
-            acc[c] += static_cast<int32_t>(x[g * kGroup + j]) * b[g * kBlockCodes + c * kGroup + j];
+          for (int64_t j = 0; j < kGroup; ++j) {
+            const int32_t v = xw != nullptr ? xw[g * kGroup + j] : x[g * kGroup + j];
+            acc[c] += v * b[g * kBlockCodes + c * kGroup + j];
+          }
       for (int64_t c = 0; c < kPanel && p * kPanel + c < e.n; ++c) {
         const int64_t col = p * kPanel + c;
         const float t = static_cast<float>(acc[c] - a.zero[r] * e.col_sum[col]);
@@ -54,7 +57,7 @@ void Gelu(float* y, int64_t count) {
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product, Gelu};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product, Gelu, true, ShiftLog2RowsImpl};
   return k;
 }
 

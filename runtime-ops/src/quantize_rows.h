@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include "kernels.h"
 
 namespace onnxvitq {
@@ -45,6 +46,44 @@ inline void QuantizeRowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, 
       zero[r] = static_cast<int32_t>(z);
     }
     for (int64_t i = k; i < stride; ++i) out[i] = 0;
+  }
+}
+
+// round(−log2(r)) for r = m·2^e (m in [1, 2)) is −e, or −e − 1 when m > √2: read from the float's
+// exponent and mantissa instead of a logarithm. 0x3504F3 is the mantissa of √2 rounded down
+// to float, so "mantissa > it" is m > √2. (Zero and subnormal r give ≥ 126, past every top.)
+constexpr int32_t kSqrt2Mantissa = 0x3504F3;
+
+inline int ShiftLog2Code(float x, const ShiftLog2& q) {
+  const float r = std::max(x - q.shift, q.epsilon) / q.scale;
+  int32_t bits;
+  std::memcpy(&bits, &r, sizeof bits);
+  const int e = ((bits >> 23) & 255) - 127;
+  const int code = -e - ((bits & 0x7FFFFF) > kSqrt2Mantissa ? 1 : 0);
+  return std::min(std::max(code, 0), q.qmax);
+}
+
+// Element i of a row: its centred int16 value, and whether it is a dropped level for the residual.
+inline int16_t ShiftLog2Value(float x, const ShiftLog2& q, bool* dropped) {
+  const int code = ShiftLog2Code(x, q);
+  *dropped = code > q.top && code <= q.top + kShiftLog2Tail;
+  return static_cast<int16_t>((code <= q.top ? 1 << (q.top - code) : 0) - (1 << (q.top - 1)));
+}
+
+inline void ShiftLog2RowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
+                              int32_t* dropped, int32_t* dropped_count) {
+  for (int64_t r = m0; r < m1; ++r) {
+    const float* row = x + r * k;
+    int16_t* o = out + r * stride;
+    int32_t count = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      bool drop = false;
+      o[i] = ShiftLog2Value(row[i], q, &drop);
+      if (drop) dropped[r * k + count++] = static_cast<int32_t>(i);
+    }
+    dropped_count[r] = count;
+    // Padding: centred 0 is −2^(top−1), but its weights are 0, so any value does.
+    for (int64_t i = k; i < stride; ++i) o[i] = 0;
   }
 }
 

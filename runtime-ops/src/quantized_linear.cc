@@ -4,11 +4,13 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels.h"
+#include "quantize_rows.h"
 #include "op_status.h"
 
 namespace onnxvitq {
@@ -60,10 +62,11 @@ struct QuantizedLinearKernel {
   RowQuantization activation;
   std::vector<float> col_scale, bias;  // padded to np
   std::vector<int32_t> col_sum;
-  std::vector<float> dequantized;      // [k × n], only with outliers
+  std::vector<float> dequantized;      // [k × n], only with outliers or Shift-Log2 (float residuals)
   std::vector<int16_t> wide;           // the kernel table's weight layout, when it has one
   int64_t tile_rows = 64, tile_panels = 3;
   bool gelu = false;  // epilogue "gelu": Y = GELU(dequant(…) + bias (+ outliers))
+  std::optional<ShiftLog2> shift_log2;  // activation "shift-log2"
 
   QuantizedLinearKernel(const OrtApi&, const OrtKernelInfo* raw) {
     Ort::ConstKernelInfo info(raw);
@@ -90,6 +93,10 @@ struct QuantizedLinearKernel {
                     std::to_string(weights.k) + ", n=" + std::to_string(weights.n) + " at " + std::to_string(weights.bits) +
                     " bits need " + std::to_string(weights.Bytes()));
     weights.data = packed.GetTensorData<uint8_t>();
+    const std::string mode = Attribute<std::string>(info, "activation", "", true);
+    // Shift-Log2 rows are int16 values; a table whose GEMM multiplies only u8 codes (AVX-512
+    // VNNI) hands this op to the AVX2 table, which every such CPU also runs.
+    if (mode == "shift-log2" && !kernels->wide_rows) kernels = &Avx2Kernels();
     if (kernels->prepare != nullptr) {
       kernels->prepare(weights, &wide);
       weights.wide = wide.data();
@@ -113,7 +120,6 @@ struct QuantizedLinearKernel {
     for (int64_t c = 0; c < weights.n; ++c)
       for (int64_t kk = 0; kk < weights.k; ++kk) col_sum[c] += weights.Code(kk, c);
 
-    const std::string mode = Attribute<std::string>(info, "activation", "", true);
     if (mode == "token") {
       activation.dynamic = true;
       const int64_t bits = Attribute<int64_t>(info, "activation_bits", 8, false);
@@ -130,15 +136,40 @@ struct QuantizedLinearKernel {
       if (!(activation.scale > 0) || !std::isfinite(activation.scale)) throw OpError("activation_scale must be positive and finite");
       if (activation.qmin < 0 || activation.qmax > 255 || activation.qmin > activation.qmax || activation.zero < activation.qmin || activation.zero > activation.qmax)
         throw OpError("static activation codes must satisfy 0 ≤ qmin ≤ zero_point ≤ qmax ≤ 255");
+    } else if (mode == "shift-log2") {
+      activation.dynamic = false;
+      shift_log2.emplace();
+      shift_log2->scale = Attribute<float>(info, "activation_scale", 0.f, true);
+      shift_log2->shift = Attribute<float>(info, "activation_shift", 0.f, true);
+      shift_log2->epsilon = Attribute<float>(info, "activation_epsilon", 0.f, true);
+      const int64_t bits = Attribute<int64_t>(info, "activation_bits", 4, false);
+      if (bits < 2 || bits > 8) throw OpError("activation_bits must be 2..8, not " + std::to_string(bits));
+      if (!(shift_log2->scale > 0) || !std::isfinite(shift_log2->scale)) throw OpError("activation_scale must be positive and finite");
+      // ε = span·2^(−2^k) is 0 in float at 8 bits: x' = 0 is then the lowest level, as in the portable graph.
+      if (!(shift_log2->epsilon >= 0) || !std::isfinite(shift_log2->epsilon) || !std::isfinite(shift_log2->shift))
+        throw OpError("activation_epsilon must be finite and ≥ 0, activation_shift finite");
+      shift_log2->qmax = (1 << bits) - 1;
+      // The largest top ≤ 15 (centred powers |p − 2^(top−1)| ≤ 2^(top−1) fit int16) at which no
+      // column's sum can overflow int32, the uncentred Σ p·W of the epilogue included:
+      // kp·2^top·max|code| < 2^31.
+      int max_code = 1;
+      for (int64_t c = 0; c < weights.n; ++c)
+        for (int64_t kk = 0; kk < weights.k; ++kk) max_code = std::max(max_code, std::abs(weights.Code(kk, c)));
+      int top = 15;
+      while (top > 1 && static_cast<double>(weights.kp) * (1 << top) * max_code >= 2147483647.0) --top;
+      if (top < 8) throw OpError("k=" + std::to_string(weights.k) + " is too large for exact Shift-Log2 sums in int32");
+      shift_log2->top = top;
+      // x̂ = scale·2^(−top)·value + shift: the constant part is shift·Σ_k W[k, c], folded into the bias.
+      for (int64_t c = 0; c < weights.n; ++c) bias[c] += col_scale[c] * shift_log2->shift * static_cast<float>(col_sum[c]);
     } else {
-      throw OpError("attribute 'activation' must be 'token' or 'static', not '" + mode + "'");
+      throw OpError("attribute 'activation' must be 'token', 'static' or 'shift-log2', not '" + mode + "'");
     }
 
     const std::string epilogue = Attribute<std::string>(info, "epilogue", "none", false);
     if (epilogue == "gelu") gelu = true;
     else if (epilogue != "none") throw OpError("attribute 'epilogue' must be 'none' or 'gelu', not '" + epilogue + "'");
 
-    if (activation.dynamic && activation.alpha > 0) {
+    if ((activation.dynamic && activation.alpha > 0) || shift_log2) {
       dequantized.resize(static_cast<size_t>(weights.k * weights.n));
       for (int64_t kk = 0; kk < weights.k; ++kk)
         for (int64_t c = 0; c < weights.n; ++c) dequantized[kk * weights.n + c] = weights.Code(kk, c) * col_scale[c];
@@ -150,6 +181,8 @@ struct QuantizedLinearKernel {
     const float* x;
     int64_t m;
     std::vector<uint8_t> codes;
+    std::vector<int16_t> wide;  // Shift-Log2 values instead of codes
+    std::unique_ptr<int32_t[]> dropped, dropped_count;  // Shift-Log2 levels below the int16 range, per row
     std::vector<float> scale;
     std::vector<int32_t> zero;
     float* y;
@@ -172,16 +205,26 @@ struct QuantizedLinearKernel {
     auto output = context.GetOutput(0, out_shape);
     if (m == 0) return;
 
-    Work work{this, input.GetTensorData<float>(), m, {}, {}, {}, output.GetTensorMutableData<float>(), 0, 0};
-    work.codes.resize(static_cast<size_t>(m * weights.kp));
-    work.scale.resize(m);
-    work.zero.resize(m);
+    Work work{this, input.GetTensorData<float>(), m, {}, {}, {}, {}, {}, {}, output.GetTensorMutableData<float>(), 0, 0};
+    if (shift_log2) {
+      work.wide.resize(static_cast<size_t>(m * weights.kp));
+      work.scale.assign(m, std::ldexp(shift_log2->scale, -shift_log2->top));
+      work.zero.assign(m, -(1 << (shift_log2->top - 1)));
+      work.dropped.reset(new int32_t[static_cast<size_t>(m * weights.k)]);
+      work.dropped_count.reset(new int32_t[static_cast<size_t>(m)]);
+    } else {
+      work.codes.resize(static_cast<size_t>(m * weights.kp));
+      work.scale.resize(m);
+      work.zero.resize(m);
+    }
 
     const size_t quantize_tasks = static_cast<size_t>((m + kQuantizeRows - 1) / kQuantizeRows);
     context.ParallelFor([](void* data, size_t task) {
       auto& w = *static_cast<Work*>(data);
       const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
-      w.self->kernels->quantize(w.x, w.self->weights.k, m0, m1, w.self->activation, w.codes.data(), w.self->weights.kp, w.scale.data(), w.zero.data());
+      const auto& s = *w.self;
+      if (s.shift_log2) s.kernels->shift_log2(w.x, s.weights.k, m0, m1, *s.shift_log2, w.wide.data(), s.weights.kp, w.dropped.get(), w.dropped_count.get());
+      else s.kernels->quantize(w.x, s.weights.k, m0, m1, s.activation, w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data());
     }, quantize_tasks, 0, &work);
 
     work.row_tiles = (m + tile_rows - 1) / tile_rows;
@@ -192,7 +235,7 @@ struct QuantizedLinearKernel {
       const int64_t rt = static_cast<int64_t>(task) % w.row_tiles, pt = static_cast<int64_t>(task) / w.row_tiles;
       const int64_t m0 = rt * s.tile_rows, m1 = std::min(w.m, m0 + s.tile_rows);
       const int64_t p0 = pt * s.tile_panels, p1 = std::min(s.weights.np / kPanel, p0 + s.tile_panels);
-      QuantizedRows rows{w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data()};
+      QuantizedRows rows{w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data(), s.shift_log2 ? w.wide.data() : nullptr};
       Epilogue e{s.col_scale.data(), s.col_sum.data(), s.bias.data(), w.y, s.weights.n};
       s.kernels->gemm(rows, m0, m1, s.weights, p0, p1, e);
       // The tile is still in cache: GELU here saves the separate op's pass over Y. With outliers
@@ -204,21 +247,29 @@ struct QuantizedLinearKernel {
     }, static_cast<size_t>(work.row_tiles * work.panel_tiles), 0, &work);
 
     if (!dequantized.empty()) {
-      // Outlier residual: Y[r] += x·W[k] for every |x| ≥ α of row r (the rows' outliers were
-      // quantized as 0, so this restores them exactly in float).
+      // Float residuals, Y[r] += v·W[k] per listed element of row r: outliers (|x| ≥ α, quantized
+      // as 0) with v = x, restored exactly; Shift-Log2 levels past top with v = s·2^(−q), the part
+      // of x̂ the int16 values could not hold (x̂'s constant part is in the bias).
       context.ParallelFor([](void* data, size_t task) {
         auto& w = *static_cast<Work*>(data);
         const auto& s = *w.self;
         const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
         const int64_t k = s.weights.k, n = s.weights.n;
+        auto add = [&](float* y, int64_t i, float v) {
+          const float* row = s.dequantized.data() + i * n;
+          for (int64_t c = 0; c < n; ++c) y[c] += v * row[c];
+        };
         for (int64_t r = m0; r < m1; ++r) {
           const float* x = w.x + r * k;
           float* y = w.y + r * n;
-          for (int64_t i = 0; i < k; ++i) {
-            if (!(std::fabs(x[i]) >= s.activation.alpha)) continue;
-            const float v = x[i];
-            const float* row = s.dequantized.data() + i * n;
-            for (int64_t c = 0; c < n; ++c) y[c] += v * row[c];
+          if (s.shift_log2) {
+            for (int32_t j = 0; j < w.dropped_count[r]; ++j) {
+              const int32_t i = w.dropped[r * k + j];
+              add(y, i, std::ldexp(s.shift_log2->scale, -ShiftLog2Code(x[i], *s.shift_log2)));
+            }
+          } else {
+            for (int64_t i = 0; i < k; ++i)
+              if (std::fabs(x[i]) >= s.activation.alpha) add(y, i, x[i]);
           }
           if (s.gelu) s.kernels->gelu(y, n);
         }

@@ -126,6 +126,31 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         }
     }
 
+    /// <summary>activation = "shift-log2" (ADFQ-ViT's post-GELU quantizer, fitted on GELU-like
+    /// values): 4- and 8-bit levels, values below the calibration minimum and above its maximum, and
+    /// just above the minimum, where the levels are past the op's int16 range.</summary>
+    [TestCaseSource(nameof(Shapes))]
+    public void ShiftLog2MatchesReference(string path, long[] shape, int k, int n, int weightBits)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var u = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 14, 3f);
+        // GELU of ±3: the dense dip near −0.17 and a positive tail.
+        var x = u.Select(v => (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))))).ToArray();
+        // Every 7th value just above the range minimum: levels past the op's int16 range (q > 15),
+        // which it adds in float (GELU's flat minimum puts many calibration values there).
+        for (int i = 0; i < x.Length; i += 7) x[i] = -0.1f + 1e-6f * (1 + i % 50);
+        var (codes, scales) = Weights(k, n, weightBits, 15);
+        var bias = TinyModels.Random(n, 16);
+        foreach (int bits in new[] { 4, 8 })
+        {
+            var q = ShiftLog2Quantizer.ForRange(-0.1f, 2.5f, bits);  // some values below and above the range
+            var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
+            // 2e-6, tighter than the other modes: without the float residual of the levels past
+            // int16 the 8-bit error was up to 1.2e-5 of max |y| here; with it ≤ 4e-7.
+            AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-6);
+        }
+    }
+
     /// <summary>epilogue = "gelu": the reference output through the exact GELU, per-token and
     /// outlier-split (where GELU follows the float residual).</summary>
     [TestCaseSource(nameof(Shapes))]
@@ -176,7 +201,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("input X has shape [2,7]; its last axis must be k=8"));
         var badMode = Model(8, 5, 8, codes, scales, null, [AttributeValue.String("activation", "channel")], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badMode, new float[16], [2, 8]))!;
-        Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation' must be 'token' or 'static', not 'channel'"));
+        Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation' must be 'token', 'static' or 'shift-log2', not 'channel'"));
         var badEpilogue = Model(8, 5, 8, codes, scales, null, [.. token, AttributeValue.String("epilogue", "relu")], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badEpilogue, new float[16], [2, 8]))!;
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'epilogue' must be 'none' or 'gelu', not 'relu'"));
