@@ -85,6 +85,7 @@ public class LoweringAgreementTests
     /// the portable model it was 97 %: there ONNX Runtime turns each DequantizeLinear → MatMul on a
     /// float activation into MatMulNBits, which re-quantizes the activation.</summary>
     [TestCase("vit.opset17.onnx", "adfq", "W8A8")]
+    [TestCase("deit.opset17.onnx", "adfq", "W8A8")]
     public void NativePerTokenMatchesPortable(string file, string recipe, string bits)
     {
         if (NativeOps.Unavailable is { } why) Assert.Ignore(why);

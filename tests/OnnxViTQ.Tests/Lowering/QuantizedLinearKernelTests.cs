@@ -202,6 +202,13 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         var badMode = Model(8, 5, 8, codes, scales, null, [AttributeValue.String("activation", "channel")], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badMode, new float[16], [2, 8]))!;
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation' must be 'token', 'static' or 'shift-log2', not 'channel'"));
+        var q = NativeLinearLowering.ActivationAttributes(ShiftLog2Quantizer.ForRange(-0.2f, 3f, 4), out _)!;
+        var badShift = Model(8, 5, 8, codes, scales, null, q.Where(a => a.Name != "activation_scale"), [2, 8]);
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(badShift, new float[16], [2, 8]))!;
+        Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation_scale' is missing"));
+        var badEpsilon = Model(8, 5, 8, codes, scales, null, [.. q.Where(a => a.Name != "activation_epsilon"), AttributeValue.Float("activation_epsilon", -1f)], [2, 8]);
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(badEpsilon, new float[16], [2, 8]))!;
+        Assert.That(e.Message, Does.Contain("activation_epsilon must be finite and ≥ 0"));
         var badEpilogue = Model(8, 5, 8, codes, scales, null, [.. token, AttributeValue.String("epilogue", "relu")], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badEpilogue, new float[16], [2, 8]))!;
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'epilogue' must be 'none' or 'gelu', not 'relu'"));
