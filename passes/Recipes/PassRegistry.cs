@@ -69,6 +69,8 @@ internal static class PassRegistry
             (_, _) => new LowerActivationProducts()),
         new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue (part of --format native)", [],
             (_, _) => new FuseNativeGelu()),
+        new("fuse-native-layernorm", "after emit-portable: a LayerNormalization read only by a com.onnxvitq.QuantizedLinear (static or per-token input) is computed by that op on each row before quantizing (part of --format native)", [],
+            (_, _) => new FuseNativeLayerNorm()),
         new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of the forms that compute the plan exactly: QDQ and MatMulIntegerToFloat on integer activation codes, float weights on other activations; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, float, nbits, dynamic force one)", ["kernel"],
             (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "float", "nbits", "dynamic") switch
             {

@@ -93,8 +93,9 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
     }
 
     /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
-    /// that already names a lowering pass keeps its own). With lower-native, fuse-native-gelu follows
-    /// the emitter (GELU into fc1's epilogue) unless the recipe places it. With lower-ort, store-weights-unsigned
+    /// that already names a lowering pass keeps its own). With lower-native, fuse-native-gelu and
+    /// fuse-native-layernorm follow the emitter (GELU into fc1's epilogue, LayerNorm into the qkv
+    /// and fc1 ops) unless the recipe places them. With lower-ort, store-weights-unsigned
     /// follows the emitter unless the recipe places it, so the QDQ ONNX Runtime fuses stays exact
     /// on a CPU whose u8×s8 kernels saturate.</summary>
     private IReadOnlyList<PassStep> WithLowering(IReadOnlyList<PassStep> passes, OutputFormat format)
@@ -106,8 +107,9 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
             passes = [.. passes.Take(at), new PassStep(lowering), .. passes.Skip(at)];
         }
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
-        if (emit >= 0 && passes.Any(p => p.Name == "lower-native") && passes.All(p => p.Name != "fuse-native-gelu"))
-            passes = [.. passes.Take(emit + 1), new PassStep("fuse-native-gelu"), .. passes.Skip(emit + 1)];
+        if (emit >= 0 && passes.Any(p => p.Name == "lower-native"))
+            foreach (var fusion in new[] { "fuse-native-layernorm", "fuse-native-gelu" })
+                if (passes.All(p => p.Name != fusion)) passes = [.. passes.Take(emit + 1), new PassStep(fusion), .. passes.Skip(emit + 1)];
         if (emit < 0 || passes.All(p => p.Name != "lower-ort") || passes.Any(p => p.Name == "store-weights-unsigned")) return passes;
         return [.. passes.Take(emit + 1), new PassStep("store-weights-unsigned"), .. passes.Skip(emit + 1)];
     }

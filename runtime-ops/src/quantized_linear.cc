@@ -44,12 +44,12 @@ struct QuantizedLinearOp : Ort::CustomOpBase<QuantizedLinearOp, QuantizedLinearK
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept;
   const char* GetName() const { return "QuantizedLinear"; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 4; }
+  size_t GetInputTypeCount() const { return 6; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index >= 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
@@ -67,6 +67,10 @@ struct QuantizedLinearKernel {
   int64_t tile_rows = 64, tile_panels = 3;
   bool gelu = false;  // epilogue "gelu": Y = GELU(dequant(…) + bias (+ outliers))
   std::optional<ShiftLog2> shift_log2;  // activation "shift-log2"
+  // Inputs 4 and 5: LayerNorm γ and β applied to each row of X before it is quantized (fused
+  // LayerNormalization → linear); empty when X is used as it is.
+  std::vector<float> ln_gamma, ln_beta;
+  float ln_epsilon = 1e-5f;
 
   QuantizedLinearKernel(const OrtApi&, const OrtKernelInfo* raw) {
     Ort::ConstKernelInfo info(raw);
@@ -165,6 +169,23 @@ struct QuantizedLinearKernel {
       throw OpError("attribute 'activation' must be 'token', 'static' or 'shift-log2', not '" + mode + "'");
     }
 
+    if (info.GetInputCount() > 4) {
+      int64_t count = 0;
+      const float* g = ConstantFloats(info, 4, "layernorm scale", &count);
+      if (count != weights.k) throw OpError("layernorm scale has " + std::to_string(count) + " values; expected k=" + std::to_string(weights.k));
+      ln_gamma.assign(g, g + count);
+      ln_beta.assign(weights.k, 0.f);
+      if (info.GetInputCount() > 5) {
+        const float* b = ConstantFloats(info, 5, "layernorm bias", &count);
+        if (count != weights.k) throw OpError("layernorm bias has " + std::to_string(count) + " values; expected k=" + std::to_string(weights.k));
+        ln_beta.assign(b, b + count);
+      }
+      ln_epsilon = Attribute<float>(info, "layernorm_epsilon", 1e-5f, false);
+      if (!(ln_epsilon >= 0) || !std::isfinite(ln_epsilon)) throw OpError("layernorm_epsilon must be finite and ≥ 0");
+      // The float residuals read X itself; normalising it twice is not worth a fusion.
+      if (shift_log2 || activation.alpha > 0) throw OpError("layernorm inputs need activation 'static' or 'token' without outlier_alpha");
+    }
+
     const std::string epilogue = Attribute<std::string>(info, "epilogue", "none", false);
     if (epilogue == "gelu") gelu = true;
     else if (epilogue != "none") throw OpError("attribute 'epilogue' must be 'none' or 'gelu', not '" + epilogue + "'");
@@ -223,6 +244,27 @@ struct QuantizedLinearKernel {
       auto& w = *static_cast<Work*>(data);
       const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
       const auto& s = *w.self;
+      if (!s.ln_gamma.empty()) {
+        // One row at a time through a cache-resident buffer: LayerNorm as ONNX Runtime computes
+        // it for float (float sums of x and x², (x − mean) / √(E[x²] − mean² + ε) · γ + β), then
+        // the row's quantization.
+        const int64_t k = s.weights.k;
+        thread_local std::vector<float> normalised;
+        normalised.resize(static_cast<size_t>(k));
+        for (int64_t r = m0; r < m1; ++r) {
+          const float* x = w.x + r * k;
+          float sum = 0, squares = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            sum += x[i];
+            squares += x[i] * x[i];
+          }
+          const float mean = sum / static_cast<float>(k);
+          const float deviation = std::sqrt(squares / static_cast<float>(k) - mean * mean + s.ln_epsilon);
+          for (int64_t i = 0; i < k; ++i) normalised[i] = (x[i] - mean) / deviation * s.ln_gamma[i] + s.ln_beta[i];
+          s.kernels->quantize(normalised.data(), k, 0, 1, s.activation, w.codes.data() + r * s.weights.kp, s.weights.kp, w.scale.data() + r, w.zero.data() + r);
+        }
+        return;
+      }
       if (s.shift_log2) s.kernels->shift_log2(w.x, s.weights.k, m0, m1, *s.shift_log2, w.wide.data(), s.weights.kp, w.dropped.get(), w.dropped_count.get());
       else s.kernels->quantize(w.x, s.weights.k, m0, m1, s.activation, w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data());
     }, quantize_tasks, 0, &work);

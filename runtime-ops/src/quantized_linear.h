@@ -1,8 +1,10 @@
 // com.onnxvitq QuantizedLinear: Y = dequant(quant(X) · W) + bias (+ outlier residual), optionally GELU(·).
 //
 // Inputs: X float [..., K]; W uint8 packed (kernels.h layout, int8 or int4 codes);
-//         weight_scale float [N] or [1]; bias float [N] (optional). W, weight_scale and bias
-//         must be initializers (they are read once when the kernel is created).
+//         weight_scale float [N] or [1]; bias float [N] (optional); layernorm scale γ [K] and
+//         bias β [K] (optional: with γ, each row of X is LayerNorm-ed, ε = layernorm_epsilon, before
+//         it is quantized — LayerNormalization → linear in one op; static or token activations
+//         without outliers). All but X must be initializers (read once when the kernel is created).
 // Attributes: k, n, weight_bits (8 | 4); activation ("token" | "static" | "shift-log2");
 //   token: activation_bits (codes in [0, 2^bits − 1] per row), outlier_alpha (> 0: |x| ≥ α is
 //          taken out of the quantized row and multiplied in float with the dequantized weight);

@@ -519,15 +519,18 @@ if (only.Contains("speed"))
     r.AppendLine();
     r.AppendLine("GELU into fc1 (`fuse-native-gelu`, part of `--format native`): com.onnxvitq.QuantizedLinear (int8 weights, per-token activations) followed by the");
     r.AppendLine("exporter's erf GELU nodes (ONNX Runtime fuses them into its Gelu op) against the same op computing GELU in its epilogue, on the DeiT-Tiny fc1 shape at batch 1 and 8.");
+    r.AppendLine("LayerNorm into the linear that reads it (`fuse-native-layernorm`, part of `--format native`): ONNX Runtime's LayerNormalization then the op, against the");
+    r.AppendLine("op normalising each row itself before quantizing it, on the DeiT-Tiny qkv shape.");
     r.AppendLine();
-    r.AppendLine("| M×K×N | QuantizedLinear then Gelu ms | fused ms | fused vs separate |");
-    r.AppendLine("|---|---:|---:|---:|");
-    foreach (var (m, k, n) in new[] { (197, 192, 768), (1576, 192, 768) })
+    r.AppendLine("| fusion | M×K×N | separate ms | fused ms | fused vs separate |");
+    r.AppendLine("|---|---|---:|---:|---:|");
+    foreach (var (fusion, m, k, n) in new[] { ("GELU", 197, 192, 768), ("GELU", 1576, 192, 768), ("LayerNorm", 197, 192, 576), ("LayerNorm", 1576, 192, 576) })
     {
         var x = Speed.RandomInput((long)m * k, 1);
-        var t = Speed.MedianMs([Speed.GemmModel(m, k, n, 8, "separate"), Speed.GemmModel(m, k, n, 8, "fused")], "x", x, [m, k], rounds * 5);
-        r.AppendLine($"| {m}×{k}×{n} | {t[0]:0.000} | {t[1]:0.000} | {t[0] / t[1]:0.00}× |");
-        Console.WriteLine($"gelu fusion {m}x{k}x{n}: separate {t[0]:0.000} ms, fused {t[1]:0.000} ms");
+        byte[] Form(string f) => fusion == "GELU" ? Speed.GemmModel(m, k, n, 8, gelu: f) : Speed.GemmModel(m, k, n, 8, layerNorm: f);
+        var t = Speed.MedianMs([Form("separate"), Form("fused")], "x", x, [m, k], rounds * 5);
+        r.AppendLine($"| {fusion} | {m}×{k}×{n} | {t[0]:0.000} | {t[1]:0.000} | {t[0] / t[1]:0.00}× |");
+        Console.WriteLine($"{fusion} fusion {m}x{k}x{n}: separate {t[0]:0.000} ms, fused {t[1]:0.000} ms");
     }
     r.AppendLine();
 

@@ -80,8 +80,9 @@ internal static class Speed
     /// <summary>y[M,N] = QuantizedLinear(x[M,K]) with random codes; per-token activations.
     /// <paramref name="gelu"/>: <c>none</c>; <c>separate</c> = the exporter's erf GELU nodes after the op
     /// (ONNX Runtime fuses them into its Gelu op), as an unfused native model has them; <c>fused</c> =
-    /// the op's GELU epilogue (fuse-native-gelu).</summary>
-    public static byte[] GemmModel(int m, int k, int n, int weightBits, string gelu = "none")
+    /// the op's GELU epilogue (fuse-native-gelu). <paramref name="layerNorm"/> likewise: a
+    /// LayerNormalization before the op, or the op's own layernorm inputs (fuse-native-layernorm).</summary>
+    public static byte[] GemmModel(int m, int k, int n, int weightBits, string gelu = "none", string layerNorm = "none")
     {
         var g = new Graph("gemm");
         var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(m), Dim.Known(k)]));
@@ -92,9 +93,13 @@ internal static class Speed
         var s = g.AddInitializer("s", Tensor.FromFloats([n], Enumerable.Repeat(0.01f, n).ToArray()));
         var b = g.AddInitializer("b", Tensor.FromFloats([n], new float[n]));
         var activation = NativeLinearLowering.ActivationAttributes(new PerTokenQuantizer(8), out _)!;
-        var y = g.AddNode("QuantizedLinear", [x, packed, s, b], ["y"],
+        var gamma = g.AddInitializer("gamma", Tensor.FromFloats([k], Enumerable.Range(0, k).Select(_ => 0.5f + (float)rng.NextDouble()).ToArray()));
+        var beta = g.AddInitializer("beta", Tensor.FromFloats([k], Enumerable.Range(0, k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray()));
+        Value input = layerNorm == "separate" ? g.AddNode("LayerNormalization", [x, gamma, beta], ["normalised"], [AttributeValue.Float("epsilon", 1e-6f)]).Output() : x;
+        var y = g.AddNode("QuantizedLinear", [input, packed, s, b, .. layerNorm == "fused" ? new[] { gamma, beta } : []], ["y"],
             [AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits), .. activation,
-             .. gelu == "fused" ? [AttributeValue.String("epilogue", "gelu")] : Array.Empty<AttributeValue>()], NativeOps.Domain, "gemm").Output();
+             .. gelu == "fused" ? [AttributeValue.String("epilogue", "gelu")] : Array.Empty<AttributeValue>(),
+             .. layerNorm == "fused" ? [AttributeValue.Float("layernorm_epsilon", 1e-6f)] : Array.Empty<AttributeValue>()], NativeOps.Domain, "gemm").Output();
         if (gelu == "separate")
         {
             Value Scalar(string name, float v) => g.AddInitializer(name, Tensor.FromFloats([], [v]));

@@ -18,7 +18,8 @@ namespace OnnxViTQ.Tests.Lowering;
 public class QuantizedLinearKernelTests : NativeKernelTest
 {
     /// <summary>A one-node model: y = QuantizedLinear(x[rows..., k]).</summary>
-    private static byte[] Model(int k, int n, int weightBits, int[] codes, float[] scales, float[]? bias, IEnumerable<AttributeValue> activation, long[] xShape)
+    private static byte[] Model(int k, int n, int weightBits, int[] codes, float[] scales, float[]? bias, IEnumerable<AttributeValue> activation, long[] xShape,
+                                float[]? layerNormScale = null, float[]? layerNormBias = null)
     {
         var g = new Graph("quantized_linear");
         var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, xShape.Select(Dim.Known).ToArray()));
@@ -27,6 +28,8 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         var s = g.AddInitializer("s", Tensor.FromFloats([scales.Length], scales));
         var inputs = new List<Value?> { x, packed, s };
         if (bias is not null) inputs.Add(g.AddInitializer("b", Tensor.FromFloats([n], bias)));
+        if (layerNormScale is not null) inputs.Add(g.AddInitializer("ln_scale", Tensor.FromFloats([k], layerNormScale)));
+        if (layerNormBias is not null) inputs.Add(g.AddInitializer("ln_bias", Tensor.FromFloats([k], layerNormBias)));
         var attributes = new List<AttributeValue> { AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits) };
         attributes.AddRange(activation);
         var y = g.AddNode("QuantizedLinear", inputs, ["y"], attributes, NativeOps.Domain, "linear").Output();
@@ -172,6 +175,47 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         {
             var expected = Reference(x, k, n, codes, scales, bias, q).Select(v => (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))))).ToArray();
             AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
+        }
+    }
+
+    /// <summary>layernorm inputs: the op LayerNorm-s each row before quantizing it; the reference is
+    /// LayerNorm in double, then the quantizer's simulation and the product. A float-vs-double
+    /// difference can move a static code by one step now and then, so the bound is one step of one
+    /// element against the largest output, and the mean error stays at float level.</summary>
+    [TestCaseSource(nameof(Shapes))]
+    public void LayerNormInputMatchesReference(string path, long[] shape, int k, int n, int weightBits)
+    {
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 17, 3f);
+        for (int i = 0; i < x.Length; i++) x[i] += i % k == 0 ? 5f : 0.5f;  // rows with a mean and an outlying channel
+        var gamma = TinyModels.Random(k, 18, 2f);
+        var beta = TinyModels.Random(k, 19, 0.5f);
+        var (codes, scales) = Weights(k, n, weightBits, 20);
+        var bias = TinyModels.Random(n, 21);
+        const float epsilon = 1e-6f;
+        var normalised = new float[x.Length];
+        for (int r = 0; r < x.Length / k; r++)
+        {
+            var row = x.AsSpan(r * k, k);
+            double mean = 0, squares = 0;
+            foreach (float v in row) { mean += v; squares += (double)v * v; }
+            mean /= k;
+            double deviation = Math.Sqrt(squares / k - mean * mean + epsilon);
+            for (int i = 0; i < k; i++) normalised[r * k + i] = (float)((row[i] - mean) / deviation * gamma[i] + beta[i]);
+        }
+        foreach (var (attributes, q) in new (AttributeValue[], FittedQuantizer)[]
+                 {
+                     ([AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], new PerTokenQuantizer(8)),
+                     ([.. NativeLinearLowering.ActivationAttributes(UniformQuantizer.AsymmetricFromRange(-4f, 5f, 8), out _)!], UniformQuantizer.AsymmetricFromRange(-4f, 5f, 8)),
+                 })
+        {
+            var model = Model(k, n, weightBits, codes, scales, bias, [.. attributes, AttributeValue.Float("layernorm_epsilon", epsilon)], shape, gamma, beta);
+            var actual = Run(model, x, shape);
+            var expected = Reference(normalised, k, n, codes, scales, bias, q);
+            double step = 9f / 255 * 128 * scales.Max();
+            AssertClose(actual, expected, $"{q} after LayerNorm", step / expected.Max(v => Math.Abs(v)) + 2e-5);
+            double meanError = actual.Zip(expected, (a, b) => Math.Abs(a - b)).Average();
+            Assert.That(meanError, Is.LessThan(1e-4 * expected.Max(v => Math.Abs(v))), $"{q}: mean |Δ| {meanError:g3}");
         }
     }
 

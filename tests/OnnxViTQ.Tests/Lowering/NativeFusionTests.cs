@@ -9,9 +9,10 @@ using OnnxViTQ.Tests.Support;
 
 namespace OnnxViTQ.Tests.Lowering;
 
-/// <summary>fuse-native-gelu: which GELUs after a QuantizedLinear become its epilogue, and which
-/// stay (tanh form, an output read elsewhere); and on a real export every MLP's GELU is fused.</summary>
-public class FuseNativeGeluTests
+/// <summary>fuse-native-gelu and fuse-native-layernorm: which GELUs after a QuantizedLinear become
+/// its epilogue and which LayerNorms before it move into it, which stay (tanh form, values read
+/// elsewhere, outlier inputs), and on a real export every block's are fused.</summary>
+public class NativeFusionTests
 {
     private const int K = 8, N = 4;
 
@@ -65,11 +66,52 @@ public class FuseNativeGeluTests
         Assert.That(model.Graph.Nodes.Count(), Is.EqualTo(nodes));
     }
 
-    /// <summary>--format native on the ViT export: every block's GELU is in its fc1, no Erf is left,
+    /// <summary>x → LayerNormalization → QuantizedLinear; optionally the normalised value also read
+    /// by a second op (a graph output), or the linear with outlier-split input.</summary>
+    private static (Model Model, Node Linear) Normalised(bool shared = false, bool outliers = false)
+    {
+        var g = new Graph("ln");
+        var x = g.AddInput("x", TensorTypeInfo.Of(DataType.Float, 2, K));
+        var gamma = g.AddInitializer("gamma", Tensor.FromFloats([K], Enumerable.Repeat(1f, K).ToArray()));
+        var beta = g.AddInitializer("beta", Tensor.FromFloats([K], new float[K]));
+        var y = g.AddNode("LayerNormalization", [x, gamma, beta], ["normalised"], [AttributeValue.Float("epsilon", 1e-6f)], name: "ln").Output();
+        var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(K, N, 8)], NativeWeightLayout.Pack((_, _) => 1, K, N, 8)));
+        var s = g.AddInitializer("s", Tensor.FromFloats([N], [0.1f, 0.1f, 0.1f, 0.1f]));
+        var linear = g.AddNode(NativeLinearLowering.OpType, [y, packed, s], ["fc1"],
+            [AttributeValue.Int("k", K), AttributeValue.Int("n", N), AttributeValue.String("activation", "token"), .. outliers ? [AttributeValue.Float("outlier_alpha", 4f)] : Array.Empty<AttributeValue>()],
+            NativeOps.Domain, "fc1");
+        g.AddOutput(linear.Output());
+        if (shared) g.AddOutput(g.AddNode("Relu", [y], ["other"]).Output());
+        return (new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]), linear);
+    }
+
+    [Test]
+    public void LayerNormMovesIntoTheLinear()
+    {
+        var (model, linear) = Normalised();
+        Assert.That(new FuseNativeLayerNorm().Run(model, new PassContext()).Modified, Is.True);
+        Assert.That(model.Graph.Nodes.Select(n => n.OpType), Is.EqualTo(new[] { NativeLinearLowering.OpType }));
+        Assert.That(linear.Input(0)!.Name, Is.EqualTo("x"));
+        Assert.That(linear.Input(4)!.Name, Is.EqualTo("gamma"));
+        Assert.That(linear.Input(5)!.Name, Is.EqualTo("beta"));
+        Assert.That(linear.Input(3), Is.Not.Null, "a zero bias fills the slot before the layernorm inputs");
+        Assert.That(linear.GetFloat("layernorm_epsilon", 0), Is.EqualTo(1e-6f));
+    }
+
+    [TestCase(true, false, TestName = "SharedLayerNormStays")]
+    [TestCase(false, true, TestName = "LayerNormBeforeOutlierInputStays")]
+    public void OtherLayerNormsStay(bool shared, bool outliers)
+    {
+        var (model, linear) = Normalised(shared, outliers);
+        Assert.That(new FuseNativeLayerNorm().Run(model, new PassContext()).Modified, Is.False);
+        Assert.That(linear.Inputs, Has.Count.EqualTo(3));
+    }
+
+    /// <summary>--format native on the ViT export: every block's GELU is in its fc1 and its LayerNorms in qkv and fc1, no Erf is left,
     /// and the file ONNX Runtime loads still agrees with the portable model (the agreement tests
     /// compare logits).</summary>
     [Test]
-    public void NativeFormatFusesEveryMlpGelu()
+    public void NativeFormatFusesEveryBlock()
     {
         var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
         int gelus = model.Graph.Nodes.Count(n => n.OpType == "Erf");
@@ -79,5 +121,9 @@ public class FuseNativeGeluTests
         Assert.That(model.Graph.Nodes.Count(n => n.OpType == "Erf"), Is.Zero);
         Assert.That(model.Graph.Nodes.Count(n => n.OpType == NativeLinearLowering.OpType && n.Attribute("epilogue")?.AsString() == "gelu"), Is.EqualTo(gelus));
         Assert.That(result.Diagnostics.Any(d => d.Pass == "fuse-native-gelu" && d.Message.StartsWith($"{gelus} GELU(s) fused")), Is.True);
+        // Each block's two LayerNorms (before qkv and fc1) are in their ops; the final one feeds the head's token slice.
+        int fusedNorms = model.Graph.Nodes.Count(n => n.OpType == NativeLinearLowering.OpType && n.Input(4) is not null);
+        Assert.That(fusedNorms, Is.EqualTo(2 * gelus));
+        Assert.That(model.Graph.Nodes.Count(n => n.OpType == "LayerNormalization"), Is.EqualTo(1));
     }
 }

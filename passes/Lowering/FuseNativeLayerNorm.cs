@@ -1,0 +1,75 @@
+using OnnxViTQ.Ir;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Patterns;
+using OnnxViTQ.Runtime;
+
+namespace OnnxViTQ.Passes.Lowering;
+
+/// <summary>
+/// Recipe pass <c>fuse-native-layernorm</c> (part of <c>--format native</c>, after the emitter): a
+/// <c>LayerNormalization</c> over the last axis with constant γ, β whose values only a
+/// <c>com.onnxvitq.QuantizedLinear</c> reads (a ViT block's qkv and fc1; Shape ops may read its
+/// shape) moves into that op as its
+/// layernorm inputs (also through a Transpose that keeps the last axis): the op normalises each
+/// row in a cache-resident buffer and quantizes it, so the normalised tensor is never written out
+/// and read back. Not with outlier-split or shift-log2
+/// inputs, whose float residuals read the normalised values.
+/// </summary>
+internal sealed class FuseNativeLayerNorm : IPass
+{
+    public string Name => "fuse-native-layernorm";
+
+    public PassResult Run(Model model, PassContext context)
+    {
+        var graph = model.Graph;
+        int fused = 0;
+        foreach (var norm in graph.Nodes.ToList())
+        {
+            if (norm.IsRemoved || norm is not { OpType: "LayerNormalization", Domain: "" } || Fusable(norm, out var between) is not { } linear) continue;
+            int k = (int)linear.GetInt("k", 0);
+            var gamma = norm.Input(1)!;
+            var beta = norm.Input(2) ?? graph.AddInitializer(graph.UniqueName($"{norm.Name}_beta"), Tensor.FromFloats([k], new float[k]));
+            var bias = linear.Input(3) ?? graph.AddInitializer(graph.UniqueName($"{linear.Name}_bias"), Tensor.FromFloats([(int)linear.GetInt("n", 0)], new float[linear.GetInt("n", 0)]));
+            if (between is not null)
+            {
+                // LayerNorm works row by row, so a Transpose that keeps the last axis commutes with it.
+                between.SetInput(0, norm.Input(0));  // same shape and type: only values move
+            }
+            else linear.SetInput(0, norm.Input(0));
+            linear.SetInput(3, bias);
+            linear.SetInput(4, gamma);
+            linear.SetInput(5, beta);
+            linear.SetAttribute(AttributeValue.Float("layernorm_epsilon", norm.GetFloat("epsilon", 1e-5f)));
+            graph.RemoveNode(norm);
+            fused++;
+        }
+        context.Info($"{fused} LayerNormalization(s) fused into the following {NativeOps.Domain}.{NativeLinearLowering.OpType}");
+        return new PassResult(fused > 0);
+    }
+
+    /// <summary>The op that can take the LayerNorm in, or null; <paramref name="between"/>: a
+    /// Transpose between them that keeps the last axis last (torchvision's attention transposes
+    /// tokens and batch before the qkv projection).</summary>
+    private static Node? Fusable(Node norm, out Node? between)
+    {
+        between = null;
+        var y = norm.Output();
+        if (y.IsGraphOutput || norm.Outputs.Skip(1).Any(o => o is not null && (o.Consumers.Count > 0 || o.IsGraphOutput))) return null;
+        // Shape readers see the same shape after the rewrite; any other reader needs the normalised values.
+        static List<Use> ValueReaders(Value v) => v.Consumers.Where(c => c.Node is not { OpType: "Shape", Domain: "" }).ToList();
+        if (ValueReaders(y) is [{ Node: { OpType: "Transpose", Domain: "" } transpose, InputIndex: 0 }] && !transpose.Output().IsGraphOutput
+            && transpose.Attribute("perm")?.AsInts() is { Count: > 0 } perm && perm[^1] == perm.Count - 1)
+        {
+            between = transpose;
+            y = transpose.Output();
+        }
+        if (ValueReaders(y) is not [{ Node: { OpType: NativeLinearLowering.OpType, Domain: NativeOps.Domain } linear, InputIndex: 0 }]) return null;
+        if (linear.Inputs.Count > 4 || linear.Attribute("activation")?.AsString() is not ("static" or "token") || linear.GetFloat("outlier_alpha", 0) > 0) return null;
+        long axis = norm.GetInt("axis", -1);
+        long k = linear.GetInt("k", 0);
+        if (!(axis == -1 || (norm.Input(0)!.Type is TensorTypeInfo { Shape: { } shape } && axis == shape.Count - 1))) return null;
+        bool IsVector(Value? v) => v is not null && Constants.TryGetTensor(v, out var t) && t.ElementCount == k && t.DataType == DataType.Float;
+        if (!IsVector(norm.Input(1)) || (norm.Input(2) is { } b && !IsVector(b))) return null;
+        return linear;
+    }
+}
