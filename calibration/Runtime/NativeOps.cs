@@ -60,6 +60,11 @@ internal static class NativeOps
     /// measured for <paramref name="seconds"/> on the calling thread; 0 without AVX-512 VNNI.</summary>
     public static unsafe double VnniPeakGops(double seconds) => ((delegate* unmanaged<double, double>)Export("OnnxViTQOpsVnniPeakGops"))(seconds);
 
+    /// <summary>Register-only AVX2 throughput of one core (GOPS, 2 ops per multiply-add) for
+    /// <paramref name="kind"/>: 0 = vpmaddwd (exact int16, the native AVX2 GEMM), 1 = vpmaddubsw
+    /// (saturating u8×s8, ONNX Runtime's AVX2 kernel), 2 = FP32 FMA; 0 without AVX2.</summary>
+    public static unsafe double Avx2PeakGops(double seconds, int kind) => ((delegate* unmanaged<double, int, double>)Export("OnnxViTQOpsAvx2PeakGops"))(seconds, kind);
+
     private static readonly Lazy<IntPtr> Library = new(() =>
     {
         EnsureAvailable("calling into the native library");

@@ -120,6 +120,10 @@ const Kernels* SelectKernels(const char** error);
 // Register-only vpdpbusd throughput of the calling thread's core, GOPS (AVX-512 VNNI CPUs only).
 double VnniPeakGops(double seconds);
 
+// Register-only throughput of the calling thread's core, GOPS (AVX2 CPUs only): kind 0 = vpmaddwd
+// (the AVX2 GEMM's exact int16 multiply-add), 1 = vpmaddubsw (saturating u8×s8), 2 = FP32 FMA.
+double Avx2PeakGops(double seconds, int kind);
+
 // Paths this CPU can run, fastest first, comma-separated.
 const char* SupportedPaths();
 

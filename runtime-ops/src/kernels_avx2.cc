@@ -7,6 +7,7 @@
 // accumulators, 2 weight registers and the broadcast.
 #include <immintrin.h>
 #include <cstring>
+#include <time.h>
 #include "panel_source.h"
 
 namespace onnxvitq {
@@ -353,6 +354,51 @@ void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const Shif
     dropped_count[r] = count;
     for (; i < stride; ++i) o[i] = 0;
   }
+}
+
+// Register-only throughput of one core for the instruction an AVX2 int8 GEMM is built on, so
+// that a GEMM's GOPS can be read against what the core can do at all: 12 independent chains, no
+// loads. kind 0: vpmaddwd + vpaddd (16 exact int16 MACs, this file's GEMM); 1: vpmaddubsw +
+// vpmaddwd + vpaddd (32 u8×s8 MACs with int16-saturating pair sums, ONNX Runtime's AVX2 u8×s8
+// kernel); 2: FP32 vfmadd (8 MACs, the FP32 GEMM). GOPS = 2 × MACs per step × steps / seconds.
+double Avx2PeakGops(double seconds, int kind) {
+#define OVQ_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define OVQ_DECLARE(i) __m256i c##i = _mm256_set1_epi32(i); __m256 f##i = _mm256_set1_ps(static_cast<float>(i));
+#define OVQ_MADD(i) c##i = _mm256_add_epi32(c##i, _mm256_madd_epi16(a, b));
+#define OVQ_MADDUBS(i) c##i = _mm256_add_epi32(c##i, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+#define OVQ_FMA(i) f##i = _mm256_fmadd_ps(fa, fb, f##i);
+#define OVQ_SUM(i) sum = _mm256_add_epi32(sum, c##i); fsum = _mm256_add_ps(fsum, f##i);
+  OVQ_CHAINS(OVQ_DECLARE)
+  __m256i a = _mm256_set1_epi16(3), b = _mm256_set1_epi16(-2), ones = _mm256_set1_epi16(1);
+  __m256 fa = _mm256_set1_ps(1.0001f), fb = _mm256_set1_ps(0.9999f);
+  __asm__ volatile("" : "+x"(a), "+x"(b), "+x"(ones), "+x"(fa), "+x"(fb));
+  int64_t steps = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  double elapsed = 0;
+  do {
+    for (int r = 0; r < 10000; ++r) {
+      if (kind == 0) { OVQ_CHAINS(OVQ_MADD) }
+      else if (kind == 1) { OVQ_CHAINS(OVQ_MADDUBS) }
+      else { OVQ_CHAINS(OVQ_FMA) }
+    }
+    steps += 12 * 10000;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    elapsed = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+  } while (elapsed < seconds);
+  __m256i sum = _mm256_setzero_si256();
+  __m256 fsum = _mm256_setzero_ps();
+  OVQ_CHAINS(OVQ_SUM)
+  volatile int sink = _mm256_extract_epi32(sum, 0) + static_cast<int>(_mm256_cvtss_f32(fsum));
+  (void)sink;
+#undef OVQ_CHAINS
+#undef OVQ_DECLARE
+#undef OVQ_MADD
+#undef OVQ_MADDUBS
+#undef OVQ_FMA
+#undef OVQ_SUM
+  const double macs = kind == 0 ? 16 : kind == 1 ? 32 : 8;
+  return 2.0 * macs * static_cast<double>(steps) / elapsed / 1e9;
 }
 
 const Kernels& Avx2Kernels() {

@@ -1,5 +1,6 @@
 // Library entry point: ONNX Runtime calls RegisterCustomOps when a session registers this file
 // (SessionOptions.RegisterCustomOpLibrary in .NET).
+#include <cstring>
 #include "onnxruntime_cxx_api.h"
 
 #include "kernels.h"
@@ -41,6 +42,11 @@ __attribute__((visibility("default"))) const char* OnnxViTQOpsKernelPath() {
 __attribute__((visibility("default"))) double OnnxViTQOpsVnniPeakGops(double seconds) {
   const char* paths = onnxvitq::SupportedPaths();
   return paths[0] == 'a' && paths[3] == '5' ? onnxvitq::VnniPeakGops(seconds) : 0.0;
+}
+
+// Measured AVX2 instruction peak of the calling thread's core in GOPS (kinds: kernels.h); 0 without AVX2.
+__attribute__((visibility("default"))) double OnnxViTQOpsAvx2PeakGops(double seconds, int kind) {
+  return std::strstr(onnxvitq::SupportedPaths(), "avx2") != nullptr && kind >= 0 && kind <= 2 ? onnxvitq::Avx2PeakGops(seconds, kind) : 0.0;
 }
 
 __attribute__((visibility("default"))) const char* OnnxViTQOpsSupportedPaths() { return onnxvitq::SupportedPaths(); }

@@ -478,8 +478,23 @@ if (only.Contains("speed"))
         r.AppendLine($"**int8 VNNI peak** (register-only loop of 24 independent `vpdpbusd zmm` chains; each instruction is 64 u8×s8 multiply-adds = 128 ops;");
         r.AppendLine($"GOPS = 128 × instructions / seconds): **{perCore:0} GOPS on one core, {allCores:0} GOPS on {Speed.Threads} cores at once** — the GEMM figures below are against the {Speed.Threads}-core figure.");
     }
+    else if (kernelPath == "avx2")
+    {
+        // No VNNI: the GEMM is read against the instruction it is built on, measured the same way.
+        var madd = Speed.Avx2Peak(0);
+        var maddubs = Speed.Avx2Peak(1);
+        var fma = Speed.Avx2Peak(2);
+        allCores = madd.AllCores;
+        r.AppendLine($"No VNNI on this CPU: the native kernels run the `{kernelPath}` path (exact 16-bit multiply-adds). **Measured peaks** (register-only loops of 12 independent chains,");
+        r.AppendLine("GOPS = 2 × multiply-adds per instruction × instructions / seconds), one core / both cores at once: ");
+        r.AppendLine($"`vpmaddwd` + `vpaddd` (16 exact int16 MACs; the native GEMM) **{madd.PerCore:0} / {madd.AllCores:0} GOPS**; `vpmaddubsw` + `vpmaddwd` + `vpaddd` (32 u8×s8 MACs, int16-saturating pair sums; ONNX Runtime's AVX2 u8×s8 kernel) {maddubs.PerCore:0} / {maddubs.AllCores:0} GOPS;");
+        r.AppendLine($"FP32 `vfmadd` (8 MACs) {fma.PerCore:0} / {fma.AllCores:0} GFLOPS. \"% of peak\" below is against the 2-core `vpmaddwd` figure. The exact int16 multiply-add's ceiling is");
+        r.AppendLine($"{madd.AllCores / fma.AllCores:0.00}× the FP32 FMA's here (the saturating u8×s8 one {maddubs.AllCores / fma.AllCores:0.00}×)" +
+                     (madd.AllCores / fma.AllCores < 2 ? ", so a GEMM-bound model cannot reach 2× FP32 on this CPU whatever the kernel." : "."));
+        Console.WriteLine($"avx2 peaks (1 core / 2 cores): madd {madd.PerCore:0}/{madd.AllCores:0}, maddubs {maddubs.PerCore:0}/{maddubs.AllCores:0}, fma {fma.PerCore:0}/{fma.AllCores:0}");
+    }
     else
-        r.AppendLine($"No VNNI on this CPU: the native kernels run the `{kernelPath}` path (exact 16-bit multiply-adds), so there is no VNNI peak to compare against.");
+        r.AppendLine($"No VNNI on this CPU: the native kernels run the `{kernelPath}` path, so there is no VNNI peak to compare against.");
     r.AppendLine();
     r.AppendLine("### Per-GEMM throughput (com.onnxvitq.QuantizedLinear, per-token activations quantized in the op)");
     r.AppendLine();

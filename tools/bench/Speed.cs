@@ -67,11 +67,16 @@ internal static class Speed
     }
 
     /// <summary>Register-only VNNI peak: per core, and all cores at once (one thread each).</summary>
-    public static (double PerCore, double AllCores) VnniPeak()
+    public static (double PerCore, double AllCores) VnniPeak() => Peak(() => NativeOps.VnniPeakGops(0.5));
+
+    /// <summary>Register-only AVX2 peak of one instruction kind (<see cref="NativeOps.Avx2PeakGops"/>).</summary>
+    public static (double PerCore, double AllCores) Avx2Peak(int kind) => Peak(() => NativeOps.Avx2PeakGops(0.5, kind));
+
+    private static (double PerCore, double AllCores) Peak(Func<double> measure)
     {
-        double single = NativeOps.VnniPeakGops(0.5);
+        double single = measure();
         var results = new double[Threads];
-        var threads = Enumerable.Range(0, Threads).Select(i => new Thread(() => results[i] = NativeOps.VnniPeakGops(0.5))).ToList();
+        var threads = Enumerable.Range(0, Threads).Select(i => new Thread(() => results[i] = measure())).ToList();
         foreach (var t in threads) t.Start();
         foreach (var t in threads) t.Join();
         return (single, results.Sum());
