@@ -108,8 +108,10 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         }
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
         if (emit >= 0 && passes.Any(p => p.Name == "lower-native"))
-            foreach (var fusion in new[] { "fuse-native-layernorm", "fuse-native-gelu" })
-                if (passes.All(p => p.Name != fusion)) passes = [.. passes.Take(emit + 1), new PassStep(fusion), .. passes.Skip(emit + 1)];
+        {
+            var fusions = new[] { "fuse-native-layernorm", "fuse-native-gelu" }.Where(f => passes.All(p => p.Name != f)).Select(f => new PassStep(f));
+            passes = [.. passes.Take(emit + 1), .. fusions, .. passes.Skip(emit + 1)];
+        }
         if (emit < 0 || passes.All(p => p.Name != "lower-ort") || passes.Any(p => p.Name == "store-weights-unsigned")) return passes;
         return [.. passes.Take(emit + 1), new PassStep("store-weights-unsigned"), .. passes.Skip(emit + 1)];
     }

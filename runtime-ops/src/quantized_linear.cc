@@ -245,9 +245,8 @@ struct QuantizedLinearKernel {
       const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
       const auto& s = *w.self;
       if (!s.ln_gamma.empty()) {
-        // One row at a time through a cache-resident buffer: LayerNorm as ONNX Runtime computes
-        // it for float (float sums of x and x², (x − mean) / √(E[x²] − mean² + ε) · γ + β), then
-        // the row's quantization.
+        // One row at a time through a cache-resident buffer: LayerNormalization's formula in
+        // float, (x − mean) / √(E[x²] − mean² + ε) · γ + β, then the row's quantization.
         const int64_t k = s.weights.k;
         thread_local std::vector<float> normalised;
         normalised.resize(static_cast<size_t>(k));
