@@ -40,6 +40,7 @@ internal sealed class FuseNativeLayerNorm : IPass
             linear.SetInput(4, gamma);
             linear.SetInput(5, beta);
             linear.SetAttribute(AttributeValue.Float("layernorm_epsilon", norm.GetFloat("epsilon", 1e-5f)));
+            norm.Output().ReplaceUsesWith(norm.Input(0)!);  // what is left are Shape readers: same shape
             graph.RemoveNode(norm);
             fused++;
         }

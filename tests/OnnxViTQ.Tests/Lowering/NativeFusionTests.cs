@@ -68,7 +68,7 @@ public class NativeFusionTests
 
     /// <summary>x → LayerNormalization → QuantizedLinear; optionally the normalised value also read
     /// by a second op (a graph output), or the linear with outlier-split input.</summary>
-    private static (Model Model, Node Linear) Normalised(bool shared = false, bool outliers = false)
+    private static (Model Model, Node Linear) Normalised(bool shared = false, bool outliers = false, bool shapeReader = false)
     {
         var g = new Graph("ln");
         var x = g.AddInput("x", TensorTypeInfo.Of(DataType.Float, 2, K));
@@ -82,6 +82,7 @@ public class NativeFusionTests
             NativeOps.Domain, "fc1");
         g.AddOutput(linear.Output());
         if (shared) g.AddOutput(g.AddNode("Relu", [y], ["other"]).Output());
+        if (shapeReader) g.AddOutput(g.AddNode("Shape", [y], ["shape"], name: "shape").Output());
         return (new Model(g, 8, [new OpsetImport("", 17), new OpsetImport(NativeOps.Domain, 1)]), linear);
     }
 
@@ -96,6 +97,17 @@ public class NativeFusionTests
         Assert.That(linear.Input(5)!.Name, Is.EqualTo("beta"));
         Assert.That(linear.Input(3), Is.Not.Null, "a zero bias fills the slot before the layernorm inputs");
         Assert.That(linear.GetFloat("layernorm_epsilon", 0), Is.EqualTo(1e-6f));
+    }
+
+    /// <summary>A Shape op reading the normalised value does not block the fusion; it then reads x.</summary>
+    [Test]
+    public void ShapeReadersMoveToTheInput()
+    {
+        var (model, linear) = Normalised(shapeReader: true);
+        Assert.That(new FuseNativeLayerNorm().Run(model, new PassContext()).Modified, Is.True);
+        Assert.That(model.Graph.Nodes.Single(n => n.Name == "shape").Input(0)!.Name, Is.EqualTo("x"));
+        Assert.That(model.Graph.Nodes.Any(n => n.OpType == "LayerNormalization"), Is.False);
+        Assert.That(linear.Input(0)!.Name, Is.EqualTo("x"));
     }
 
     [TestCase(true, false, TestName = "SharedLayerNormStays")]
