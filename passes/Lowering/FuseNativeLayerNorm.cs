@@ -26,10 +26,10 @@ internal sealed class FuseNativeLayerNorm : IPass
         foreach (var norm in graph.Nodes.ToList())
         {
             if (norm.IsRemoved || norm is not { OpType: "LayerNormalization", Domain: "" } || Fusable(norm, out var between) is not { } linear) continue;
-            int k = (int)linear.GetInt("k", 0);
+            int k = (int)linear.GetInt("k", 0), n = (int)linear.GetInt("n", 0);
             var gamma = norm.Input(1)!;
             var beta = norm.Input(2) ?? graph.AddInitializer(graph.UniqueName($"{norm.Name}_beta"), Tensor.FromFloats([k], new float[k]));
-            var bias = linear.Input(3) ?? graph.AddInitializer(graph.UniqueName($"{linear.Name}_bias"), Tensor.FromFloats([(int)linear.GetInt("n", 0)], new float[linear.GetInt("n", 0)]));
+            var bias = linear.Input(3) ?? graph.AddInitializer(graph.UniqueName($"{linear.Name}_bias"), Tensor.FromFloats([n], new float[n]));
             if (between is not null)
             {
                 // LayerNorm works row by row, so a Transpose that keeps the last axis commutes with it.

@@ -366,51 +366,44 @@ void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const Shif
 // the product of its own operand register; FMA: 10 accumulators, enough to cover its latency.
 namespace {
 
+// The integer loops: operands ymm6–11 and ymm12 (all ones), accumulators ymm0–5, temporaries ymm13–15.
+#define OVQ_INT_PROLOGUE                                                                                   \
+  "vpcmpeqw %%ymm12, %%ymm12, %%ymm12\n\tvmovdqa %%ymm12, %%ymm6\n\tvmovdqa %%ymm12, %%ymm7\n\t"     \
+  "vmovdqa %%ymm12, %%ymm8\n\tvmovdqa %%ymm12, %%ymm9\n\tvmovdqa %%ymm12, %%ymm10\n\tvmovdqa %%ymm12, %%ymm11\n\t" \
+  "mov $10000, %%ecx\n1:\n\t"
+#define OVQ_LOOP_END "dec %%ecx\n\tjnz 1b\n\tvzeroupper"
+#define OVQ_CLOBBERS "ecx", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+  "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+// One integer chain: accumulator a += product of operand x, through temporary t.
+#define OVQ_MADD(x, t, a) "vpmaddwd %%ymm12, %%ymm" #x ", %%ymm" #t "\n\tvpaddd %%ymm" #t ", %%ymm" #a ", %%ymm" #a "\n\t"
+#define OVQ_MADDUBS(x, t, a) "vpmaddubsw %%ymm12, %%ymm" #x ", %%ymm" #t "\n\tvpmaddwd %%ymm12, %%ymm" #t ", %%ymm" #t "\n\t" \
+  "vpaddd %%ymm" #t ", %%ymm" #a ", %%ymm" #a "\n\t"
+#define OVQ_SIX(STEP) STEP(6, 13, 0) STEP(7, 14, 1) STEP(8, 15, 2) STEP(9, 13, 3) STEP(10, 14, 4) STEP(11, 15, 5)
+
 inline void PeakRound(int kind) {
   if (kind == 0) {
-    __asm__ volatile(
-        "vpcmpeqw %%ymm12, %%ymm12, %%ymm12\n\tvmovdqa %%ymm12, %%ymm6\n\tvmovdqa %%ymm12, %%ymm7\n\t"
-        "vmovdqa %%ymm12, %%ymm8\n\tvmovdqa %%ymm12, %%ymm9\n\tvmovdqa %%ymm12, %%ymm10\n\tvmovdqa %%ymm12, %%ymm11\n\t"
-        "mov $10000, %%ecx\n"
-        "1:\n\t"
-        "vpmaddwd %%ymm12, %%ymm6, %%ymm13\n\tvpaddd %%ymm13, %%ymm0, %%ymm0\n\t"
-        "vpmaddwd %%ymm12, %%ymm7, %%ymm14\n\tvpaddd %%ymm14, %%ymm1, %%ymm1\n\t"
-        "vpmaddwd %%ymm12, %%ymm8, %%ymm15\n\tvpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-        "vpmaddwd %%ymm12, %%ymm9, %%ymm13\n\tvpaddd %%ymm13, %%ymm3, %%ymm3\n\t"
-        "vpmaddwd %%ymm12, %%ymm10, %%ymm14\n\tvpaddd %%ymm14, %%ymm4, %%ymm4\n\t"
-        "vpmaddwd %%ymm12, %%ymm11, %%ymm15\n\tvpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
-        "dec %%ecx\n\tjnz 1b\n\tvzeroupper"
-        ::: "ecx", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    __asm__ volatile(OVQ_INT_PROLOGUE OVQ_SIX(OVQ_MADD) OVQ_LOOP_END ::: OVQ_CLOBBERS);
   } else if (kind == 1) {
-    __asm__ volatile(
-        "vpcmpeqw %%ymm12, %%ymm12, %%ymm12\n\tvmovdqa %%ymm12, %%ymm6\n\tvmovdqa %%ymm12, %%ymm7\n\t"
-        "vmovdqa %%ymm12, %%ymm8\n\tvmovdqa %%ymm12, %%ymm9\n\tvmovdqa %%ymm12, %%ymm10\n\tvmovdqa %%ymm12, %%ymm11\n\t"
-        "mov $10000, %%ecx\n"
-        "1:\n\t"
-        "vpmaddubsw %%ymm12, %%ymm6, %%ymm13\n\tvpmaddwd %%ymm12, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm0, %%ymm0\n\t"
-        "vpmaddubsw %%ymm12, %%ymm7, %%ymm14\n\tvpmaddwd %%ymm12, %%ymm14, %%ymm14\n\tvpaddd %%ymm14, %%ymm1, %%ymm1\n\t"
-        "vpmaddubsw %%ymm12, %%ymm8, %%ymm15\n\tvpmaddwd %%ymm12, %%ymm15, %%ymm15\n\tvpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-        "vpmaddubsw %%ymm12, %%ymm9, %%ymm13\n\tvpmaddwd %%ymm12, %%ymm13, %%ymm13\n\tvpaddd %%ymm13, %%ymm3, %%ymm3\n\t"
-        "vpmaddubsw %%ymm12, %%ymm10, %%ymm14\n\tvpmaddwd %%ymm12, %%ymm14, %%ymm14\n\tvpaddd %%ymm14, %%ymm4, %%ymm4\n\t"
-        "vpmaddubsw %%ymm12, %%ymm11, %%ymm15\n\tvpmaddwd %%ymm12, %%ymm15, %%ymm15\n\tvpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
-        "dec %%ecx\n\tjnz 1b\n\tvzeroupper"
-        ::: "ecx", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    __asm__ volatile(OVQ_INT_PROLOGUE OVQ_SIX(OVQ_MADDUBS) OVQ_LOOP_END ::: OVQ_CLOBBERS);
   } else {
     __asm__ volatile(
         "vxorps %%ymm12, %%ymm12, %%ymm12\n\tvxorps %%ymm13, %%ymm13, %%ymm13\n\t"
-        "mov $10000, %%ecx\n"
-        "1:\n\t"
+        "mov $10000, %%ecx\n1:\n\t"
         "vfmadd231ps %%ymm12, %%ymm13, %%ymm0\n\tvfmadd231ps %%ymm12, %%ymm13, %%ymm1\n\t"
         "vfmadd231ps %%ymm12, %%ymm13, %%ymm2\n\tvfmadd231ps %%ymm12, %%ymm13, %%ymm3\n\t"
         "vfmadd231ps %%ymm12, %%ymm13, %%ymm4\n\tvfmadd231ps %%ymm12, %%ymm13, %%ymm5\n\t"
         "vfmadd231ps %%ymm12, %%ymm13, %%ymm6\n\tvfmadd231ps %%ymm12, %%ymm13, %%ymm7\n\t"
         "vfmadd231ps %%ymm12, %%ymm13, %%ymm8\n\tvfmadd231ps %%ymm12, %%ymm13, %%ymm9\n\t"
-        "dec %%ecx\n\tjnz 1b\n\tvzeroupper"
-        ::: "ecx", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm12", "xmm13");
+        OVQ_LOOP_END ::: OVQ_CLOBBERS);
   }
 }
+
+#undef OVQ_INT_PROLOGUE
+#undef OVQ_LOOP_END
+#undef OVQ_CLOBBERS
+#undef OVQ_MADD
+#undef OVQ_MADDUBS
+#undef OVQ_SIX
 
 }  // namespace
 

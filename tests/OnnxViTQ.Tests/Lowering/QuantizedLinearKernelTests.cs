@@ -138,7 +138,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
         var u = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 14, 3f);
         // GELU of ±3: the dense dip near −0.17 and a positive tail.
-        var x = u.Select(v => (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))))).ToArray();
+        var x = u.Select(v => (float)(0.5 * v * (1 + QuantizerHarness.Erf(v / Math.Sqrt(2))))).ToArray();
         // Every 7th value just above the range minimum: levels past the op's int16 range (q > 15),
         // which it adds in float (GELU's flat minimum puts many calibration values there).
         for (int i = 0; i < x.Length; i += 7) x[i] = -0.1f + 1e-6f * (1 + i % 50);
@@ -173,7 +173,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
                      ([AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8), AttributeValue.Float("outlier_alpha", 10f), gelu], new OutlierSplitQuantizer(8, 10f, 0)),
                  })
         {
-            var expected = Reference(x, k, n, codes, scales, bias, q).Select(v => (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2))))).ToArray();
+            var expected = Reference(x, k, n, codes, scales, bias, q).Select(v => (float)(0.5 * v * (1 + QuantizerHarness.Erf(v / Math.Sqrt(2))))).ToArray();
             AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
         }
     }
@@ -217,21 +217,6 @@ public class QuantizedLinearKernelTests : NativeKernelTest
             double meanError = actual.Zip(expected, (a, b) => Math.Abs(a - b)).Average();
             Assert.That(meanError, Is.LessThan(1e-4 * expected.Max(v => Math.Abs(v))), $"{q}: mean |Δ| {meanError:g3}");
         }
-    }
-
-    /// <summary>erf in double for the GELU reference: its Maclaurin series (for |z| ≤ 4 the largest
-    /// term is ~1e5, so ~1e-11 absolute), and ±1 beyond, where erfc(4) ≈ 1.5e-8 is below float precision.</summary>
-    private static double Erf(double z)
-    {
-        if (Math.Abs(z) > 4) return Math.Sign(z);
-        double sum = 0, term = z;
-        for (int n = 0; n < 200; n++)
-        {
-            sum += term / (2 * n + 1);
-            term *= -z * z / (n + 1);
-            if (Math.Abs(term) < 1e-17) break;
-        }
-        return 2 / Math.Sqrt(Math.PI) * sum;
     }
 
     /// <summary>Bad inputs and attributes are ONNX Runtime errors naming the op, the node and what is wrong.</summary>

@@ -92,7 +92,8 @@ internal static class QuantizerHarness
         }).ToArray();
     }
 
-    private static double Erf(double x)
+    /// <summary>erf for test data and references (the GELU of kernel tests too).</summary>
+    internal static double Erf(double x)
     {
         // Abramowitz–Stegun 7.1.26, |error| < 1.5e-7: enough for test data.
         double t = 1 / (1 + 0.3275911 * Math.Abs(x));
