@@ -56,8 +56,10 @@ internal static class PassRegistry
                     "scores" => Passes.Search.ProductSearch.AttentionScores,
                     _ => Passes.Search.ProductSearch.None,
                 })),
-        new("correct-bias", "Liu et al. 2021: subtract each linear layer's mean output error (per channel, calibration rows) from its bias; check: true keeps the corrections only if they bring the model's outputs significantly closer to FP32 (mean KL) on up to 512 calibration samples without changing more of their top-1 classes", ["check"],
-            (inputs, step) => new Passes.Search.CorrectBias(inputs.Options.MeasureLayerOutputs,
+        new("correct-bias", "Liu et al. 2021: subtract each linear layer's mean output error (per channel, over every calibration row: one more ONNX Runtime pass) from its bias; check: true keeps the corrections only if they bring the model's outputs significantly closer to FP32 (mean KL) on up to 512 calibration samples without changing more of their top-1 classes", ["check"],
+            (inputs, step) => new Passes.Search.CorrectBias(
+                new Passes.Search.CalibrationRun(inputs.Calibration, inputs.Options.BatchSize, inputs.Options.CalibrationSamples, inputs.ModelName),
+                inputs.Options.MeasureLayerOutputs,
                 Choice(step, "check", "true", "false") == "true"
                     ? new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName)
                     : null)),

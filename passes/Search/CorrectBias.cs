@@ -1,3 +1,4 @@
+using OnnxViTQ.Capture;
 using OnnxViTQ.Data;
 using OnnxViTQ.Ir;
 using OnnxViTQ.Observers;
@@ -16,10 +17,14 @@ internal sealed class BiasCorrections
     public int Count => _byNode.Count;
 }
 
+/// <summary>The calibration data a pass runs through ONNX Runtime again (up to <paramref name="MaxSamples"/> samples).</summary>
+internal sealed record CalibrationRun(ICalibrationSource Source, int BatchSize, int MaxSamples, string ModelName);
+
 /// <summary>
 /// Liu et al. 2021's bias correction: quantization shifts a linear layer's output by
-/// E[Q(X)·Q(W) − X·W] per output channel; that expectation, over the calibration rows sampled at
-/// the layer's input, is subtracted from the layer's bias — Gemm's C, the constant of the Add
+/// E[Q(X)·Q(W) − X·W] per output channel; that expectation, over every row the calibration data
+/// produces at the layer's input (one more ONNX Runtime pass over it, with the final quantizers:
+/// <see cref="LayerMeanErrorObserver"/>), is subtracted from the layer's bias — Gemm's C, the constant of the Add
 /// that follows a MatMul, or a new bias (a Gemm gets C, a MatMul gets an Add) where there is none.
 /// The weights and quantizers are unchanged. Run it after the quantizers are final.
 /// With a <see cref="PlanCheck"/>, the corrections are kept only if they bring the quantized
@@ -29,7 +34,7 @@ internal sealed class BiasCorrections
 /// on FP32 inputs, but in the quantized network its input already carries the upstream layers'
 /// error, and measured on the reference models the whole set sometimes cost accuracy.
 /// </summary>
-internal sealed class CorrectBias(bool measureBefore = false, PlanCheck? check = null) : IPass, IPassContract
+internal sealed class CorrectBias(CalibrationRun calibration, bool measureBefore = false, PlanCheck? check = null) : IPass, IPassContract
 {
     public string Name => "correct-bias";
     public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
@@ -42,14 +47,7 @@ internal sealed class CorrectBias(bool measureBefore = false, PlanCheck? check =
         if (measureBefore && !context.TryGet<LayerOutputErrorsBefore>(out _))
             context.Set(new LayerOutputErrorsBefore(LayerOutputErrors.Measure(plan, stats)));
         var corrections = context.TryGet<BiasCorrections>(out var existing) ? existing : new BiasCorrections();
-        var pending = new List<(WeightedLinear Layer, float[] Error, int Rows)>();
-        foreach (var node in plan.QuantizedNodes)
-        {
-            if (WeightedLinear.Of(node, plan) is not { } layer || !stats.Has(layer.Activation.Value, ObserverKeys.Rows)) continue;
-            var rows = stats.Get<RowSampleObserver>(layer.Activation.Value, ObserverKeys.Rows);
-            if (rows.Width != layer.K || rows.Count == 0) continue;
-            pending.Add((layer, MeanError(layer, rows), rows.Count));
-        }
+        var pending = MeanErrors(model, plan, context).Select(m => (m.Layer, Error: m.Observer.MeanError(Significance), m.Observer.Rows)).ToList();
         if (check is not null && pending.Count > 0)
         {
             context.Progress?.Report(new ProgressReport("checking bias correction", 0, 3, "model runs"));
@@ -91,44 +89,24 @@ internal sealed class CorrectBias(bool measureBefore = false, PlanCheck? check =
         return new PassResult(corrected > 0);
     }
 
-    /// <summary>
-    /// E[Q(X)·Q(W) − X·W] per output channel over the sampled rows, kept only where it is
-    /// significant: a channel whose mean error is within <see cref="Significance"/> standard errors
-    /// of zero gets no correction, since subtracting a sampling-noise estimate adds error
-    /// (measured: on vit-outliers at W6A6 the unfiltered correction cost 0.2 pt).
-    /// </summary>
-    internal static float[] MeanError(WeightedLinear layer, RowSampleObserver rows) => MeanError(layer, rows, Significance);
-
-    /// <summary>Standard errors a channel's mean error must exceed to be corrected.</summary>
-    public const double Significance = 3;
-
-    internal static float[] MeanError(WeightedLinear layer, RowSampleObserver rows, double significance)
+    /// <summary>Every planned linear layer's mean error observer, fed by one ONNX Runtime pass over the calibration data.</summary>
+    internal List<(WeightedLinear Layer, LayerMeanErrorObserver Observer)> MeanErrors(Model model, QuantizationPlan plan, PassContext context)
     {
-        var x = rows.Copy();
-        var xq = rows.Copy();
-        layer.Activation.Parameters!.Simulate(xq, rows.Shape);
-        var y = layer.Multiply(x, rows.Count, layer.W);
-        var yq = layer.Multiply(xq, rows.Count, layer.Simulated(layer.Weight.Parameters!));
-        var sum = new double[layer.N];
-        var squares = new double[layer.N];
-        for (int r = 0; r < rows.Count; r++)
-            for (int j = 0; j < layer.N; j++)
-            {
-                double d = yq[r * layer.N + j] - y[r * layer.N + j];
-                sum[j] += d;
-                squares[j] += d * d;
-            }
-        int count = rows.Count;
-        var e = new float[layer.N];
-        for (int j = 0; j < layer.N; j++)
-        {
-            double mean = sum[j] / count;
-            double variance = Math.Max(0, squares[j] / count - mean * mean);
-            double standardError = Math.Sqrt(variance / Math.Max(1, count - 1));
-            e[j] = Math.Abs(mean) > significance * standardError ? (float)mean : 0f;
-        }
-        return e;
+        var layers = new List<(WeightedLinear Layer, LayerMeanErrorObserver Observer)>();
+        foreach (var node in plan.QuantizedNodes)
+            if (WeightedLinear.Of(node, plan) is { } layer)
+                layers.Add((layer, new LayerMeanErrorObserver(layer, layer.Activation.Parameters!, layer.Simulated(layer.Weight.Parameters!), layer.Activation.Name)));
+        if (layers.Count == 0) return layers;
+        var byName = layers.GroupBy(l => l.Layer.Activation.Value.Name)
+            .ToDictionary(g => g.Key, g => (IReadOnlyList<IObserver>)g.Select(l => (IObserver)l.Observer).ToList());
+        using var capture = new ActivationCapture(model, byName.Keys, calibration.ModelName, onlyTheseTensors: true);
+        capture.Run(calibration.Source, byName, calibration.BatchSize, calibration.MaxSamples, context.Progress, context.Cancellation);
+        return layers;
     }
+
+    /// <summary>Standard errors (of the per-image mean errors) a channel's mean error must exceed
+    /// to be corrected: subtracting a sampling-noise estimate adds error on new data.</summary>
+    public const double Significance = 3;
 
     /// <summary>Replaces the layer's bias b by b − <paramref name="total"/>, b being the bias before
     /// any correction (a second run replaces the first correction rather than adding to it).</summary>
