@@ -17,7 +17,6 @@ internal sealed class LayerMeanErrorObserver(WeightedLinear layer, FittedQuantiz
     private readonly double[] _squares = new double[layer.N];
     private long _slices, _rows;
 
-    public long Slices => _slices;
     public long Rows => _rows;
 
     public void Observe(ReadOnlySpan<float> data, ReadOnlySpan<long> shape)
