@@ -28,15 +28,18 @@ internal enum ProductSearch
 /// scaled together) and the activation's step. Attention products (a MatMul of two quantized
 /// activations, Q·Kᵀ and softmax·V; see <see cref="ProductSearch"/>): alternately re-choose the
 /// two operands' steps. Candidates are <c>candidates</c> values linearly spaced in [α·Δ₀, β·Δ₀]
-/// (Δ₀: the fitted step), the objective the mean Pearson similarity between FP32 and quantized
+/// (Δ₀: the fitted step), the objective the Pearson similarity between FP32 and quantized
 /// outputs — for Q·Kᵀ the attention maps (softmax of the scaled scores), minus γ·ranking loss
 /// (<see cref="SimilarityObjective"/>); up to <c>rounds</c> rounds,
 /// stopping at the first round that improves nothing. Linear layers are evaluated on at most
-/// <see cref="MaxRows"/> calibration rows, products on the leading calibration samples captured
-/// for them (<see cref="ActivationProduct"/>), at most <see cref="MaxRows"/> output rows; there the
-/// Pearson similarity is taken per attention head over all its evaluated rows (per row it cannot
-/// see a clipped peak that scales a whole row down). Measured before settling on attention maps:
-/// Pearson on the raw Q·Kᵀ scores chose steps ×0.5–0.7 and cost 0.3 pt at W4A4 on vit and deit.
+/// <see cref="MaxRows"/> calibration rows, the Pearson similarity taken over all their outputs at
+/// once; products on the leading calibration samples captured for them
+/// (<see cref="ActivationProduct"/>), at most <see cref="MaxRows"/> output rows, the similarity
+/// per attention head over all its evaluated rows. Never per row: a row's correlation cannot see
+/// a clip that scales the whole row down. Measured: per-row Pearson on linear outputs clipped
+/// Swin's attention outputs to ×0.5 and cost a layer up to 12.5 dB of output SQNR (W4A4; 0.7 pt
+/// more top-1 drop than the joint form); on the raw Q·Kᵀ scores it chose steps ×0.5–0.7 and cost
+/// 0.3 pt at W4A4 on vit and deit, hence attention maps there.
 /// </summary>
 internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, float alpha = 0.5f, float beta = 1.2f, bool measureBefore = false,
     double gamma = 1, ProductSearch products = ProductSearch.None) : IPass, IPassContract
@@ -140,7 +143,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
                 var key = (i, m[i], m[^1]);
                 if (!layerScores.TryGetValue(key, out double score))
                     layerScores[key] = score = SimilarityObjective.MeanPearson(references[i],
-                        layers[i].Multiply(quantizedInput.For(m[^1]), count, quantizedWeights[i].For(m[i])), count, layers[i].N);
+                        layers[i].Multiply(quantizedInput.For(m[^1]), count, quantizedWeights[i].For(m[i])), 1, count * layers[i].N);
                 total += score;
             }
             return total;

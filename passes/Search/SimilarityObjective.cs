@@ -1,14 +1,15 @@
 namespace OnnxViTQ.Passes.Search;
 
 /// <summary>
-/// Liu et al. 2021's interval-search objective (METHODS.md): the mean over output rows of the
-/// Pearson correlation between the FP32 and the quantized row, minus γ·ranking loss on attention
-/// maps. Higher is better; 1 for a quantized output that is an exact affine image of the FP32 one.
+/// Liu et al. 2021's interval-search objective (METHODS.md): the Pearson correlation between the
+/// FP32 and the quantized output, averaged over groups of it (the whole output of a linear layer
+/// is one group, each attention head's map one), minus γ·ranking loss on attention maps. Higher is
+/// better; 1 for a quantized group that is an exact affine image of the FP32 one.
 /// </summary>
 internal static class SimilarityObjective
 {
-    /// <summary>(1/R)·Σ_r Pearson(y_r, ŷ_r) over the <paramref name="rows"/> rows of width
-    /// <paramref name="n"/>. A constant row correlates 1 with an equal row and 0 otherwise.</summary>
+    /// <summary>(1/R)·Σ_r Pearson(y_r, ŷ_r) over the <paramref name="rows"/> consecutive groups of
+    /// <paramref name="n"/> values. A constant group correlates 1 with an equal group and 0 otherwise.</summary>
     public static double MeanPearson(ReadOnlySpan<float> y, ReadOnlySpan<float> yq, int rows, int n)
     {
         double total = 0;

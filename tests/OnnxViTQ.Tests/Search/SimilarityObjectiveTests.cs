@@ -20,6 +20,18 @@ public class SimilarityObjectiveTests
         Assert.That(SimilarityObjective.Pearson(y, y.Select(v => -v).ToArray()), Is.EqualTo(-1).Within(1e-9));
     }
 
+    /// <summary>Why the linear layers' search takes one correlation over the whole output: a clip
+    /// that scales one row down keeps every row's own correlation at 1.</summary>
+    [Test]
+    public void OnlyTheJointPearsonSeesARowScaledDown()
+    {
+        var y = TinyModels.Random(4 * 16, 4);
+        var yq = (float[])y.Clone();
+        for (int i = 16; i < 32; i++) yq[i] *= 0.5f;
+        Assert.That(SimilarityObjective.MeanPearson(y, yq, 4, 16), Is.EqualTo(1).Within(1e-9));
+        Assert.That(SimilarityObjective.MeanPearson(y, yq, 1, 64), Is.LessThan(0.99));
+    }
+
     [Test]
     public void CoarserQuantizationCorrelatesLess()
     {
