@@ -64,23 +64,25 @@ internal static class OrtRuntime
         CreateSession(OnnxModelWriter.ToBytes(model), modelName, qdq);
 
     /// <summary>A session on the file itself (ONNX Runtime resolves its external data).</summary>
-    public static InferenceSession CreateSession(string modelPath, QdqExecution qdq = QdqExecution.Reference) =>
-        Create(options => new InferenceSession(modelPath, options), modelPath, qdq);
+    public static InferenceSession CreateSession(string modelPath, QdqExecution qdq = QdqExecution.Reference, SessionThreads? threads = null) =>
+        Create(options => new InferenceSession(modelPath, options), modelPath, qdq, threads);
 
-    public static InferenceSession CreateSession(byte[] modelBytes, string modelName, QdqExecution qdq = QdqExecution.Reference) =>
-        Create(options => new InferenceSession(modelBytes, options), modelName, qdq);
+    public static InferenceSession CreateSession(byte[] modelBytes, string modelName, QdqExecution qdq = QdqExecution.Reference, SessionThreads? threads = null) =>
+        Create(options => new InferenceSession(modelBytes, options), modelName, qdq, threads);
 
-    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName, QdqExecution qdq)
+    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName, QdqExecution qdq, SessionThreads? threads)
     {
+        threads ??= SessionThreads.Default;
         var options = new SessionOptions
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-            IntraOpNumThreads = Environment.ProcessorCount,
+            IntraOpNumThreads = threads.IntraOp,
             InterOpNumThreads = 1,
             // ONNX Runtime's warnings (e.g. about initializers it prunes) would interleave with
             // the CLI's output; real failures still surface as exceptions.
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
+        if (!threads.Spinning) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (qdq == QdqExecution.Reference) options.AddSessionConfigEntry("session.disable_quant_qdq", "1");
         try
         {
@@ -99,4 +101,12 @@ internal static class OrtRuntime
     }
 
     public static string FirstLine(string message) => message.Split('\n')[0].Trim();
+}
+
+/// <summary>A session's intra-op threads and whether its idle pool threads spin (ONNX Runtime's
+/// default). Sessions timed one after another turn spinning off: a finished session's threads
+/// would otherwise keep the cores busy while the next one runs.</summary>
+internal sealed record SessionThreads(int IntraOp, bool Spinning)
+{
+    public static SessionThreads Default => new(Environment.ProcessorCount, Spinning: true);
 }

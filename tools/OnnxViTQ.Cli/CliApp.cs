@@ -28,6 +28,7 @@ public static class CliApp
         {
             QuantizeCommand.Create(io),
             EvalCommand.Create(io),
+            BenchCommand.Create(io),
             InspectCommand.Create(io),
             OutliersCommand.Create(io),
         };

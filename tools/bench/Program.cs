@@ -84,7 +84,8 @@ Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[
     double top1 = ClassificationEvaluator.Score(q, labels).Top1;
     // Without the calibration statistics (row samples, histograms): a full run keeps every outcome
     // and holding them all took more memory than the machine has.
-    var o = new Outcome(top1, 100 * (fp32.Top1 - top1), ClassificationEvaluator.Agreement(fp32.Predictions, q), sw.Elapsed.TotalSeconds, result with { Statistics = null });
+    var o = new Outcome(top1, 100 * (fp32.Top1 - top1), ClassificationEvaluator.Agreement(fp32.Predictions, q), sw.Elapsed.TotalSeconds, result with { Statistics = null },
+        q.Select((p, i) => p == labels[i]).ToArray(), q.Select((p, i) => p == fp32.Predictions[i]).ToArray());
     Console.WriteLine($"{name} {recipe.Name} {(mixed is null ? bits : $"mixed {mixed.MinBits}-{mixed.MaxBits} avg {mixed.AverageBits}")}: top-1 {Pct(top1)}, drop {o.Drop:0.00}, agreement {Pct(o.Agreement)}, {o.Seconds:0.0} s");
     return o;
 }
@@ -409,9 +410,12 @@ if (only.Contains("mixed"))
     r.AppendLine("calibration images: `kl` (the default) = the model's mean KL to FP32; `nuclear` (Liu et al.'s form, opset-17 exports only, for");
     r.AppendLine("time) = nuclear norm of the module's FP32 output × that output's squared error. Drop in points on the 2000 evaluation images;");
     r.AppendLine("`avg` is the weight-weighted average the allocation reached.");
+    r.AppendLine("Mixed 6 against minmax W6A6, paired over the same 2000 images (± one standard error of the paired difference): Δ drop = mixed's drop −");
+    r.AppendLine("minmax's (negative: mixed loses less), Δ agreement = mixed's top-1 agreement with FP32 − minmax's (positive: mixed is closer to FP32).");
+    r.AppendLine("Verdict on the drop: ✓ / ✗ when the difference exceeds 2 standard errors, ≈ when it does not (then the agreement's verdict follows).");
     r.AppendLine();
-    r.AppendLine("| model | minmax W6A6 | liu2021 W6A6 | liu2021 mixed avg ≤ 6 | mixed avg ≤ 6, nuclear score | liu2021 mixed avg ≤ 5 | liu2021 W5A5 | mixed 6 beats minmax W6A6 |");
-    r.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
+    r.AppendLine("| model | minmax W6A6 | liu2021 W6A6 | liu2021 mixed avg ≤ 6 | mixed avg ≤ 6, nuclear score | liu2021 mixed avg ≤ 5 | liu2021 W5A5 | Δ drop, mixed 6 − minmax W6A6 | Δ agreement | mixed 6 beats minmax W6A6 |");
+    r.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     foreach (var file in committed)
     {
         var path = Path.Combine(models, file);
@@ -423,7 +427,12 @@ if (only.Contains("mixed"))
         var mixed5 = Measure(file, () => OnnxModelReader.Load(path), LiuMixed(5, "kl"), "W8A8", fp32);
         var liu5 = Measure(file, () => OnnxModelReader.Load(path), liu, "W5A5", fp32);
         string Mixed(Outcome o) => $"{o.Drop:0.00} (avg {o.Result.ModuleBits!.AverageBits:0.##})";
-        r.AppendLine($"| {file} | {minmax6.Drop:0.00} | {liu6.Drop:0.00} | {Mixed(mixed6)} | {(nuclear6 is null ? "—" : Mixed(nuclear6))} | {Mixed(mixed5)} | {liu5.Drop:0.00} | {(mixed6.Drop < minmax6.Drop ? "✓" : "✗")} |");
+        var (dropDiff, dropSe) = Outcome.Paired(minmax6.Correct, mixed6.Correct); // minmax right − mixed right = mixed's drop − minmax's
+        var (agreeDiff, agreeSe) = Outcome.Paired(mixed6.Agrees, minmax6.Agrees);
+        static string Verdict(double better, double se) => better > 2 * se ? "✓" : better < -2 * se ? "✗" : "≈";
+        string drop = Verdict(-dropDiff, dropSe), agreement = Verdict(agreeDiff, agreeSe);
+        r.AppendLine($"| {file} | {minmax6.Drop:0.00} | {liu6.Drop:0.00} | {Mixed(mixed6)} | {(nuclear6 is null ? "—" : Mixed(nuclear6))} | {Mixed(mixed5)} | {liu5.Drop:0.00} " +
+                     $"| {dropDiff:+0.00;−0.00;0.00} ± {dropSe:0.00} | {agreeDiff:+0.00;−0.00;0.00} ± {agreeSe:0.00} | {(drop == "≈" ? $"≈ top-1, {agreement} agreement" : $"{drop} top-1")} |");
     }
     r.AppendLine();
     if (deitTiny is not null && deitTinyCalib is not null)
@@ -649,15 +658,7 @@ else Console.WriteLine(report);
 
 static string Pct(double v) => $"{100 * v:0.00} %";
 
-static string CpuName()
-{
-    try
-    {
-        var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
-        return line is null ? "unknown CPU" : line[(line.IndexOf(':') + 1)..].Trim();
-    }
-    catch (IOException) { return "unknown CPU"; }
-}
+static string CpuName() => MachineInfo.CpuName();
 
 static string FindRoot()
 {
@@ -666,4 +667,24 @@ static string FindRoot()
     throw new OnnxViTQException("run from inside the OnnxViTQ repository");
 }
 
-internal sealed record Outcome(double Top1, double Drop, double Agreement, double Seconds, QuantizationResult Result);
+/// <summary>One quantize + evaluate. <see cref="Correct"/>: per evaluation image, whether the
+/// quantized model's class is the label; <see cref="Agrees"/>: whether it is FP32's class.</summary>
+internal sealed record Outcome(double Top1, double Drop, double Agreement, double Seconds, QuantizationResult Result, bool[] Correct, bool[] Agrees)
+{
+    /// <summary>Mean of a − b over the same images, in points, and its standard error (paired:
+    /// the images both models get right or wrong do not add noise).</summary>
+    public static (double Difference, double StandardError) Paired(bool[] a, bool[] b)
+    {
+        int n = a.Length;
+        double mean = 0, squares = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int d = (a[i] ? 1 : 0) - (b[i] ? 1 : 0);
+            mean += d;
+            squares += d * d;
+        }
+        mean /= n;
+        double variance = n > 1 ? (squares / n - mean * mean) * n / (n - 1) : 0;
+        return (100 * mean, 100 * Math.Sqrt(variance / n));
+    }
+}

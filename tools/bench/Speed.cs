@@ -18,52 +18,22 @@ internal static class Speed
 {
     public const int Threads = 2;
 
-    public static SessionOptions Options()
-    {
-        var o = new SessionOptions
-        {
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-            IntraOpNumThreads = Threads,
-            InterOpNumThreads = 1,
-            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
-        };
-        // Sessions are timed interleaved; a finished session's pool threads would otherwise spin
-        // on the 2 cores while the next session runs. Same setting for every candidate.
-        o.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        NativeOps.RegisterIfAvailable(o);
-        return o;
-    }
-
-    /// <summary>Medians (ms) of <paramref name="rounds"/> interleaved runs of each candidate on the same input.</summary>
+    /// <summary>Medians (ms) of <paramref name="rounds"/> interleaved runs of each candidate on the
+    /// same input (<see cref="LatencyBenchmark"/>): <see cref="Threads"/> intra-op threads, ORT_ENABLE_ALL, QDQ
+    /// fused as a deployment runs it, no spinning, the native ops registered.</summary>
     public static double[] MedianMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3)
     {
-        var sessions = models.Select(m => { using var o = Options(); return new InferenceSession(m, o); }).ToList();
+        var sessions = new List<InferenceSession>();
         try
         {
-            using var x = OrtValue.CreateTensorValueFromMemory(input, shape);
-            using var run = new RunOptions();
-            var outputs = sessions.Select(s => s.OutputNames.ToArray()).ToList();
-            var times = sessions.Select(_ => new List<double>()).ToList();
-            for (int r = -warmup; r < rounds; r++)
-                for (int i = 0; i < sessions.Count; i++)
-                {
-                    var sw = Stopwatch.StartNew();
-                    using (sessions[i].Run(run, [inputName], [x], outputs[i])) { }
-                    sw.Stop();
-                    if (r >= 0) times[i].Add(sw.Elapsed.TotalMilliseconds);
-                }
-            return times.Select(Median).ToArray();
+            for (int i = 0; i < models.Count; i++)
+                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, new SessionThreads(Threads, Spinning: false)));
+            return LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup).Select(l => l.MedianMs).ToArray();
         }
         finally
         {
             foreach (var s in sessions) s.Dispose();
         }
-    }
-
-    public static double Median(List<double> v)
-    {
-        var s = v.Order().ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 
     /// <summary>Register-only VNNI peak: per core, and all cores at once (one thread each).</summary>

@@ -186,12 +186,57 @@ public class CliTests
         Assert.That(File.Exists(tmp.File("default.onnx")));
     }
 
+    /// <summary>bench times the model and its reference in the same rounds: every requested batch
+    /// for both, positive medians inside their p10–p90 band, the reference's ratio exactly 1, and
+    /// the JSON (written whole) says the same as the table.</summary>
+    [Test]
+    public void BenchTimesAModelAgainstItsReference()
+    {
+        using var tmp = new TempDir();
+        var deit = Repo.Model("deit.opset17.onnx");
+        var r = Run("bench", Vit, "--ref", deit, "--batch-size", "1,2", "--rounds", "3", "--warmup", "1", "--threads", "1", "--json", tmp.File("bench.json"));
+        Assert.That(r.Code, Is.Zero, r.Err);
+        Assert.That(r.Out, Does.Contain("median ms").And.Contain("vs ref").And.Contain("intra-op thread").And.Contain("native kernel path"));
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(tmp.File("bench.json")));
+        var results = json.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.That(results.Select(x => (x.GetProperty("model").GetString(), x.GetProperty("batch").GetInt32())),
+            Is.EquivalentTo(new[] { (Vit, 1), (deit, 1), (Vit, 2), (deit, 2) }));
+        foreach (var x in results)
+        {
+            double median = x.GetProperty("median_ms").GetDouble();
+            Assert.That(median, Is.GreaterThan(0));
+            Assert.That(median, Is.InRange(x.GetProperty("p10_ms").GetDouble(), x.GetProperty("p90_ms").GetDouble()));
+            Assert.That(x.GetProperty("images_per_second").GetDouble(), Is.EqualTo(1000 * x.GetProperty("batch").GetInt32() / median).Within(0.01 * 1000 * x.GetProperty("batch").GetInt32() / median));
+            if (x.GetProperty("model").GetString() == deit) Assert.That(x.GetProperty("speed_up_vs_ref").GetDouble(), Is.EqualTo(1));
+        }
+        Assert.That(Directory.EnumerateFiles(tmp.Path, "*.tmp"), Is.Empty);
+    }
+
+    [TestCase("0,8", "'0' is not a positive integer")]
+    [TestCase("1,x", "'x' is not a positive integer")]
+    public void BenchRejectsBadBatchSizes(string batches, string message)
+    {
+        var r = Run("bench", Vit, "--batch-size", batches);
+        Assert.That(r.Code, Is.EqualTo(ExitCodes.BadInput));
+        Assert.That(r.Err, Does.StartWith("error: --batch-size").And.Contain(message));
+    }
+
+    [Test]
+    public void BenchFailsCleanlyBeforeTiming()
+    {
+        using var tmp = new TempDir();
+        var missing = Run("bench", tmp.File("nope.onnx"));
+        AssertCleanFailure(missing, tmp, "nope.onnx", "does not exist");
+        var folder = Run("bench", Vit, "--json", Path.Combine(tmp.Path, "no", "such", "bench.json"), "--rounds", "100000");
+        AssertCleanFailure(folder, tmp, "--json", "does not exist");
+    }
+
     [Test]
     public void HelpDescribesTheCommands()
     {
         var r = Run("--help");
         Assert.That(r.Code, Is.Zero);
-        Assert.That(r.Out, Does.Contain("quantize").And.Contain("eval").And.Contain("inspect"));
+        Assert.That(r.Out, Does.Contain("quantize").And.Contain("eval").And.Contain("inspect").And.Contain("bench"));
         var q = Run("quantize", "--help");
         Assert.That(q.Out, Does.Contain("--calib").And.Contain("--recipe").And.Contain("--bits").And.Contain("W8A8"));
     }
