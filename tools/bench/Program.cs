@@ -13,7 +13,7 @@ using OnnxViTQ.Runtime;
 using OnnxViTQ.Serialization;
 
 // Accuracy, ablation, compile-time and memory benchmarks; writes BENCHMARKS.md. Usage:
-//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,extra,memory]
+//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,extra,memory,search,mixed,compile,speed]
 //       [--extra <folder of .onnx>] [--deit-tiny <model.onnx> --deit-tiny-calib <images.npy>]
 //       [--models vit,swin-outliers] [--recipes minmax,adfq] [--bits W4A4] [--no-write]
 // --extra adds separately trained exports (tools/zoo/zoo.py train --variant alt), each with an
@@ -29,7 +29,7 @@ string outPath = Arg("--out", Path.Combine(root, "BENCHMARKS.md"));
 string? extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
 string? deitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
 string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "speed"];
+var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed"];
 var modelFilter = List("--models");
 string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
 string[] bitsList = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
@@ -334,7 +334,7 @@ if (only.Contains("search"))
     r.AppendLine("<!-- search:begin -->");
     r.AppendLine("## Liu et al. 2021: interval search and bias correction");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}); mixed precision and compile time: the next section.");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}); mixed precision and compile time: the next sections.");
     r.AppendLine("`liu2021` = `choose-ranges` (each activation role starts from its 99.99th percentile or its observed min/max, whichever gives the lower");
     r.AppendLine("mean KL of the whole quantized model to FP32 on the calibration images), `search-intervals` over the linear layers (20 candidates in");
     r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, mean output-row Pearson) and `correct-bias` (kept only when it lowers that mean KL by more than");
@@ -385,8 +385,9 @@ if (only.Contains("search"))
     r.AppendLine();
 }
 
-// Mixed precision and compile time (issue: search and correction), between their own markers so
-// `--only mixed` refreshes them without re-running the interval-search table.
+// Mixed precision (issue: search and correction), between its own markers so `--only mixed`
+// refreshes it without re-running the interval-search table. Accuracy only: it can run beside
+// other work; the compile times (`--only compile`) need a quiet machine.
 var mixedReport = new StringBuilder();
 if (only.Contains("mixed"))
 {
@@ -402,9 +403,9 @@ if (only.Contains("mixed"))
                   .. liu.Passes.Skip(calibrate + 1)],
     };
     r.AppendLine("<!-- mixed:begin -->");
-    r.AppendLine("## Liu et al. 2021: mixed precision and compile time");
+    r.AppendLine("## Liu et al. 2021: mixed precision");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}).");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); compile time: the next section.");
     r.AppendLine("`liu2021 --bits mixed:4-8 --avg-bits N`: one width per attention/MLP module; patch embedding, head and image at 8 bits, outside the");
     r.AppendLine("average. A module's sensitivity at each width is measured by ONNX Runtime with that module alone quantized, on the first 32");
     r.AppendLine("calibration images: `kl` (the default) = the model's mean KL to FP32; `nuclear` (Liu et al.'s form, opset-17 exports only, for");
@@ -435,27 +436,41 @@ if (only.Contains("mixed"))
                      $"| {dropDiff:+0.00;−0.00;0.00} ± {dropSe:0.00} | {agreeDiff:+0.00;−0.00;0.00} ± {agreeSe:0.00} | {(drop == "≈" ? $"≈ top-1, {agreement} agreement" : $"{drop} top-1")} |");
     }
     r.AppendLine();
-    if (deitTiny is not null && deitTinyCalib is not null)
-    {
-        r.AppendLine($"Compile time, DeiT-Tiny-shaped model (224×224, 197 tokens, dim 192, depth 12, random weights), 256 calibration images, W8A8:");
-        r.AppendLine();
-        r.AppendLine("| recipe | time | passes ≥ 0.5 s |");
-        r.AppendLine("|---|---:|---|");
-        foreach (var (recipe, mixed) in new (string, MixedPrecision?)[] { ("minmax", null), ("percentile", null), ("liu2021", null), ("liu2021", new MixedPrecision(4, 8, 6)) })
-        {
-            var model = OnnxModelReader.Load(deitTiny);
-            var sw = Stopwatch.StartNew();
-            var result = Quantizer.Quantize(model, deitTiny, new NpyTensorSource(deitTinyCalib, ImagePreprocessing.ForModel(model, 3, 224, 224)),
-                new QuantizationOptions { Bits = BitWidths.W8A8, CalibrationSamples = 256, MixedPrecision = mixed }, Recipes.Get(recipe));
-            sw.Stop();
-            var passes = string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.5).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s"));
-            string label = mixed is null ? recipe : $"{recipe} mixed:4-8 avg 6";
-            Console.WriteLine($"deit-tiny {label}: {sw.Elapsed.TotalSeconds:0.0} s ({passes})");
-            r.AppendLine($"| {label} | {sw.Elapsed.TotalSeconds:0.0} s | {passes} |");
-        }
-        r.AppendLine();
-    }
     r.AppendLine("<!-- mixed:end -->");
+    r.AppendLine();
+}
+
+// Compile time per recipe on the DeiT-Tiny-shaped model (issue: search and correction), between
+// its own markers; a timing, so run it on a quiet machine.
+var compileReport = new StringBuilder();
+if (only.Contains("compile") && (deitTiny is null || deitTinyCalib is null) && List("--only") is not null)
+    throw new OnnxViTQException("--only compile needs --deit-tiny <model.onnx> --deit-tiny-calib <images.npy> (made by tools/zoo/zoo.py deit-tiny)");
+if (only.Contains("compile") && deitTiny is not null && deitTinyCalib is not null)
+{
+    var r = compileReport;
+    r.AppendLine("<!-- compile:begin -->");
+    r.AppendLine("## Liu et al. 2021: compile time");
+    r.AppendLine();
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only compile --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}).");
+    r.AppendLine();
+    r.AppendLine($"Compile time, DeiT-Tiny-shaped model (224×224, 197 tokens, dim 192, depth 12, random weights), 256 calibration images, W8A8:");
+    r.AppendLine();
+    r.AppendLine("| recipe | time | passes ≥ 0.5 s |");
+    r.AppendLine("|---|---:|---|");
+    foreach (var (recipe, mixed) in new (string, MixedPrecision?)[] { ("minmax", null), ("percentile", null), ("liu2021", null), ("liu2021", new MixedPrecision(4, 8, 6)) })
+    {
+        var model = OnnxModelReader.Load(deitTiny);
+        var sw = Stopwatch.StartNew();
+        var result = Quantizer.Quantize(model, deitTiny, new NpyTensorSource(deitTinyCalib, ImagePreprocessing.ForModel(model, 3, 224, 224)),
+            new QuantizationOptions { Bits = BitWidths.W8A8, CalibrationSamples = 256, MixedPrecision = mixed }, Recipes.Get(recipe));
+        sw.Stop();
+        var passes = string.Join(", ", result.Timings.Where(t => t.Elapsed.TotalSeconds >= 0.5).Select(t => $"{t.Pass} {t.Elapsed.TotalSeconds:0.0} s"));
+        string label = mixed is null ? recipe : $"{recipe} mixed:4-8 avg 6";
+        Console.WriteLine($"deit-tiny {label}: {sw.Elapsed.TotalSeconds:0.0} s ({passes})");
+        r.AppendLine($"| {label} | {sw.Elapsed.TotalSeconds:0.0} s | {passes} |");
+    }
+    r.AppendLine();
+    r.AppendLine("<!-- compile:end -->");
     r.AppendLine();
 }
 
@@ -624,7 +639,9 @@ if (only.Contains("speed"))
 }
 
 // Sections between markers (search, speed) can be refreshed alone, leaving the rest of the file as it is.
-var markedSections = new Dictionary<string, StringBuilder> { ["memory"] = memoryReport, ["search"] = searchReport, ["mixed"] = mixedReport, ["speed"] = speedReport };
+var markedSections = new Dictionary<string, StringBuilder> { ["memory"] = memoryReport, ["search"] = searchReport, ["mixed"] = mixedReport, ["compile"] = compileReport, ["speed"] = speedReport };
+// Where a section goes when the file does not have it yet: after the one it follows in a full report.
+var follows = new Dictionary<string, string> { ["compile"] = "mixed" };
 string MarkerOf(string section) => section == "speed" ? speedMarker : section;
 if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 {
@@ -633,9 +650,13 @@ if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
     {
         string begin = $"<!-- {MarkerOf(section)}:begin -->", end = $"<!-- {MarkerOf(section)}:end -->";
         int from = existing.IndexOf(begin, StringComparison.Ordinal), to = existing.IndexOf(end, StringComparison.Ordinal);
+        string after = follows.TryGetValue(section, out var previous) ? $"<!-- {MarkerOf(previous)}:end -->" : "";
+        int anchorAt = after.Length > 0 ? existing.IndexOf(after, StringComparison.Ordinal) : -1;
         existing = from >= 0 && to > from
             ? existing[..from] + markedSections[section].ToString().TrimEnd() + existing[(to + end.Length)..]
-            : existing.TrimEnd() + "\n\n" + markedSections[section];
+            : anchorAt >= 0
+                ? existing[..(anchorAt + after.Length)] + "\n\n" + markedSections[section].ToString().TrimEnd() + existing[(anchorAt + after.Length)..]
+                : existing.TrimEnd() + "\n\n" + markedSections[section];
     }
     AtomicFile.Write(outPath, s => s.Write(Encoding.UTF8.GetBytes(existing)));
     Console.WriteLine($"wrote the {string.Join(", ", only)} section(s) of {outPath}");
@@ -643,6 +664,7 @@ if (write && only.IsSubsetOf(markedSections.Keys) && File.Exists(outPath))
 }
 report.Append(searchReport);
 report.Append(mixedReport);
+report.Append(compileReport);
 report.Append(speedReport);
 // Speed sections of other kinds of CPU, measured on those machines, stay.
 if (File.Exists(outPath))
