@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using OnnxViTQ.Runtime;
 
 namespace OnnxViTQ.Tests.Lowering;
@@ -18,7 +19,23 @@ public abstract class NativeKernelTest
     }
 
     [TearDown]
-    public void ResetPath() => Environment.SetEnvironmentVariable("ONNXVITQ_ISA", null);
+    public void ResetPath() => ForcePath(null);
+
+    /// <summary>Sets ONNXVITQ_ISA in the process environment the library reads with getenv (on
+    /// Unix, Environment.SetEnvironmentVariable changes only .NET's own copy: the library never
+    /// saw it, and every "forced" case ran the default path).</summary>
+    protected static void ForcePath(string? path)
+    {
+        int rc = path is null ? unsetenv("ONNXVITQ_ISA") : setenv("ONNXVITQ_ISA", path, 1);
+        if (rc != 0) throw new InvalidOperationException($"setenv ONNXVITQ_ISA={path} failed");
+        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int setenv(string name, string value, int overwrite);
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int unsetenv(string name);
 
     protected static void AssertClose(float[] actual, float[] expected, string what, double relative)
     {

@@ -84,32 +84,57 @@ public class QuantizedLinearKernelTests : NativeKernelTest
                          ([3, 197, 192], 192, 576),
                          ([13, 64], 64, 48),      // rank-2 input, rows not a multiple of the tile
                      })
-                foreach (int wbits in new[] { 8, 4 })
-                    yield return new TestCaseData(path, shape, k, n, wbits).SetArgDisplayNames(path, $"[{string.Join(",", shape)}]x{n}", $"int{wbits}");
+                foreach (int wbits in new[] { 8, 6, 4 })
+                    yield return new TestCaseData(path, shape, k, n, wbits).SetArgDisplayNames(path, $"[{string.Join(",", shape)}]x{n}", wbits == 6 ? "6-bit codes as int8" : $"int{wbits}");
+    }
+
+    /// <summary>How codes of <paramref name="bits"/> are packed: int4 for 4 bits, else int8. Codes
+    /// of at most 6 bits take the AVX2 table's narrow form (int16 sums of vpmaddubsw pairs).</summary>
+    private static int Storage(int bits) => bits == 4 ? 4 : 8;
+
+    public static IEnumerable<TestCaseData> ExtremeCases() =>
+        SupportedPaths().SelectMany(path => new[] { 4, 6, 7, 8 }.Select(bits => new TestCaseData(path, bits).SetArgDisplayNames(path, $"{bits}-bit codes")));
+
+    /// <summary>Every activation code 255 against every weight at its most negative code: the
+    /// narrow form's int16 sums are at their bound (int4: 8 groups of 2·255·8) and stay exact.</summary>
+    [TestCaseSource(nameof(ExtremeCases))]
+    public void ExtremeCodesSumExactly(string path, int bits)
+    {
+        ForcePath(path);
+        const int k = 203, n = 21;
+        long[] shape = [7, k];
+        var codes = Enumerable.Repeat(-(1 << (bits - 1)), k * n).ToArray();
+        var scales = Enumerable.Repeat(0.01f, n).ToArray();
+        var q = UniformQuantizer.AsymmetricFromRange(0f, 1f, 8);
+        var x = Enumerable.Repeat(1f, 7 * k).ToArray();
+        var model = Model(k, n, Storage(bits), codes, scales, null, NativeLinearLowering.ActivationAttributes(q, out _)!, shape);
+        var expected = Reference(x, k, n, codes, scales, null, q);
+        Assert.That(expected[0], Is.EqualTo(k * -(1 << (bits - 1)) * 0.01).Within(1e-3), "every code at its extreme");
+        AssertClose(Run(model, x, shape), expected, $"{bits}-bit codes at their extremes", 1e-6);
     }
 
     [TestCaseSource(nameof(Shapes))]
     public void PerTokenMatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 3, 2f);
         var (codes, scales) = Weights(k, n, weightBits, 4);
         var bias = TinyModels.Random(n, 5);
-        var model = Model(k, n, weightBits, codes, scales, bias, [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], shape);
+        var model = Model(k, n, Storage(weightBits), codes, scales, bias, [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], shape);
         AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, new PerTokenQuantizer(8)), "per-token", 2e-5);
     }
 
     [TestCaseSource(nameof(Shapes))]
     public void OutlierSplitMatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 6, 2f);
         // A few large values per row, one all-outlier row and one constant row.
         for (int i = 0; i < x.Length; i += 17) x[i] *= 40;
         for (int i = 0; i < k; i++) x[i] = 50 + i;
         if (x.Length >= 2 * k) for (int i = k; i < 2 * k; i++) x[i] = 0.75f;
         var (codes, scales) = Weights(k, n, weightBits, 7);
-        var model = Model(k, n, weightBits, codes, scales, null,
+        var model = Model(k, n, Storage(weightBits), codes, scales, null,
             [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 6), AttributeValue.Float("outlier_alpha", 10f)], shape);
         AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, null, new OutlierSplitQuantizer(6, 10f, 0)), "outlier-split", 2e-5);
     }
@@ -117,14 +142,14 @@ public class QuantizedLinearKernelTests : NativeKernelTest
     [TestCaseSource(nameof(Shapes))]
     public void StaticMatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 8, 2f);
         var (codes, scales) = Weights(k, n, weightBits, 9);
         var bias = TinyModels.Random(n, 10);
         foreach (var q in new[] { UniformQuantizer.AsymmetricFromRange(-1.5f, 2.5f, 8), UniformQuantizer.SymmetricFromMaxAbs([1.8f], 8, null), UniformQuantizer.AsymmetricFromRange(-2f, 1f, 5) })
         {
             var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
-            var model = Model(k, n, weightBits, codes, scales, bias, attributes, shape);
+            var model = Model(k, n, Storage(weightBits), codes, scales, bias, attributes, shape);
             AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-5);
         }
     }
@@ -135,7 +160,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
     [TestCaseSource(nameof(Shapes))]
     public void ShiftLog2MatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var u = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 14, 3f);
         // GELU of ±3: the dense dip near −0.17 and a positive tail.
         var x = u.Select(v => (float)(0.5 * v * (1 + QuantizerHarness.Erf(v / Math.Sqrt(2))))).ToArray();
@@ -150,7 +175,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
             var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
             // 2e-6, tighter than the other modes: without the float residual of the levels past
             // int16 the 8-bit error was up to 1.2e-5 of max |y| here; with it ≤ 4e-7.
-            AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-6);
+            AssertClose(Run(Model(k, n, Storage(weightBits), codes, scales, bias, attributes, shape), x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-6);
         }
     }
 
@@ -159,7 +184,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
     [TestCaseSource(nameof(Shapes))]
     public void GeluEpilogueMatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 11, 2f);
         for (int i = 0; i < x.Length; i += 13) x[i] *= 8;  // past outlier_alpha below
         var (codes, scales) = Weights(k, n, weightBits, 12);
@@ -174,7 +199,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
                  })
         {
             var expected = Reference(x, k, n, codes, scales, bias, q).Select(v => (float)(0.5 * v * (1 + QuantizerHarness.Erf(v / Math.Sqrt(2))))).ToArray();
-            AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
+            AssertClose(Run(Model(k, n, Storage(weightBits), codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
         }
     }
 
@@ -185,7 +210,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
     [TestCaseSource(nameof(Shapes))]
     public void LayerNormInputMatchesReference(string path, long[] shape, int k, int n, int weightBits)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 17, 3f);
         for (int i = 0; i < x.Length; i++) x[i] += i % k == 0 ? 5f : 0.5f;  // rows with a mean and an outlying channel
         var gamma = TinyModels.Random(k, 18, 2f);
@@ -209,7 +234,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
                      ([.. NativeLinearLowering.ActivationAttributes(UniformQuantizer.AsymmetricFromRange(-4f, 5f, 8), out _)!], UniformQuantizer.AsymmetricFromRange(-4f, 5f, 8)),
                  })
         {
-            var model = Model(k, n, weightBits, codes, scales, bias, [.. attributes, AttributeValue.Float("layernorm_epsilon", epsilon)], shape, gamma, beta);
+            var model = Model(k, n, Storage(weightBits), codes, scales, bias, [.. attributes, AttributeValue.Float("layernorm_epsilon", epsilon)], shape, gamma, beta);
             var actual = Run(model, x, shape);
             var expected = Reference(normalised, k, n, codes, scales, bias, q);
             double step = 9f / 255 * 128 * scales.Max();
@@ -217,6 +242,19 @@ public class QuantizedLinearKernelTests : NativeKernelTest
             double meanError = actual.Zip(expected, (a, b) => Math.Abs(a - b)).Average();
             Assert.That(meanError, Is.LessThan(1e-4 * expected.Max(v => Math.Abs(v))), $"{q}: mean |Δ| {meanError:g3}");
         }
+    }
+
+    public static IEnumerable<string> Paths() => SupportedPaths();
+
+    /// <summary>The per-path cases above test the path they name: the library sees the forced
+    /// path (a session created now uses it).</summary>
+    [TestCaseSource(nameof(Paths))]
+    public void TheForcedPathIsTheOneTheLibraryUses(string path)
+    {
+        ForcePath(path);
+        Assert.That(NativeOps.KernelPath, Is.EqualTo(path));
+        ForcePath(null);
+        Assert.That(NativeOps.KernelPath, Is.EqualTo(SupportedPaths().First()), "unforced: the fastest path this CPU has");
     }
 
     /// <summary>Bad inputs and attributes are ONNX Runtime errors naming the op, the node and what is wrong.</summary>

@@ -78,7 +78,7 @@ public class QuantizedMatMulKernelTests : NativeKernelTest
     [TestCaseSource(nameof(Shapes))]
     public void MatchesReference(string path, long[] aShape, long[] bShape)
     {
-        Environment.SetEnvironmentVariable("ONNXVITQ_ISA", path);
+        ForcePath(path);
         var a = TinyModels.Random((int)aShape.Aggregate(1L, (x, y) => x * y), 11, 2f);
         var b = TinyModels.Random((int)bShape.Aggregate(1L, (x, y) => x * y), 12, 2f);
         int k = (int)aShape[^1];
