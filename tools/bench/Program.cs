@@ -405,7 +405,7 @@ if (only.Contains("mixed"))
     r.AppendLine("<!-- mixed:begin -->");
     r.AppendLine("## Liu et al. 2021: mixed precision");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); compile time: the next section.");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(modelFilter is null ? "" : $" --models {string.Join(",", modelFilter)}")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); compile time: the next section.");
     r.AppendLine("`liu2021 --bits mixed:4-8 --avg-bits N`: one width per attention/MLP module; patch embedding, head and image at 8 bits, outside the");
     r.AppendLine("average. A module's sensitivity at each width is measured by ONNX Runtime with that module alone quantized, on the first 32");
     r.AppendLine("calibration images: `kl` (the default) = the model's mean KL to FP32; `nuclear` (Liu et al.'s form, opset-17 exports only, for");
