@@ -334,7 +334,7 @@ if (only.Contains("search"))
     r.AppendLine("<!-- search:begin -->");
     r.AppendLine("## Liu et al. 2021: interval search and bias correction");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}); mixed precision and compile time: the next sections.");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); mixed precision and compile time: the next sections.");
     r.AppendLine("`liu2021` = `choose-ranges` (each activation role starts from its 99.99th percentile or its observed min/max, whichever gives the lower");
     r.AppendLine("mean KL of the whole quantized model to FP32 on the calibration images), `search-intervals` over the linear layers (20 candidates in");
     r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, mean output-row Pearson) and `correct-bias` (kept only when it lowers that mean KL by more than");
