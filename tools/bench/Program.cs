@@ -337,7 +337,7 @@ if (only.Contains("search"))
     r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); mixed precision and compile time: the next sections.");
     r.AppendLine("`liu2021` = `choose-ranges` (each activation role starts from its 99.99th percentile or its observed min/max, whichever gives the lower");
     r.AppendLine("mean KL of the whole quantized model to FP32 on the calibration images), `search-intervals` over the linear layers (20 candidates in");
-    r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, mean output-row Pearson) and `correct-bias` (kept only when it lowers that mean KL by more than");
+    r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, Pearson over the whole sampled output) and `correct-bias` (kept only when it lowers that mean KL by more than");
     r.AppendLine("1.5 standard errors and no fewer calibration images keep their FP32 class; `bc` says whether it was kept). `liu2021 −bc`: without bias correction. `liu2021 +qk`: the Q·Kᵀ operands");
     r.AppendLine("searched too (`products=scores`: per-head Pearson of the attention maps − 1·ranking loss, on the first 8 calibration images).");
     r.AppendLine("Drop in points on the 2000 evaluation images; layer SQNR is the mean over the linear layers of X·W against Q(X)·Q(W) (bias");
