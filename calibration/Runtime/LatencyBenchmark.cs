@@ -5,7 +5,7 @@ using OnnxViTQ.PassInfra;
 namespace OnnxViTQ.Runtime;
 
 /// <summary>Latency of one candidate: median and the 10th/90th percentiles of its timed runs (ms).</summary>
-internal sealed record Latency(double MedianMs, double P10Ms, double P90Ms, int Runs);
+internal sealed record Latency(double MedianMs, double P10Ms, double P90Ms);
 
 /// <summary>
 /// Times ONNX Runtime sessions on the same input, interleaved round by round (each round runs
@@ -33,7 +33,7 @@ internal static class LatencyBenchmark
             }
             progress?.Report(new ProgressReport(stage, r + warmup + 1, rounds + warmup, "rounds"));
         }
-        return times.Select(t => new Latency(Quantile(t, 0.5), Quantile(t, 0.1), Quantile(t, 0.9), t.Count)).ToList();
+        return times.Select(t => new Latency(Quantile(t, 0.5), Quantile(t, 0.1), Quantile(t, 0.9))).ToList();
     }
 
     /// <summary>The <paramref name="q"/>-quantile, interpolated between order statistics (q = 0.5:

@@ -334,7 +334,7 @@ if (only.Contains("search"))
     r.AppendLine("<!-- search:begin -->");
     r.AppendLine("## Liu et al. 2021: interval search and bias correction");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); mixed precision and compile time: the next sections.");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}); mixed precision and compile time: the next sections.");
     r.AppendLine("`liu2021` = `choose-ranges` (each activation role starts from its 99.99th percentile or its observed min/max, whichever gives the lower");
     r.AppendLine("mean KL of the whole quantized model to FP32 on the calibration images), `search-intervals` over the linear layers (20 candidates in");
     r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, Pearson over the whole sampled output) and `correct-bias` (kept only when it lowers that mean KL by more than");
@@ -405,7 +405,7 @@ if (only.Contains("mixed"))
     r.AppendLine("<!-- mixed:begin -->");
     r.AppendLine("## Liu et al. 2021: mixed precision");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(modelFilter is null ? "" : $" --models {string.Join(",", modelFilter)}")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}); compile time: the next section.");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(modelFilter is null ? "" : $" --models {string.Join(",", modelFilter)}")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}); compile time: the next section.");
     r.AppendLine("`liu2021 --bits mixed:4-8 --avg-bits N`: one width per attention/MLP module; patch embedding, head and image at 8 bits, outside the");
     r.AppendLine("average. A module's sensitivity at each width is measured by ONNX Runtime with that module alone quantized, on the first 32");
     r.AppendLine("calibration images: `kl` (the default) = the model's mean KL to FP32; `nuclear` (Liu et al.'s form, opset-17 exports only, for");
@@ -451,7 +451,7 @@ if (only.Contains("compile") && deitTiny is not null && deitTinyCalib is not nul
     r.AppendLine("<!-- compile:begin -->");
     r.AppendLine("## Liu et al. 2021: compile time");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only compile --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}).");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only compile --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}).");
     r.AppendLine();
     r.AppendLine($"Compile time, DeiT-Tiny-shaped model (224×224, 197 tokens, dim 192, depth 12, random weights), 256 calibration images, W8A8:");
     r.AppendLine();
@@ -489,7 +489,7 @@ if (only.Contains("speed"))
     r.AppendLine($"## Runtime speed: native ops against ONNX Runtime ({(vnni ? "AVX-512 VNNI CPU" : $"CPU without VNNI, native path `{kernelPath}`")})");
     r.AppendLine();
     r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only speed{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` " +
-                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {CpuName()}, native kernel path `{kernelPath}`). All latencies: {Speed.Threads} intra-op threads, ORT_ENABLE_ALL, the candidates of one table");
+                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}, native kernel path `{kernelPath}`). All latencies: {Speed.Threads} intra-op threads, ORT_ENABLE_ALL, the candidates of one table");
     r.AppendLine($"run interleaved round by round ({rounds} rounds after 3 warm-up rounds), median per candidate; ratios are against FP32 in the same run.");
     if (OrtInt8Kernels.SaturatesU8S8)
         r.AppendLine("On this CPU ONNX Runtime's u8×s8 kernels saturate int16 pair sums, so the portable QDQ model does not compute its plan exactly when run fused (as timed here); the `ort` models store such weights as uint8 (exact u8×u8 kernels).");
@@ -679,8 +679,6 @@ if (write)
 else Console.WriteLine(report);
 
 static string Pct(double v) => $"{100 * v:0.00} %";
-
-static string CpuName() => MachineInfo.CpuName();
 
 static string FindRoot()
 {

@@ -119,7 +119,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         var x = TinyModels.Random((int)shape.Aggregate(1L, (a, b) => a * b), 3, 2f);
         var (codes, scales) = Weights(k, n, weightBits, 4);
         var bias = TinyModels.Random(n, 5);
-        var model = Model(k, n, Storage(weightBits), codes, scales, bias, [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], shape);
+        var model = Model(k, n, weightBits, codes, scales, bias, [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 8)], shape);
         AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, new PerTokenQuantizer(8)), "per-token", 2e-5);
     }
 
@@ -133,7 +133,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         for (int i = 0; i < k; i++) x[i] = 50 + i;
         if (x.Length >= 2 * k) for (int i = k; i < 2 * k; i++) x[i] = 0.75f;
         var (codes, scales) = Weights(k, n, weightBits, 7);
-        var model = Model(k, n, Storage(weightBits), codes, scales, null,
+        var model = Model(k, n, weightBits, codes, scales, null,
             [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", 6), AttributeValue.Float("outlier_alpha", 10f)], shape);
         AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, null, new OutlierSplitQuantizer(6, 10f, 0)), "outlier-split", 2e-5);
     }
@@ -148,7 +148,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         foreach (var q in new[] { UniformQuantizer.AsymmetricFromRange(-1.5f, 2.5f, 8), UniformQuantizer.SymmetricFromMaxAbs([1.8f], 8, null), UniformQuantizer.AsymmetricFromRange(-2f, 1f, 5) })
         {
             var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
-            var model = Model(k, n, Storage(weightBits), codes, scales, bias, attributes, shape);
+            var model = Model(k, n, weightBits, codes, scales, bias, attributes, shape);
             AssertClose(Run(model, x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-5);
         }
     }
@@ -174,7 +174,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
             var attributes = NativeLinearLowering.ActivationAttributes(q, out _)!;
             // 2e-6, tighter than the other modes: without the float residual of the levels past
             // int16 the 8-bit error was up to 1.2e-5 of max |y| here; with it ≤ 4e-7.
-            AssertClose(Run(Model(k, n, Storage(weightBits), codes, scales, bias, attributes, shape), x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-6);
+            AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), Reference(x, k, n, codes, scales, bias, q), q.ToString(), 2e-6);
         }
     }
 
@@ -198,7 +198,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
                  })
         {
             var expected = Reference(x, k, n, codes, scales, bias, q).Select(v => (float)(0.5 * v * (1 + QuantizerHarness.Erf(v / Math.Sqrt(2))))).ToArray();
-            AssertClose(Run(Model(k, n, Storage(weightBits), codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
+            AssertClose(Run(Model(k, n, weightBits, codes, scales, bias, attributes, shape), x, shape), expected, $"{q} + GELU", 2e-5);
         }
     }
 
@@ -233,7 +233,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
                      ([.. NativeLinearLowering.ActivationAttributes(UniformQuantizer.AsymmetricFromRange(-4f, 5f, 8), out _)!], UniformQuantizer.AsymmetricFromRange(-4f, 5f, 8)),
                  })
         {
-            var model = Model(k, n, Storage(weightBits), codes, scales, bias, [.. attributes, AttributeValue.Float("layernorm_epsilon", epsilon)], shape, gamma, beta);
+            var model = Model(k, n, weightBits, codes, scales, bias, [.. attributes, AttributeValue.Float("layernorm_epsilon", epsilon)], shape, gamma, beta);
             var actual = Run(model, x, shape);
             var expected = Reference(normalised, k, n, codes, scales, bias, q);
             double step = 9f / 255 * 128 * scales.Max();
