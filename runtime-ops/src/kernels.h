@@ -92,6 +92,8 @@ struct Kernels {
   // a: [M, kp] centred codes (kp even, k ≥ K zero). b: in (k, k+1) pairs — pair p = (k, k+1),
   // column c at bp[p·2·np + 2c + (k & 1)], np a multiple of kPanel, padding zero. y row stride n.
   void (*product)(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
+  // One row of LayerNormalization: out = (x − mean) / √(var + epsilon) · gamma + beta (k floats).
+  void (*layernorm)(const float* x, int64_t k, const float* gamma, const float* beta, float epsilon, float* out);
   // In place y = GELU(y) = y·½(1 + erf(y/√2)), the exact (erf) GELU of the exported models.
   void (*gelu)(float* y, int64_t count);
   // Whether gemm reads QuantizedRows::wide when it is set (else only u8 codes), and the

@@ -422,7 +422,7 @@ double Avx2PeakGops(double seconds, int kind) {
 }
 
 const Kernels& Avx2Kernels() {
-  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, Avx2Gelu, true, ShiftLog2Rows};
+  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, true, ShiftLog2Rows};
   return k;
 }
 

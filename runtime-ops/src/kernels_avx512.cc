@@ -167,7 +167,7 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
 }  // namespace
 
 const Kernels& Avx512VnniKernels() {
-  static const Kernels k{"avx512vnni", Quantize, Gemm, nullptr, Avx2Centre, Avx2Product, Avx2Gelu, false, nullptr};
+  static const Kernels k{"avx512vnni", Quantize, Gemm, nullptr, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, false, nullptr};
   return k;
 }
 

@@ -57,7 +57,7 @@ void Gelu(float* y, int64_t count) {
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product, Gelu, true, ShiftLog2RowsImpl};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl};
   return k;
 }
 

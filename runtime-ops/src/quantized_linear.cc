@@ -245,21 +245,13 @@ struct QuantizedLinearKernel {
       const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
       const auto& s = *w.self;
       if (!s.ln_gamma.empty()) {
-        // One row at a time through a cache-resident buffer: LayerNormalization's formula in
-        // float, (x − mean) / √(E[x²] − mean² + ε) · γ + β, then the row's quantization.
+        // One row at a time through a cache-resident buffer: the row normalised (the kernel
+        // table's LayerNorm, vectorised for its ISA), then quantized.
         const int64_t k = s.weights.k;
         thread_local std::vector<float> normalised;
         normalised.resize(static_cast<size_t>(k));
         for (int64_t r = m0; r < m1; ++r) {
-          const float* x = w.x + r * k;
-          float sum = 0, squares = 0;
-          for (int64_t i = 0; i < k; ++i) {
-            sum += x[i];
-            squares += x[i] * x[i];
-          }
-          const float mean = sum / static_cast<float>(k);
-          const float deviation = std::sqrt(squares / static_cast<float>(k) - mean * mean + s.ln_epsilon);
-          for (int64_t i = 0; i < k; ++i) normalised[i] = (x[i] - mean) / deviation * s.ln_gamma[i] + s.ln_beta[i];
+          s.kernels->layernorm(w.x + r * k, k, s.ln_gamma.data(), s.ln_beta.data(), s.ln_epsilon, normalised.data());
           s.kernels->quantize(normalised.data(), k, 0, 1, s.activation, w.codes.data() + r * s.weights.kp, s.weights.kp, w.scale.data() + r, w.zero.data() + r);
         }
         return;
