@@ -164,10 +164,78 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
   if (p1 - p == 1) Rows<1>(a, m0, m1, panels + (p - p0) * panel_codes, panel_codes, groups, p * kPanel, e);
 }
 
+// The attention products (kernels.h: product) with vpdpwssd, the int16 form of VNNI: one
+// instruction multiplies 16 lanes' (k, k+1) pairs and adds both products to the int32 lane,
+// without saturation, so the sums are exact as in the AVX2 table (|code| ≤ 255). A k-pair row of
+// one 16-column panel of B is exactly one 512-bit register. Tile: R rows × P panels.
+// vpdpwssd through asm: with the intrinsic, GCC 12 copies every accumulator of the array
+// through other registers (and the stack) on each step of the loop.
+inline __m512i DotPairs(__m512i acc, __m512i x, __m512i b) {
+  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(b));
+  return acc;
+}
+
+template <int R, int P>
+inline void ProductTile(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t r0, int64_t col0, int64_t n,
+                        float scale, float* y) {
+  __m512i acc[R][P];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < P; ++j) acc[i][j] = _mm512_setzero_si512();
+  const int16_t* panel = bp + 2 * col0;
+  const int16_t* rows = a + r0 * kp;
+  for (int64_t p = 0; p < kp / 2; ++p) {
+    __m512i b[P];
+#pragma GCC unroll 2
+    for (int j = 0; j < P; ++j) b[j] = _mm512_loadu_si512(panel + p * 2 * np + j * 2 * kPanel);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      int32_t pair;
+      __builtin_memcpy(&pair, rows + i * kp + 2 * p, sizeof pair);
+      const __m512i x = _mm512_set1_epi32(pair);
+#pragma GCC unroll 2
+      for (int j = 0; j < P; ++j) acc[i][j] = DotPairs(acc[i][j], x, b[j]);
+    }
+  }
+  const __m512 s = _mm512_set1_ps(scale);
+#pragma GCC unroll 2
+  for (int j = 0; j < P; ++j) {
+    const int64_t col = col0 + j * kPanel, valid = n - col;
+    if (valid <= 0) break;
+    const __mmask16 mask = valid >= kPanel ? __mmask16(0xFFFF) : __mmask16((1u << valid) - 1);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) _mm512_mask_storeu_ps(y + (r0 + i) * n + col, mask, _mm512_mul_ps(_mm512_cvtepi32_ps(acc[i][j]), s));
+  }
+}
+
+template <int P>
+inline void ProductRows(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t col0, int64_t n,
+                        float scale, float* y) {
+  int64_t r = m0;
+  for (; r + 8 <= m1; r += 8) ProductTile<8, P>(a, kp, bp, np, r, col0, n, scale, y);
+  switch (m1 - r) {
+    case 7: ProductTile<7, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    case 6: ProductTile<6, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    case 5: ProductTile<5, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    case 4: ProductTile<4, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    case 3: ProductTile<3, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    case 2: ProductTile<2, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    case 1: ProductTile<1, P>(a, kp, bp, np, r, col0, n, scale, y); break;
+    default: break;
+  }
+}
+
+void Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y) {
+  int64_t col0 = 0;
+  for (; col0 + kPanel < n; col0 += 2 * kPanel) ProductRows<2>(a, kp, bp, np, m0, m1, col0, n, scale, y);
+  if (col0 < n) ProductRows<1>(a, kp, bp, np, m0, m1, col0, n, scale, y);
+}
+
 }  // namespace
 
 const Kernels& Avx512VnniKernels() {
-  static const Kernels k{"avx512vnni", Quantize, Gemm, nullptr, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, false, nullptr};
+  static const Kernels k{"avx512vnni", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Avx2Gelu, false, nullptr};
   return k;
 }
 

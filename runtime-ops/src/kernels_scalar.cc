@@ -35,12 +35,6 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
   }
 }
 
-void Centre(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out) {
-  const float z = static_cast<float>(zero), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
-  for (int64_t i = 0; i < count; ++i)
-    out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_roundevenf(x[i] / scale) + z, lo), hi)) - zero);
-}
-
 void Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y) {
   for (int64_t r = m0; r < m1; ++r)
     for (int64_t c = 0; c < n; ++c) {
@@ -57,7 +51,7 @@ void Gelu(float* y, int64_t count) {
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, Centre, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl};
   return k;
 }
 

@@ -69,6 +69,14 @@ inline void QuantizeRowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, 
   }
 }
 
+// The attention products' operand quantization (kernels.h: centre), QuantizeRowsImpl's static
+// float operations then − zero as int16.
+inline void CentreImpl(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out) {
+  const float z = static_cast<float>(zero), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  for (int64_t i = 0; i < count; ++i)
+    out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_rintf(x[i] / scale) + z, lo), hi)) - zero);
+}
+
 // LayerNormalization of one row, (x − mean) / √(E[x²] − mean² + ε) · γ + β in float (the fused
 // LayerNorm → linear). Sums are taken in kLanes interleaved partial sums, combined at the end: a
 // single running sum would keep the loop scalar (float addition is not reassociated without

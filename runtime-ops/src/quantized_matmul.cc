@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -71,7 +72,9 @@ struct QuantizedMatMulKernel {
     const float *a, *b;
     int64_t m, k, n, kp, np, a_slices, b_slices, row_tiles;
     std::vector<int64_t> a_of, b_of;  // per output slice: the operand slices it multiplies
-    std::vector<int16_t> a16, bt16;
+    // Uninitialised (a zero fill of both would cost as much as the products at batch 8): every
+    // element, padding included, is written by the quantization task of its slice.
+    std::unique_ptr<int16_t[]> a16, bt16;
     float* y;
   };
 
@@ -127,8 +130,8 @@ struct QuantizedMatMulKernel {
     }
     w.kp = RoundUp(w.k, 2);
     w.np = RoundUp(w.n, kPanel);
-    w.a16.assign(static_cast<size_t>(w.a_slices * w.m * w.kp), 0);
-    w.bt16.assign(static_cast<size_t>(w.b_slices * w.kp * w.np), 0);
+    w.a16.reset(new int16_t[static_cast<size_t>(w.a_slices * w.m * w.kp)]);
+    w.bt16.reset(new int16_t[static_cast<size_t>(w.b_slices * w.kp * w.np)]);
 
     // Quantize each operand slice once; B into (k, k+1) pairs per column (kernels.h).
     context.ParallelFor([](void* data, size_t task) {
@@ -138,18 +141,29 @@ struct QuantizedMatMulKernel {
       if (s < w.a_slices) {
         const auto& q = w.self->a;
         const float* x = w.a + s * w.m * w.k;
-        int16_t* qa = w.a16.data() + s * w.m * w.kp;
-        for (int64_t r = 0; r < w.m; ++r) kt.centre(x + r * w.k, w.k, q.scale, q.zero, q.qmin, q.qmax, qa + r * w.kp);
+        int16_t* qa = w.a16.get() + s * w.m * w.kp;
+        for (int64_t r = 0; r < w.m; ++r) {
+          kt.centre(x + r * w.k, w.k, q.scale, q.zero, q.qmin, q.qmax, qa + r * w.kp);
+          if (w.kp > w.k) qa[r * w.kp + w.k] = 0;
+        }
       } else {
         const auto& q = w.self->b;
         const int64_t t = s - w.a_slices;
         const float* v = w.b + t * w.k * w.n;
-        int16_t* qb = w.bt16.data() + t * w.kp * w.np;
-        std::vector<int16_t> row(static_cast<size_t>(w.n));
-        for (int64_t i = 0; i < w.k; ++i) {
-          kt.centre(v + i * w.n, w.n, q.scale, q.zero, q.qmin, q.qmax, row.data());
-          int16_t* pair = qb + (i / 2) * 2 * w.np + (i & 1);
-          for (int64_t c = 0; c < w.n; ++c) pair[2 * c] = row[c];
+        int16_t* qb = w.bt16.get() + t * w.kp * w.np;
+        // Rows k and k+1 centred (the padding row and columns as zeros), then interleaved.
+        thread_local std::vector<int16_t> rows;
+        rows.assign(static_cast<size_t>(2 * w.np), 0);
+        int16_t *even = rows.data(), *odd = rows.data() + w.np;
+        for (int64_t i = 0; i < w.kp; i += 2) {
+          kt.centre(v + i * w.n, w.n, q.scale, q.zero, q.qmin, q.qmax, even);
+          if (i + 1 < w.k) kt.centre(v + (i + 1) * w.n, w.n, q.scale, q.zero, q.qmin, q.qmax, odd);
+          else std::fill(odd, odd + w.n, int16_t{0});
+          int16_t* pair = qb + i * w.np;
+          for (int64_t c = 0; c < w.np; ++c) {
+            pair[2 * c] = even[c];
+            pair[2 * c + 1] = odd[c];
+          }
         }
       }
     }, static_cast<size_t>(w.a_slices + w.b_slices), 0, &w);
@@ -159,7 +173,7 @@ struct QuantizedMatMulKernel {
       auto& w = *static_cast<Work*>(data);
       const int64_t s = static_cast<int64_t>(task) / w.row_tiles, t = static_cast<int64_t>(task) % w.row_tiles;
       const int64_t m0 = t * kTileRows, m1 = std::min(w.m, m0 + kTileRows);
-      w.self->kernels->product(w.a16.data() + w.a_of[s] * w.m * w.kp, w.kp, w.bt16.data() + w.b_of[s] * w.kp * w.np, w.np, m0, m1, w.n,
+      w.self->kernels->product(w.a16.get() + w.a_of[s] * w.m * w.kp, w.kp, w.bt16.get() + w.b_of[s] * w.kp * w.np, w.np, m0, m1, w.n,
                                w.self->a.scale * w.self->b.scale, w.y + s * w.m * w.n);
     }, static_cast<size_t>(slices * w.row_tiles), 0, &w);
   }
