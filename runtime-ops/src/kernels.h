@@ -108,7 +108,7 @@ struct Kernels {
 // The AVX2 product and centring.
 void Avx2Centre(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out);
 void Avx2Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, int64_t m0, int64_t m1, int64_t n, float scale, float* y);
-// GELU, 8 values per step (also the AVX-512 table's: it is not where that path spends its time).
+// GELU, 8 values per step.
 void Avx2Gelu(float* y, int64_t count);
 
 const Kernels& ScalarKernels();

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #include <cstring>
 #include <time.h>
+#include "gelu.h"
 #include "panel_source.h"
 
 namespace onnxvitq {
@@ -260,60 +261,12 @@ void Avx2Product(const int16_t* a, int64_t kp, const int16_t* bp, int64_t np, in
 
 namespace {
 
-// e^v for v ≤ 0 (the only use: erfc's factor): v = n·ln 2 + r with |r| ≤ ½ ln 2, e^r by its
-// degree-6 Taylor polynomial (truncation < 2e-7 relative), 2^n put in the exponent field. Below
-// −87 the result would be subnormal; it is flushed to 0, where erfc is far below float precision
-// next to the 1 or 2 it is added to.
-inline __m256 ExpNonPositive(__m256 v) {
-  const __m256 floor_v = _mm256_set1_ps(-87.f);
-  const __m256 flushed = _mm256_cmp_ps(v, floor_v, _CMP_LT_OQ);
-  v = _mm256_max_ps(v, floor_v);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  // ln 2 in two parts so that n·ln2_hi is exact for |n| ≤ 128.
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.f / 720);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(flushed, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
-}
-
-// GELU(x) = ½x(1 + erf(x/√2)) through erfc(z), z = |x|/√2: 1 + erf = 2 − erfc(z) for x ≥ 0 and
-// erfc(z) for x < 0, so neither side loses precision to cancellation. erfc(z) = t·e^(−z² + P(t)),
-// t = 1/(1 + z/2), P the degree-9 Chebyshev fit of Numerical Recipes' erfcc (relative error
-// < 1.2e-7 for every z ≥ 0).
-inline __m256 Gelu8(__m256 x) {
-  const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), x), _mm256_set1_ps(0.70710678118654752f));
-  // t = 1/d by the 12-bit reciprocal and one Newton step (~23 bits; d ≥ 1, so never 0 or subnormal).
-  const __m256 d = _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.f));
-  const __m256 r0 = _mm256_rcp_ps(d);
-  const __m256 t = _mm256_mul_ps(r0, _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(2.f)));
-  static constexpr float kP[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
-                                 -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
-  __m256 p = _mm256_set1_ps(kP[0]);
-  for (int i = 1; i < 10; ++i) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(kP[i]));
-  const __m256 erfc = _mm256_mul_ps(t, ExpNonPositive(_mm256_fnmadd_ps(z, z, p)));
-  const __m256 gate = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.f), erfc), erfc, x);  // sign bit of x picks erfc
-  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), gate);
-}
+typedef int32_t Int32x8 __attribute__((vector_size(32)));
+inline __m256 Rcp8(__m256 d) { return _mm256_rcp_ps(d); }
 
 }  // namespace
 
-void Avx2Gelu(float* y, int64_t count) {
-  int64_t i = 0;
-  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(y + i, Gelu8(_mm256_loadu_ps(y + i)));
-  if (i < count) {
-    alignas(32) float tail[8] = {};
-    std::memcpy(tail, y + i, sizeof(float) * static_cast<size_t>(count - i));
-    _mm256_store_ps(tail, Gelu8(_mm256_load_ps(tail)));
-    std::memcpy(y + i, tail, sizeof(float) * static_cast<size_t>(count - i));
-  }
-}
+void Avx2Gelu(float* y, int64_t count) { GeluRow<__m256, Int32x8, Rcp8>(y, count); }
 
 // ShiftLog2Code for 8 values: the same division, exponent and mantissa test, clamp.
 void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
