@@ -3,8 +3,8 @@
 // even, + z, clamp — so codes agree with ONNX Runtime's QuantizeLinear / Round.
 // Rounding is rintf, which is round-half-to-even in the default rounding mode (nothing in the
 // process changes it): GCC 12 vectorises rintf but not roundevenf, and the scalar loop made
-// per-token quantization cost more than the VNNI GEMM after it (0.9 ms against 0.15 ms on a
-// 197×768 input, one core).
+// per-token quantization cost several times the VNNI GEMM after it (one core, 197×768 rows,
+// both measured in one busy period: 0.91 ms scalar, 0.16 ms vectorised).
 #pragma once
 #include <algorithm>
 #include <cmath>

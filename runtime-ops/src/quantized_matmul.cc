@@ -72,8 +72,8 @@ struct QuantizedMatMulKernel {
     const float *a, *b;
     int64_t m, k, n, kp, np, a_slices, b_slices, row_tiles;
     std::vector<int64_t> a_of, b_of;  // per output slice: the operand slices it multiplies
-    // Uninitialised (a zero fill of both would cost as much as the products at batch 8): every
-    // element, padding included, is written by the quantization task of its slice.
+    // Not zero-filled: every element, padding included, is written by the quantization task of
+    // its slice, so a fill would be a pass over both buffers for nothing.
     std::unique_ptr<int16_t[]> a16, bt16;
     float* y;
   };
