@@ -77,7 +77,7 @@ inline void CentreImpl(const float* x, int64_t count, float scale, int zero, int
     out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_rintf(x[i] / scale) + z, lo), hi)) - zero);
 }
 
-// LayerNormalization of one row, (x − mean) / √(E[x²] − mean² + ε) · γ + β in float (the fused
+// LayerNormalization of one row, (x − mean) · 1/√(E[x²] − mean² + ε) · γ + β in float (the fused
 // LayerNorm → linear). Sums are taken in kLanes interleaved partial sums, combined at the end: a
 // single running sum would keep the loop scalar (float addition is not reassociated without
 // -ffast-math). ONNX Runtime's own kernel sums in its own order too, so neither is "the" exact one.
@@ -94,14 +94,17 @@ inline void LayerNormRowImpl(const float* x, int64_t k, const float* gamma, cons
     sums[0] += x[i];
     squares[0] += x[i] * x[i];
   }
-  float sum = 0, square = 0;
-  for (int j = 0; j < kLanes; ++j) {
-    sum += sums[j];
-    square += squares[j];
-  }
-  const float mean = sum / static_cast<float>(k);
-  const float deviation = std::sqrt(square / static_cast<float>(k) - mean * mean + epsilon);
-  for (int64_t t = 0; t < k; ++t) out[t] = (x[t] - mean) / deviation * gamma[t] + beta[t];
+  // Pairwise, so that each halving step is one vector operation (a sequential sum of the lanes
+  // was a chain of 32 dependent additions per row).
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int j = 0; j < width; ++j) {
+      sums[j] += sums[j + width];
+      squares[j] += squares[j + width];
+    }
+  const float mean = sums[0] / static_cast<float>(k);
+  // One division per row: × 1/σ rather than ÷ σ per element (within one rounding of each other).
+  const float inverse = 1.f / std::sqrt(squares[0] / static_cast<float>(k) - mean * mean + epsilon);
+  for (int64_t t = 0; t < k; ++t) out[t] = (x[t] - mean) * inverse * gamma[t] + beta[t];
 }
 
 // round(−log2(r)) for r = m·2^e (m in [1, 2)) is −e, or −e − 1 when m > √2: read from the float's
