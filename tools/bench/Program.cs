@@ -500,7 +500,7 @@ if (only.Contains("speed"))
         var (perCore, all) = Speed.VnniPeak();
         allCores = all;
         r.AppendLine($"**int8 VNNI peak** (register-only loop of 20 independent `vpdpbusd zmm` chains; each instruction is 64 u8×s8 multiply-adds = 128 ops;");
-        r.AppendLine($"GOPS = 128 × instructions / seconds): **{perCore:0} GOPS on one core, {allCores:0} GOPS on {Speed.Threads} cores at once** — the GEMM figures below are against the {Speed.Threads}-core figure.");
+        r.AppendLine($"GOPS = 128 × instructions / seconds; best of {Speed.PeakTries} tries of 0.5 s): **{perCore:0} GOPS on one core, {allCores:0} GOPS on {Speed.Threads} cores at once** — the GEMM figures below are against the {Speed.Threads}-core figure.");
     }
     else if (kernelPath == "avx2")
     {
@@ -510,7 +510,7 @@ if (only.Contains("speed"))
         var fma = Speed.Avx2Peak(2);
         allCores = madd.AllCores;
         r.AppendLine($"No VNNI on this CPU: the native kernels run the `{kernelPath}` path (exact 16-bit multiply-adds). **Measured peaks** (register-only assembly loops, 6 independent integer");
-        r.AppendLine("or 10 FMA accumulator chains; GOPS = 2 × multiply-adds per instruction × instructions / seconds), one core / both cores at once (one thread each): ");
+        r.AppendLine($"or 10 FMA accumulator chains; GOPS = 2 × multiply-adds per instruction × instructions / seconds; best of {Speed.PeakTries} tries of 0.5 s), one core / both cores at once (one thread each): ");
         r.AppendLine($"`vpmaddwd` + `vpaddd` (16 exact int16 MACs; the native GEMM) **{madd.PerCore:0} / {madd.AllCores:0} GOPS**; `vpmaddubsw` + `vpmaddwd` + `vpaddd` (32 u8×s8 MACs, int16-saturating pair sums; ONNX Runtime's AVX2 u8×s8 kernel) {maddubs.PerCore:0} / {maddubs.AllCores:0} GOPS;");
         r.AppendLine($"FP32 `vfmadd` (8 MACs) {fma.PerCore:0} / {fma.AllCores:0} GFLOPS. \"% of peak\" below is against the 2-core `vpmaddwd` figure. The exact int16 multiply-add's ceiling is");
         r.AppendLine($"{madd.PerCore / fma.PerCore:0.00}× (one core) / {madd.AllCores / fma.AllCores:0.00}× (both) the FP32 FMA's here, the saturating u8×s8 one {maddubs.PerCore / fma.PerCore:0.00}× / {maddubs.AllCores / fma.AllCores:0.00}×" +

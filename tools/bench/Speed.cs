@@ -42,14 +42,24 @@ internal static class Speed
     /// <summary>Register-only AVX2 peak of one instruction kind (<see cref="NativeOps.Avx2PeakGops"/>).</summary>
     public static (double PerCore, double AllCores) Avx2Peak(int kind) => Peak(() => NativeOps.Avx2PeakGops(0.5, kind));
 
+    // A peak is what the core can do, so each figure is the best of several tries: one 0.5 s try
+    // on a shared machine once read 133 GOPS on two cores against 112 on one, below the GEMM it
+    // was meant to bound.
+    public const int PeakTries = 5;
+
     private static (double PerCore, double AllCores) Peak(Func<double> measure)
     {
-        double single = measure();
-        var results = new double[Threads];
-        var threads = Enumerable.Range(0, Threads).Select(i => new Thread(() => results[i] = measure())).ToList();
-        foreach (var t in threads) t.Start();
-        foreach (var t in threads) t.Join();
-        return (single, results.Sum());
+        double single = 0, all = 0;
+        for (int attempt = 0; attempt < PeakTries; attempt++)
+        {
+            single = Math.Max(single, measure());
+            var results = new double[Threads];
+            var threads = Enumerable.Range(0, Threads).Select(i => new Thread(() => results[i] = measure())).ToList();
+            foreach (var t in threads) t.Start();
+            foreach (var t in threads) t.Join();
+            all = Math.Max(all, results.Sum());
+        }
+        return (single, all);
     }
 
     /// <summary>y[M,N] = QuantizedLinear(x[M,K]) with random codes; per-token activations.
