@@ -18,13 +18,22 @@ constexpr int64_t kBlockCodes = kPanel * kGroup;
 
 inline int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// A kernel table's own weight layouts, written once per op by Kernels::prepare.
+struct PreparedWeights {
+  std::vector<int16_t> wide;   // int16 codes in (k, k+1) pairs: the AVX2 table's exact layout
+  std::vector<int8_t> narrow;  // int8 codes in the packed int8 block layout (any weight_bits)
+  // When the codes are small enough (AVX2 table): how many k-groups of u8×s8 pair sums
+  // (vpmaddubsw) are added in int16 before widening, exactly; 0 = the wide layout is used.
+  int narrow_groups = 0;
+};
+
 struct PackedWeights {
   const uint8_t* data = nullptr;
   int bits = 8;
   int64_t k = 0, n = 0;    // logical
   int64_t kp = 0, np = 0;  // padded to kGroup / kPanel
-  // The weights in a kernel table's own layout when it has one (Kernels::prepare), else null.
-  const int16_t* wide = nullptr;
+  // The weights in a kernel table's own layouts when it has them (Kernels::prepare), else null.
+  const PreparedWeights* prepared = nullptr;
   int64_t BlockBytes() const { return bits == 8 ? kBlockCodes : kBlockCodes / 2; }
   int64_t PanelBytes() const { return kp / kGroup * BlockBytes(); }
   int64_t Bytes() const { return np / kPanel * PanelBytes(); }
@@ -82,9 +91,10 @@ struct Kernels {
   // Output rows [m0, m1) × panels [p0, p1).
   void (*gemm)(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w,
                int64_t p0, int64_t p1, const Epilogue& e);
-  // Optional: rewrites the packed weights once, when a kernel is created, into the layout this
-  // table's gemm reads through PackedWeights::wide (null: gemm reads the packed bytes).
-  void (*prepare)(const PackedWeights& w, std::vector<int16_t>* wide);
+  // Optional: rewrites the packed weights once, when a kernel is created, into the layouts this
+  // table's gemm reads through PackedWeights::prepared (null: gemm reads the packed bytes).
+  // wide_rows: the op's rows will be int16 values (QuantizedRows::wide), not u8 codes.
+  void (*prepare)(const PackedWeights& w, bool wide_rows, PreparedWeights* out);
   // Activation × activation products (the attention matmuls). centre: count floats of x to
   // centred int16 codes, clamp(roundeven(x / scale) + zero, qmin, qmax) − zero (|v| ≤ 255).
   void (*centre)(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out);

@@ -5,7 +5,15 @@
 // activation codes are widened the same way per task. The inner step is then one broadcast of a
 // row's (k, k+1) pair and one vpmaddwd + vpaddd per 8 columns: 6 rows × 16 columns, 12
 // accumulators, 2 weight registers and the broadcast.
+//
+// Small weight codes (int4, or int8 storage of ≤ 6-bit codes: |code| ≤ 32) take the narrow form:
+// with u8 codes ≤ 255, a vpmaddubsw pair sum is at most 2·255·max|code| in magnitude, so G =
+// ⌊32767 / (2·255·max|code|)⌋ ≥ 2 of them (8 for int4) add up in int16 exactly, and one vpmaddwd
+// by 1 widens them to int32: 32 multiply-adds per vpmaddubsw + vpaddw, plus 2/G instructions,
+// against 2 instructions per 16 in the wide form.
 #include <immintrin.h>
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <time.h>
 #include "gelu.h"
@@ -97,10 +105,35 @@ void Quantize(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuanti
   }
 }
 
+// Largest k-group count whose int16 sums of u8×s8 pair sums cannot overflow (0: not even 2).
+int NarrowGroups(const PackedWeights& w) {
+  int max_abs = 0;
+  for (int64_t k = 0; k < w.k; ++k)
+    for (int64_t n = 0; n < w.n; ++n) max_abs = std::max(max_abs, std::abs(w.Code(k, n)));
+  const int groups = max_abs == 0 ? 64 : 32767 / (2 * 255 * max_abs);
+  return groups >= 2 ? std::min(groups, 64) : 0;
+}
+
+// narrow[(p·kp/4 + g)·64 + 4c + j] = W[4g + j, 16p + c]: the packed int8 block layout, two
+// registers per block (columns 0–7 and 8–15), whatever the packed weight_bits.
 // wide[(p·kp/2 + j)·32 + 16h + 2c + t] = W[2j + t, 16p + 8h + c]: for panel p and k-pair j, two
 // registers (columns 0–7 and 8–15), each 32-bit lane the pair (W[2j], W[2j+1]) of one column.
-void Prepare(const PackedWeights& w, std::vector<int16_t>* wide) {
-  const int64_t pairs = w.kp / 2, panels = w.np / kPanel;
+void Prepare(const PackedWeights& w, bool wide_rows, PreparedWeights* out) {
+  const int64_t pairs = w.kp / 2, panels = w.np / kPanel, groups = w.kp / kGroup;
+  out->narrow_groups = wide_rows ? 0 : NarrowGroups(w);
+  if (out->narrow_groups > 0) {
+    out->narrow.assign(static_cast<size_t>(panels * groups * kBlockCodes), 0);
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t col = 0; col < kPanel; ++col)
+          for (int64_t j = 0; j < kGroup; ++j) {
+            const int64_t kk = kGroup * g + j, n = p * kPanel + col;
+            out->narrow[static_cast<size_t>((p * groups + g) * kBlockCodes + kGroup * col + j)] =
+                static_cast<int8_t>(kk < w.k && n < w.n ? w.Code(kk, n) : 0);
+          }
+    return;
+  }
+  std::vector<int16_t>* wide = &out->wide;
   wide->assign(static_cast<size_t>(panels * pairs * kPairLanes), 0);
   for (int64_t p = 0; p < panels; ++p)
     for (int64_t j = 0; j < pairs; ++j)
@@ -155,6 +188,13 @@ inline __m256i MaddAdd(__m256i acc, __m256i x, __m256i b) {
   return acc;
 }
 
+// acc + vpmaddubsw(x, b) in int16 (x unsigned bytes, b signed), the narrow form's step, likewise.
+inline __m256i MaddubsAdd(__m256i acc, __m256i x, __m256i b) {
+  __m256i t;
+  __asm__("vpmaddubsw %3, %2, %1\n\tvpaddw %1, %0, %0" : "+x"(acc), "=&x"(t) : "x"(x), "x"(b));
+  return acc;
+}
+
 // lo/hi[i] += rows i of a16 (stride a_stride, k-pairs from 0) × one 16-column panel of (k, k+1)
 // pairs (pair j at b + j·b_stride): per pair one broadcast per row and one vpmaddwd + vpaddd per
 // 8 columns. Both GEMMs run this loop.
@@ -186,8 +226,66 @@ inline void Tile(const int16_t* a16, int64_t kp, const int16_t* b, int64_t pairs
   for (int i = 0; i < MR; ++i) StoreRow(a, r0 + i, lo[i], hi[i], col0, e);
 }
 
+// MR rows × 16 columns of one panel in the narrow form: per k-group one broadcast of a row's 4
+// codes and one vpmaddubsw + vpaddw per 8 columns into int16 sums, widened (vpmaddwd by 1) and
+// added to the int32 sums every `flush` groups. 12 int16 accumulators, 2 weight registers and
+// the broadcast stay in registers; the int32 sums live in L1.
+template <int MR>
+inline void NarrowTile(const QuantizedRows& a, int64_t r0, const int8_t* b, int64_t groups, int flush, int64_t col0, const Epilogue& e) {
+  alignas(32) int32_t acc[MR][kPanel] = {};
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g0 = 0; g0 < groups; g0 += flush) {
+    const int64_t g1 = std::min<int64_t>(groups, g0 + flush);
+    __m256i lo[MR], hi[MR];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+    for (int64_t g = g0; g < g1; ++g) {
+      const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * kBlockCodes));
+      const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * kBlockCodes + 32));
+#pragma GCC unroll 6
+      for (int i = 0; i < MR; ++i) {
+        int32_t quad;
+        __builtin_memcpy(&quad, a.codes + (r0 + i) * a.stride + kGroup * g, 4);
+        const __m256i x = _mm256_set1_epi32(quad);
+        lo[i] = MaddubsAdd(lo[i], x, b0);
+        hi[i] = MaddubsAdd(hi[i], x, b1);
+      }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      __m256i* sums = reinterpret_cast<__m256i*>(acc[i]);
+      _mm256_store_si256(sums, _mm256_add_epi32(_mm256_load_si256(sums), _mm256_madd_epi16(lo[i], ones)));
+      _mm256_store_si256(sums + 1, _mm256_add_epi32(_mm256_load_si256(sums + 1), _mm256_madd_epi16(hi[i], ones)));
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+    StoreRow(a, r0 + i, _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i])), _mm256_load_si256(reinterpret_cast<const __m256i*>(acc[i] + 8)), col0, e);
+}
+
+void NarrowGemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w, int64_t p0, int64_t p1, const Epilogue& e) {
+  const int64_t groups = w.kp / kGroup;
+  const int flush = w.prepared->narrow_groups;
+  for (int64_t r = m0; r < m1; r += kRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, m1 - r));
+    for (int64_t p = p0; p < p1; ++p) {
+      const int8_t* b = w.prepared->narrow.data() + p * groups * kBlockCodes;
+      const int64_t col0 = p * kPanel;
+      switch (rows) {
+        case 6: NarrowTile<6>(a, r, b, groups, flush, col0, e); break;
+        case 5: NarrowTile<5>(a, r, b, groups, flush, col0, e); break;
+        case 4: NarrowTile<4>(a, r, b, groups, flush, col0, e); break;
+        case 3: NarrowTile<3>(a, r, b, groups, flush, col0, e); break;
+        case 2: NarrowTile<2>(a, r, b, groups, flush, col0, e); break;
+        default: NarrowTile<1>(a, r, b, groups, flush, col0, e); break;
+      }
+    }
+  }
+}
+
 void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w, int64_t p0, int64_t p1,
           const Epilogue& e) {
+  if (a.wide == nullptr && w.prepared->narrow_groups > 0) return NarrowGemm(a, m0, m1, w, p0, p1, e);
   const int64_t kp = w.kp, pairs = kp / 2;
   thread_local std::vector<int16_t> scratch;
   if (scratch.size() < static_cast<size_t>(kRows * kp)) scratch.resize(static_cast<size_t>(kRows * kp));
@@ -197,7 +295,7 @@ void Gemm(const QuantizedRows& a, int64_t m0, int64_t m1, const PackedWeights& w
     const int16_t* a16 = a.wide != nullptr ? a.wide + r * kp : scratch.data();
     if (a.wide == nullptr) WidenRows(a, r, rows, kp, scratch.data());
     for (int64_t p = p0; p < p1; ++p) {
-      const int16_t* b = w.wide + p * pairs * kPairLanes;
+      const int16_t* b = w.prepared->wide.data() + p * pairs * kPairLanes;
       const int64_t col0 = p * kPanel;
       switch (rows) {
         case 6: Tile<6>(a16, kp, b, pairs, a, r, col0, e); break;

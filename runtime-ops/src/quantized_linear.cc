@@ -63,7 +63,7 @@ struct QuantizedLinearKernel {
   std::vector<float> col_scale, bias;  // padded to np
   std::vector<int32_t> col_sum;
   std::vector<float> dequantized;      // [k × n], only with outliers or Shift-Log2 (float residuals)
-  std::vector<int16_t> wide;           // the kernel table's weight layout, when it has one
+  std::unique_ptr<PreparedWeights> prepared;  // the kernel table's weight layouts, when it has them
   int64_t tile_rows = 64, tile_panels = 3;
   bool gelu = false;  // epilogue "gelu": Y = GELU(dequant(…) + bias (+ outliers))
   std::optional<ShiftLog2> shift_log2;  // activation "shift-log2"
@@ -102,8 +102,9 @@ struct QuantizedLinearKernel {
     // VNNI) hands this op to the AVX2 table, which every such CPU also runs.
     if (mode == "shift-log2" && !kernels->wide_rows) kernels = &Avx2Kernels();
     if (kernels->prepare != nullptr) {
-      kernels->prepare(weights, &wide);
-      weights.wide = wide.data();
+      prepared = std::make_unique<PreparedWeights>();
+      kernels->prepare(weights, mode == "shift-log2", prepared.get());
+      weights.prepared = prepared.get();
     }
 
     int64_t scales = 0;
