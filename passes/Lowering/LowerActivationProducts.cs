@@ -12,9 +12,10 @@ namespace OnnxViTQ.Passes.Lowering;
 /// The operands' uses by the product leave the plan, so the emitter writes no QuantizeLinear /
 /// DequantizeLinear for them. Other operand quantizers (log2 or TanQ post-Softmax, per-token…)
 /// keep the portable form, and the report says which.
-/// Not part of <c>--format native</c>: on this project's AVX2 machine (no VNNI) the op measured
-/// slower than ONNX Runtime's own fused QDQ product (u8×u8 MLAS kernels) at DeiT-Tiny shapes
-/// (BENCHMARKS.md, speed section), so a recipe opts in by naming it.
+/// Not part of <c>--format native</c>: on both machines measured (AVX2, AVX-512 VNNI) the op was
+/// slower than ONNX Runtime's own fused QDQ product (u8×u8 MLAS kernels) on the DeiT-Tiny Q·Kᵀ at
+/// batch 8, though faster or level on the other shapes (BENCHMARKS.md, speed sections), so a
+/// recipe opts in by naming it.
 /// </summary>
 internal sealed class LowerActivationProducts : IPass, IPassContract
 {

@@ -67,7 +67,7 @@ internal static class PassRegistry
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),
         new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],
             (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
-        new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) with uniform per-tensor operands as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products); not part of --format native: name it after lower-native in a recipe (on AVX2 without VNNI it measured slower than ONNX Runtime's fused QDQ; with VNNI faster on 3 of 4 DeiT-Tiny shapes, BENCHMARKS.md)", [],
+        new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) with uniform per-tensor operands as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products); not part of --format native: name it after lower-native in a recipe (faster than ONNX Runtime's fused QDQ on 3 of 4 DeiT-Tiny shapes, slower on Q·Kᵀ at batch 8, on both the AVX2 and the VNNI machine: BENCHMARKS.md)", [],
             (_, _) => new LowerActivationProducts()),
         new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue (part of --format native)", [],
             (_, _) => new FuseNativeGelu()),
