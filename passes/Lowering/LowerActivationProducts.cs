@@ -7,17 +7,20 @@ namespace OnnxViTQ.Passes.Lowering;
 
 /// <summary>
 /// Recipe pass <c>lower-native-products</c>, after <c>lower-native</c>: the attention products (Q·Kᵀ and softmax·V)
-/// whose two operands have uniform per-tensor quantizers become <c>com.onnxvitq.QuantizedMatMul</c>
-/// (runtime-ops), which quantizes both float operands itself and multiplies the codes as integers.
-/// The operands' uses by the product leave the plan, so the emitter writes no QuantizeLinear /
-/// DequantizeLinear for them. Other operand quantizers (log2 or TanQ post-Softmax, per-token…)
-/// keep the portable form, and the report says which.
-/// Not part of <c>--format native</c>: on both machines measured (AVX2, AVX-512 VNNI) the op was
-/// slower than ONNX Runtime's own fused QDQ product (u8×u8 MLAS kernels) on the DeiT-Tiny Q·Kᵀ at
-/// batch 8, though faster or level on the other shapes (BENCHMARKS.md, speed sections), so a
-/// recipe opts in by naming it.
+/// whose right operand has a uniform per-tensor quantizer and whose left one a uniform per-tensor
+/// or a log2 one (ADFQ-ViT's post-Softmax) become <c>com.onnxvitq.QuantizedMatMul</c>
+/// (runtime-ops), which quantizes both float operands itself and multiplies them as integers
+/// (log2 values as int16 powers of two). The operands' uses by the product leave the plan, so the
+/// emitter writes no quantizer for them. Other operand quantizers (log√2 or TanQ post-Softmax,
+/// per-token…) keep the portable form, and the report says which.
+/// Option <c>left</c>: <c>any</c> (default) or <c>log2</c> (only products with a log2 left operand).
+/// <c>--format native</c> runs it with <c>left=log2</c>: the portable log2 quantizer is a chain of
+/// float ops ONNX Runtime cannot fuse, which the op replaces. Uniform × uniform products stay opt-in
+/// (a recipe names the pass): on both machines measured (AVX2, AVX-512 VNNI) the op was slower
+/// than ONNX Runtime's own fused QDQ product (u8×u8 MLAS kernels) on the DeiT-Tiny Q·Kᵀ at batch 8,
+/// though faster or level on the other shapes (BENCHMARKS.md, speed sections).
 /// </summary>
-internal sealed class LowerActivationProducts : IPass, IPassContract
+internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass, IPassContract
 {
     public const string OpType = "QuantizedMatMul";
     public string Name => "lower-native-products";
@@ -35,18 +38,21 @@ internal sealed class LowerActivationProducts : IPass, IPassContract
             if (node.IsRemoved) continue;
             var product = ActivationProduct.Of(node, plan);
             if (product is null) continue;
+            // left=log2 (what --format native adds) leaves the other products alone, unlisted.
+            if (log2LeftOnly && product.Left.Parameters is not LogQuantizer { StepsPerOctave: 1 }) continue;
             if (Reason(product) is { } reason)
             {
                 kept.Add($"{node.Name} ({reason})");
                 continue;
             }
-            var left = (UniformQuantizer)product.Left.Parameters!;
+            var left = product.Left.Parameters!;
             var right = (UniformQuantizer)product.Right.Parameters!;
             var output = node.Output();
+            var leftAttributes = left is LogQuantizer log ? Log2OperandAttributes(log) : OperandAttributes("a", (UniformQuantizer)left);
             var replacement = graph.AddNode(OpType, [node.Input(0), node.Input(1)], [$"{output.Name}_native"],
-                [.. OperandAttributes("a", left), .. OperandAttributes("b", right)], NativeOps.Domain, graph.UniqueName($"{node.Name}_native"), before: node).Output();
+                [.. leftAttributes, .. OperandAttributes("b", right)], NativeOps.Domain, graph.UniqueName($"{node.Name}_native"), before: node).Output();
             NodeReplacement.Replace(graph, output, replacement, [node]);
-            string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit × {right.Bits}-bit codes)";
+            string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit {(left is LogQuantizer ? "log2" : "uniform")} × {right.Bits}-bit codes)";
             plan.Update((product.Left with { Uses = product.Left.Uses.Where(u => u != new Use(node, 0)).ToList() }).WithNote(detail));
             plan.Update((product.Right with { Uses = product.Right.Uses.Where(u => u != new Use(node, 1)).ToList() }).WithNote(detail));
             lowered++;
@@ -59,11 +65,22 @@ internal sealed class LowerActivationProducts : IPass, IPassContract
     /// <summary>Why the product stays portable, or null when the op runs it.</summary>
     private static string? Reason(ActivationProduct product)
     {
-        foreach (var (site, which) in new[] { (product.Left, "left"), (product.Right, "right") })
-            if (site.Parameters is not UniformQuantizer { Axis: null })
-                return $"{which} operand: {site.Parameters!.Kind} ({site.Parameters.Granularity}) has no native product";
+        bool log2Left = product.Left.Parameters is LogQuantizer { StepsPerOctave: 1 };
+        if (!log2Left && product.Left.Parameters is not UniformQuantizer { Axis: null })
+            return $"left operand: {product.Left.Parameters!.Kind} ({product.Left.Parameters.Granularity}) has no native product";
+        if (product.Right.Parameters is not UniformQuantizer { Axis: null })
+            return $"right operand: {product.Right.Parameters!.Kind} ({product.Right.Parameters.Granularity}) has no native product";
         return null;
     }
+
+    /// <summary>The op's attributes for a log2-quantized left operand (a_kind "log2"): the
+    /// quantizer's scale (its largest level) and bits (the last code is zero).</summary>
+    public static IEnumerable<AttributeValue> Log2OperandAttributes(LogQuantizer q) =>
+    [
+        AttributeValue.String("a_kind", "log2"),
+        AttributeValue.Float("a_scale", q.Scale),
+        AttributeValue.Int("a_bits", q.Bits),
+    ];
 
     /// <summary>The op's attributes for operand <paramref name="p"/> ("a" or "b"): the quantizer's
     /// scale, zero point and code range in its own integer domain.</summary>

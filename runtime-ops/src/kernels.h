@@ -81,6 +81,9 @@ constexpr int kShiftLog2Tail = 40;
 struct ShiftLog2 {
   float shift = 0, epsilon = 0, scale = 1;
   int qmax = 15, top = 15;
+  // The log2 quantizer's (post-Softmax) last code stands for exact zero: codes ≥ zero_code (set
+  // qmax = zero_code) are 0, neither a level nor dropped. −1: every code is a level (Shift-Log2).
+  int zero_code = -1;
 };
 
 struct Kernels {

@@ -376,14 +376,14 @@ inline __m256 Rcp8(__m256 d) { return _mm256_rcp_ps(d); }
 
 void Avx2Gelu(float* y, int64_t count) { GeluRow<__m256, Int32x8, Rcp8>(y, count); }
 
-// ShiftLog2Code for 8 values: the same division, exponent and mantissa test, clamp.
+// ShiftLog2Value for 8 values: the same division, exponent and mantissa test, clamp, zero code.
 void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
                    int32_t* dropped, int32_t* dropped_count) {
   const __m256 shift = _mm256_set1_ps(q.shift), eps = _mm256_set1_ps(q.epsilon), scale = _mm256_set1_ps(q.scale);
   const __m256i sqrt2 = _mm256_set1_epi32(kSqrt2Mantissa), mantissa = _mm256_set1_epi32(0x7FFFFF);
   const __m256i bias = _mm256_set1_epi32(127), qmax = _mm256_set1_epi32(q.qmax), top = _mm256_set1_epi32(q.top);
   const __m256i one = _mm256_set1_epi32(1), centre = _mm256_set1_epi32(1 << (q.top - 1));
-  const __m256i tail = _mm256_set1_epi32(q.top + kShiftLog2Tail);
+  const __m256i tail = _mm256_set1_epi32(q.top + kShiftLog2Tail), zero_code = _mm256_set1_epi32(q.zero_code);
   for (int64_t r = m0; r < m1; ++r) {
     const float* row = x + r * k;
     int16_t* o = out + r * stride;
@@ -398,8 +398,10 @@ void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const Shif
       code = _mm256_min_epi32(_mm256_max_epi32(code, _mm256_setzero_si256()), qmax);
       // 2^(top − code) for code ≤ top; a variable shift by more than 31 gives 0.
       const __m256i value = _mm256_sllv_epi32(one, _mm256_sub_epi32(top, code));
-      const __m256i above_top = _mm256_cmpgt_epi32(code, top);
-      const __m256i kept = _mm256_sub_epi32(_mm256_andnot_si256(above_top, value), centre);
+      // Past top, or the zero code: value 0.
+      const __m256i zero = _mm256_cmpeq_epi32(code, zero_code);
+      const __m256i above_top = _mm256_andnot_si256(zero, _mm256_cmpgt_epi32(code, top));
+      const __m256i kept = _mm256_sub_epi32(_mm256_andnot_si256(_mm256_or_si256(above_top, zero), value), centre);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm_packs_epi32(_mm256_castsi256_si128(kept), _mm256_extracti128_si256(kept, 1)));
       int mask = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(code, tail), above_top)));
       while (mask != 0) {

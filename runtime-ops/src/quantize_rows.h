@@ -124,8 +124,9 @@ inline int ShiftLog2Code(float x, const ShiftLog2& q) {
 // Element i of a row: its centred int16 value, and whether it is a dropped level for the residual.
 inline int16_t ShiftLog2Value(float x, const ShiftLog2& q, bool* dropped) {
   const int code = ShiftLog2Code(x, q);
-  *dropped = code > q.top && code <= q.top + kShiftLog2Tail;
-  return static_cast<int16_t>((code <= q.top ? 1 << (q.top - code) : 0) - (1 << (q.top - 1)));
+  const bool zero = code == q.zero_code;
+  *dropped = !zero && code > q.top && code <= q.top + kShiftLog2Tail;
+  return static_cast<int16_t>((code <= q.top && !zero ? 1 << (q.top - code) : 0) - (1 << (q.top - 1)));
 }
 
 inline void ShiftLog2RowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "kernels.h"
 #include "op_status.h"
+#include "quantize_rows.h"
 
 namespace onnxvitq {
 namespace {
@@ -38,6 +40,27 @@ struct OperandQuantizer {
 
 };
 
+// A's quantizer when a_kind = "log2" (the post-Softmax log2 quantizer, as ADFQ-ViT's softmax·V):
+// x̂ = scale·2^(−q), q = round(−log2(max(x, 1e-30)/scale)) ≥ 0, the last code 2^bits − 1 (and past
+// it) exact zero. Its values enter the product as int16 powers of two (Kernels::shift_log2, the
+// Shift-Log2 linear's form with shift 0); levels past `top` are added in float.
+ShiftLog2 ReadLog2(const Ort::ConstKernelInfo& info) {
+  ShiftLog2 q;
+  int64_t bits = 0;
+  try {
+    q.scale = info.GetAttribute<float>("a_scale");
+    bits = info.GetAttribute<int64_t>("a_bits");
+  } catch (const Ort::Exception&) {
+    throw OpError("a_kind 'log2' needs attributes a_scale and a_bits");
+  }
+  if (!(q.scale > 0) || !std::isfinite(q.scale)) throw OpError("a_scale must be positive and finite");
+  if (bits < 2 || bits > 8) throw OpError("a_bits must be 2..8, not " + std::to_string(bits));
+  q.epsilon = 1e-30f;  // the portable graph's Max(x, tiny)
+  q.zero_code = static_cast<int>((1 << bits) - 1);
+  q.qmax = q.zero_code;
+  return q;
+}
+
 }  // namespace
 
 struct QuantizedMatMulKernel;
@@ -56,6 +79,9 @@ struct QuantizedMatMulKernel {
   std::string node;
   const Kernels* kernels = nullptr;
   OperandQuantizer a, b;
+  std::optional<ShiftLog2> a_log2;  // a_kind "log2", else A is uniform (a)
+  // The table whose shift_log2 writes A's powers (the AVX-512 one has none; its CPUs run AVX2).
+  const Kernels* log2_rows = nullptr;
 
   QuantizedMatMulKernel(const OrtApi&, const OrtKernelInfo* raw) {
     Ort::ConstKernelInfo info(raw);
@@ -63,7 +89,19 @@ struct QuantizedMatMulKernel {
     const char* error = nullptr;
     kernels = SelectKernels(&error);
     if (kernels == nullptr) throw OpError(error);
-    a = OperandQuantizer::Read(info, "a");
+    std::string kind = "uniform";
+    try {
+      kind = info.GetAttribute<std::string>("a_kind");
+    } catch (const Ort::Exception&) {
+    }
+    if (kind == "log2") {
+      a_log2 = ReadLog2(info);
+      log2_rows = kernels->shift_log2 != nullptr ? kernels : &Avx2Kernels();
+    } else if (kind == "uniform") {
+      a = OperandQuantizer::Read(info, "a");
+    } else {
+      throw OpError("attribute 'a_kind' must be 'uniform' or 'log2', not '" + kind + "'");
+    }
     b = OperandQuantizer::Read(info, "b");
   }
 
@@ -74,6 +112,7 @@ struct QuantizedMatMulKernel {
     std::vector<int64_t> a_of, b_of;  // per output slice: the operand slices it multiplies
     uint64_t call;                    // tells one Compute's packed B from another's
     float* y;
+    ShiftLog2 log2;                   // A's log2 quantizer with this K's top (a_kind "log2")
   };
 
   // Each task does all of one output tile's work: quantize its rows of A, quantize and pack B
@@ -94,15 +133,21 @@ struct QuantizedMatMulKernel {
 
   // B slice t into (k, k+1) pairs per column (kernels.h): rows k and k+1 centred (the padding
   // row and columns as zeros), then interleaved.
-  void PackB(const Work& w, int64_t t, int16_t* out) const {
+  // With log2 A, also B's centred codes row by row (centred, [k × np]: the float residual reads
+  // them) and their column sums (the powers' centring is undone with them).
+  void PackB(const Work& w, int64_t t, int16_t* out, int16_t* centred, int32_t* col_sum) const {
     const float* v = w.b + t * w.k * w.n;
     thread_local std::vector<int16_t> rows;
     rows.assign(static_cast<size_t>(2 * w.np), 0);
-    int16_t *even = rows.data(), *odd = rows.data() + w.np;
+    if (col_sum != nullptr) std::fill(col_sum, col_sum + w.np, 0);
     for (int64_t i = 0; i < w.kp; i += 2) {
+      int16_t *even = centred != nullptr ? centred + i * w.np : rows.data();
+      int16_t *odd = centred != nullptr ? (i + 1 < w.k ? centred + (i + 1) * w.np : rows.data() + w.np) : rows.data() + w.np;
       kernels->centre(v + i * w.n, w.n, b.scale, b.zero, b.qmin, b.qmax, even);
       if (i + 1 < w.k) kernels->centre(v + (i + 1) * w.n, w.n, b.scale, b.zero, b.qmin, b.qmax, odd);
       else std::fill(odd, odd + w.n, int16_t{0});
+      if (col_sum != nullptr)
+        for (int64_t c = 0; c < w.n; ++c) col_sum[c] += even[c] + odd[c];
       int16_t* pair = out + i * w.np;
       for (int64_t c = 0; c < w.np; ++c) {
         pair[2 * c] = even[c];
@@ -129,7 +174,7 @@ struct QuantizedMatMulKernel {
         throw OpError("A " + Dims(sa) + " and B " + Dims(sb) + ": leading axes do not broadcast");
       out_shape[i] = da[i] == 1 ? db[i] : da[i];
     }
-    Work w{this, left.GetTensorData<float>(), right.GetTensorData<float>(), sa[sa.size() - 2], sa.back(), sb.back(), 0, 0, 1, 1, 0, {}, {}, 0, nullptr};
+    Work w{this, left.GetTensorData<float>(), right.GetTensorData<float>(), sa[sa.size() - 2], sa.back(), sb.back(), 0, 0, 1, 1, 0, {}, {}, 0, nullptr, {}};
     for (size_t i = 0; i < lead; ++i) w.a_slices *= da[i], w.b_slices *= db[i];
     int64_t slices = 1;
     for (auto d : out_shape) slices *= d;
@@ -149,7 +194,7 @@ struct QuantizedMatMulKernel {
       w.b_of[s] = ib;
     }
     // Int32 sums stay exact while K·255² < 2^31.
-    if (w.k > 32768) throw OpError("K=" + std::to_string(w.k) + " exceeds 32768 (the int32 sums would overflow)");
+    if (!a_log2 && w.k > 32768) throw OpError("K=" + std::to_string(w.k) + " exceeds 32768 (the int32 sums would overflow)");
     out_shape.push_back(w.m);
     out_shape.push_back(w.n);
     auto output = context.GetOutput(0, out_shape);
@@ -161,26 +206,64 @@ struct QuantizedMatMulKernel {
     }
     w.kp = RoundUp(w.k, 2);
     w.np = RoundUp(w.n, kPanel);
+    if (a_log2) {
+      // The largest top ≤ 15 (centred powers fit int16) at which no sum can overflow int32:
+      // K·2^top·255 < 2^31 (|power| ≤ 2^top, |centred B code| ≤ 255).
+      w.log2 = *a_log2;
+      int top = 15;
+      while (top > 1 && static_cast<double>(w.kp) * (1 << top) * 255.0 >= 2147483647.0) --top;
+      if (top < 8) throw OpError("K=" + std::to_string(w.k) + " is too large for exact log2 products in int32");
+      w.log2.top = top;
+    }
     static std::atomic<uint64_t> calls{0};
     w.call = ++calls;
     w.row_tiles = (w.m + kTileRows - 1) / kTileRows;
     context.ParallelFor([](void* data, size_t task) {
       auto& w = *static_cast<Work*>(data);
       const auto& self = *w.self;
+      const bool log2 = self.a_log2.has_value();
       const int64_t s = static_cast<int64_t>(task) / w.row_tiles, t = static_cast<int64_t>(task) % w.row_tiles;
       const int64_t m0 = t * kTileRows, m1 = std::min(w.m, m0 + kTileRows);
-      thread_local std::vector<int16_t> a16, b16;
+      thread_local std::vector<int16_t> a16, b16, b_rows;
+      thread_local std::vector<int32_t> b_sums, dropped, dropped_count;
       thread_local uint64_t packed_call = 0;
       thread_local int64_t packed_slice = -1;
       if (packed_call != w.call || packed_slice != w.b_of[s]) {
         b16.resize(static_cast<size_t>(w.kp * w.np));
-        self.PackB(w, w.b_of[s], b16.data());
+        if (log2) {
+          b_rows.assign(static_cast<size_t>(w.kp * w.np), 0);
+          b_sums.resize(static_cast<size_t>(w.np));
+        }
+        self.PackB(w, w.b_of[s], b16.data(), log2 ? b_rows.data() : nullptr, log2 ? b_sums.data() : nullptr);
         packed_call = w.call;
         packed_slice = w.b_of[s];
       }
       a16.resize(static_cast<size_t>(w.m * w.kp));
-      self.CentreA(w, w.a_of[s], m0, m1, a16.data());
-      self.kernels->product(a16.data(), w.kp, b16.data(), w.np, m0, m1, w.n, self.a.scale * self.b.scale, w.y + s * w.m * w.n);
+      float* y = w.y + s * w.m * w.n;
+      if (!log2) {
+        self.CentreA(w, w.a_of[s], m0, m1, a16.data());
+        self.kernels->product(a16.data(), w.kp, b16.data(), w.np, m0, m1, w.n, self.a.scale * self.b.scale, y);
+        return;
+      }
+      // x̂ = scale·2^(−top)·p with p = 2^(top − q), stored centred p − 2^(top−1): the product of the
+      // stored values, then + 2^(top−1)·Σ_k B[k, c] per column, then the levels past top in float.
+      const float* x = w.a + w.a_of[s] * w.m * w.k;
+      dropped.resize(static_cast<size_t>(w.m * w.k));
+      dropped_count.resize(static_cast<size_t>(w.m));
+      self.log2_rows->shift_log2(x, w.k, m0, m1, w.log2, a16.data(), w.kp, dropped.data(), dropped_count.data());
+      const float step = std::ldexp(w.log2.scale, -w.log2.top) * self.b.scale;
+      self.kernels->product(a16.data(), w.kp, b16.data(), w.np, m0, m1, w.n, step, y);
+      const float centre = step * static_cast<float>(1 << (w.log2.top - 1));
+      for (int64_t r = m0; r < m1; ++r) {
+        float* row = y + r * w.n;
+        for (int64_t c = 0; c < w.n; ++c) row[c] += centre * static_cast<float>(b_sums[c]);
+        for (int32_t j = 0; j < dropped_count[r]; ++j) {
+          const int32_t i = dropped[r * w.k + j];
+          const float level = std::ldexp(w.log2.scale, -ShiftLog2Code(x[r * w.k + i], w.log2)) * self.b.scale;
+          const int16_t* v = b_rows.data() + i * w.np;
+          for (int64_t c = 0; c < w.n; ++c) row[c] += level * static_cast<float>(v[c]);
+        }
+      }
     }, static_cast<size_t>(slices * w.row_tiles), 0, &w);
   }
 

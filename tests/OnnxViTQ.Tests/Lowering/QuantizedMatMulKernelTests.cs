@@ -95,6 +95,55 @@ public class QuantizedMatMulKernelTests : NativeKernelTest
         }
     }
 
+    /// <summary>softmax·V with log2-quantized probabilities (a_kind "log2"): rows of probabilities
+    /// with exact zeros and negatives (the zero code), values far below the largest level (levels
+    /// past the int16 powers' top, added in float), a constant row; K large enough that the top
+    /// is lowered to keep the int32 sums exact.</summary>
+    public static IEnumerable<TestCaseData> Log2Shapes()
+    {
+        foreach (var path in SupportedPaths())
+            foreach (var (a, b) in new (long[], long[])[]
+                     {
+                         ([1, 1, 5], [1, 5, 3]),
+                         ([2, 3, 7, 33], [2, 3, 33, 17]),
+                         ([1, 3, 197, 197], [1, 3, 197, 64]), // DeiT-Tiny softmax·V
+                         ([2, 9, 700], [2, 700, 19]),         // K·2^15·255 ≥ 2^31: a lower top
+                     })
+                yield return new TestCaseData(path, a, b).SetArgDisplayNames(path, $"[{string.Join(",", a)}]x[{string.Join(",", b)}]");
+    }
+
+    [TestCaseSource(nameof(Log2Shapes))]
+    public void Log2ProbabilitiesMatchReference(string path, long[] aShape, long[] bShape)
+    {
+        ForcePath(path);
+        int k = (int)aShape[^1];
+        var a = TinyModels.Random((int)aShape.Aggregate(1L, (x, y) => x * y), 21, 1f).Select(v => MathF.Abs(v)).ToArray();
+        // Spread over many octaves: most values small, as softmax rows are, a few 0 or negative.
+        for (int i = 0; i < a.Length; i++) a[i] = i % 13 == 0 ? 0f : i % 29 == 0 ? -0.1f : MathF.Pow(a[i], 1 + i % 7) * 0.5f;
+        for (int i = 0; i < k; i++) a[i] = 0.125f; // a constant row
+        var b = TinyModels.Random((int)bShape.Aggregate(1L, (x, y) => x * y), 22, 2f);
+        var qb = UniformQuantizer.AsymmetricFromRange(-2f, 2f, 8);
+        foreach (int bits in new[] { 8, 4, 3 })
+        {
+            var qa = new LogQuantizer("log2", bits, 1, 0.5f);
+            var model = Model(aShape, bShape, [.. LowerActivationProducts.Log2OperandAttributes(qa), .. LowerActivationProducts.OperandAttributes("b", qb)]);
+            AssertClose(Run(model, a, aShape, b, bShape), Reference(a, aShape, b, bShape, qa, qb), $"log2 {bits}-bit × {qb}", 1e-5);
+        }
+    }
+
+    [Test]
+    public void BadLog2AttributesAreAnError()
+    {
+        var qb = UniformQuantizer.AsymmetricFromRange(-1f, 1f, 8);
+        byte[] With(params AttributeValue[] a) => Model([4, 8], [8, 5], [.. a, .. LowerActivationProducts.OperandAttributes("b", qb)]);
+        var e = Assert.Throws<OnnxRuntimeException>(() => Run(With(AttributeValue.String("a_kind", "log2"), AttributeValue.Float("a_scale", 1f)), new float[32], [4, 8], new float[40], [8, 5]))!;
+        Assert.That(e.Message, Does.Contain("QuantizedMatMul 'product'").And.Contain("needs attributes a_scale and a_bits"));
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(With(AttributeValue.String("a_kind", "log2"), AttributeValue.Float("a_scale", 1f), AttributeValue.Int("a_bits", 9)), new float[32], [4, 8], new float[40], [8, 5]))!;
+        Assert.That(e.Message, Does.Contain("a_bits must be 2..8, not 9"));
+        e = Assert.Throws<OnnxRuntimeException>(() => Run(With(AttributeValue.String("a_kind", "tan")), new float[32], [4, 8], new float[40], [8, 5]))!;
+        Assert.That(e.Message, Does.Contain("'a_kind' must be 'uniform' or 'log2', not 'tan'"));
+    }
+
     /// <summary>Leading axes broadcast as MatMul's do: the reference runs on the operands expanded
     /// to the output's leading shape.</summary>
     [TestCase(new long[] { 2, 3, 4, 8 }, new long[] { 3, 8, 5 })]

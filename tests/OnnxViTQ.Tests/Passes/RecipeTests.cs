@@ -19,11 +19,12 @@ public class RecipeTests
             }
     }
 
-    /// <summary>Each format's lowering goes right before the emitter; --format native fuses LayerNorm
-    /// and GELU into its ops right after it; --format ort (or a recipe that names lower-ort) stores
+    /// <summary>Each format's lowering goes right before the emitter; --format native lowers the
+    /// log2 softmax products after its linear layers and fuses LayerNorm and GELU into its ops
+    /// right after the emitter; --format ort (or a recipe that names lower-ort) stores
     /// overflowing int8 weights unsigned right after it.</summary>
     [TestCase(OutputFormat.Portable, "fit-quantizers,measure-error,emit-portable,remove-unused-constants")]
-    [TestCase(OutputFormat.Native, "fit-quantizers,measure-error,lower-native,emit-portable,fuse-native-layernorm,fuse-native-gelu,remove-unused-constants")]
+    [TestCase(OutputFormat.Native, "fit-quantizers,measure-error,lower-native,lower-native-products,emit-portable,fuse-native-layernorm,fuse-native-gelu,remove-unused-constants")]
     [TestCase(OutputFormat.Ort, "fit-quantizers,measure-error,lower-ort,emit-portable,store-weights-unsigned,remove-unused-constants")]
     public void FormatsPlaceTheirPasses(OutputFormat format, string tail)
     {
