@@ -238,7 +238,7 @@ struct QuantizedMatMulKernel {
         packed_call = w.call;
         packed_slice = w.b_of[s];
       }
-      a16.resize(static_cast<size_t>(w.m * w.kp));
+      a16.resize(static_cast<size_t>((log2 ? kTileRows : w.m) * w.kp));
       float* y = w.y + s * w.m * w.n;
       if (!log2) {
         self.CentreA(w, w.a_of[s], m0, m1, a16.data());
@@ -247,14 +247,17 @@ struct QuantizedMatMulKernel {
       }
       // x̂ = scale·2^(−top)·p with p = 2^(top − q), stored centred p − 2^(top−1): the product of the
       // stored values, then + 2^(top−1)·Σ_k B[k, c] per column, then the levels past top in float.
-      const float* x = w.a + w.a_of[s] * w.m * w.k;
-      dropped.resize(static_cast<size_t>(w.m * w.k));
-      dropped_count.resize(static_cast<size_t>(w.m));
-      self.log2_rows->shift_log2(x, w.k, m0, m1, w.log2, a16.data(), w.kp, dropped.data(), dropped_count.data());
+      // The tile's rows from 0 (buffers of one tile, not of the slice: M·K can be large here).
+      const int64_t rows = m1 - m0;
+      const float* x = w.a + (w.a_of[s] * w.m + m0) * w.k;
+      y += m0 * w.n;
+      dropped.resize(static_cast<size_t>(rows * w.k));
+      dropped_count.resize(static_cast<size_t>(rows));
+      self.log2_rows->shift_log2(x, w.k, 0, rows, w.log2, a16.data(), w.kp, dropped.data(), dropped_count.data());
       const float step = std::ldexp(w.log2.scale, -w.log2.top) * self.b.scale;
-      self.kernels->product(a16.data(), w.kp, b16.data(), w.np, m0, m1, w.n, step, y);
+      self.kernels->product(a16.data(), w.kp, b16.data(), w.np, 0, rows, w.n, step, y);
       const float centre = step * static_cast<float>(1 << (w.log2.top - 1));
-      for (int64_t r = m0; r < m1; ++r) {
+      for (int64_t r = 0; r < rows; ++r) {
         float* row = y + r * w.n;
         for (int64_t c = 0; c < w.n; ++c) row[c] += centre * static_cast<float>(b_sums[c]);
         for (int32_t j = 0; j < dropped_count[r]; ++j) {
