@@ -58,6 +58,8 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
             lowered++;
         }
         if (lowered > 0) OpsetImports.Ensure(model, NativeOps.Domain, 1);
+        // As part of --format native (left=log2) on a recipe without log2 probabilities: nothing to say.
+        if (log2LeftOnly && lowered == 0) return new PassResult(false);
         context.Info($"{lowered} attention product(s) lowered to {NativeOps.Domain}.{OpType}" + (kept.Count == 0 ? "" : $"; {kept.Count} kept portable: {string.Join("; ", kept)}"));
         return new PassResult(lowered > 0);
     }
