@@ -39,7 +39,7 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
             var product = ActivationProduct.Of(node, plan);
             if (product is null) continue;
             // left=log2 (what --format native adds) leaves the other products alone, unlisted.
-            if (log2LeftOnly && product.Left.Parameters is not LogQuantizer { StepsPerOctave: 1 }) continue;
+            if (log2LeftOnly && !IsLog2(product.Left)) continue;
             if (Reason(product) is { } reason)
             {
                 kept.Add($"{node.Name} ({reason})");
@@ -67,13 +67,14 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
     /// <summary>Why the product stays portable, or null when the op runs it.</summary>
     private static string? Reason(ActivationProduct product)
     {
-        bool log2Left = product.Left.Parameters is LogQuantizer { StepsPerOctave: 1 };
-        if (!log2Left && product.Left.Parameters is not UniformQuantizer { Axis: null })
+        if (!IsLog2(product.Left) && product.Left.Parameters is not UniformQuantizer { Axis: null })
             return $"left operand: {product.Left.Parameters!.Kind} ({product.Left.Parameters.Granularity}) has no native product";
         if (product.Right.Parameters is not UniformQuantizer { Axis: null })
             return $"right operand: {product.Right.Parameters!.Kind} ({product.Right.Parameters.Granularity}) has no native product";
         return null;
     }
+
+    private static bool IsLog2(QuantizationSite site) => site.Parameters is LogQuantizer { StepsPerOctave: 1 };
 
     /// <summary>The op's attributes for a log2-quantized left operand (a_kind "log2"): the
     /// quantizer's scale (its largest level) and bits (the last code is zero).</summary>

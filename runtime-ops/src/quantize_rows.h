@@ -121,6 +121,18 @@ inline int ShiftLog2Code(float x, const ShiftLog2& q) {
   return std::min(std::max(code, 0), q.qmax);
 }
 
+// x̂ of a dropped level (one past top): scale·2^(−q), added in float by the op's residual.
+inline float ShiftLog2Level(float x, const ShiftLog2& q) { return std::ldexp(q.scale, -ShiftLog2Code(x, q)); }
+
+// The largest top ≤ 15 (centred powers |p − 2^(top−1)| ≤ 2^(top−1) fit int16) at which no sum of
+// k terms with the other operand's codes up to max_code can overflow int32, the uncentred Σ p·v
+// included: k·2^top·max_code < 2^31. 0 when even top = 8 would not fit (the op refuses then).
+inline int ShiftLog2Top(int64_t k, int max_code) {
+  int top = 15;
+  while (top > 1 && static_cast<double>(k) * (1 << top) * max_code >= 2147483647.0) --top;
+  return top >= 8 ? top : 0;
+}
+
 // Element i of a row: its centred int16 value, and whether it is a dropped level for the residual.
 inline int16_t ShiftLog2Value(float x, const ShiftLog2& q, bool* dropped) {
   const int code = ShiftLog2Code(x, q);

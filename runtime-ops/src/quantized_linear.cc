@@ -154,15 +154,11 @@ struct QuantizedLinearKernel {
       if (!(shift_log2->epsilon >= 0) || !std::isfinite(shift_log2->epsilon) || !std::isfinite(shift_log2->shift))
         throw OpError("activation_epsilon must be finite and ≥ 0, activation_shift finite");
       shift_log2->qmax = (1 << bits) - 1;
-      // The largest top ≤ 15 (centred powers |p − 2^(top−1)| ≤ 2^(top−1) fit int16) at which no
-      // column's sum can overflow int32, the uncentred Σ p·W of the epilogue included:
-      // kp·2^top·max|code| < 2^31.
       int max_code = 1;
       for (int64_t c = 0; c < weights.n; ++c)
         for (int64_t kk = 0; kk < weights.k; ++kk) max_code = std::max(max_code, std::abs(weights.Code(kk, c)));
-      int top = 15;
-      while (top > 1 && static_cast<double>(weights.kp) * (1 << top) * max_code >= 2147483647.0) --top;
-      if (top < 8) throw OpError("k=" + std::to_string(weights.k) + " is too large for exact Shift-Log2 sums in int32");
+      const int top = ShiftLog2Top(weights.kp, max_code);
+      if (top == 0) throw OpError("k=" + std::to_string(weights.k) + " is too large for exact Shift-Log2 sums in int32");
       shift_log2->top = top;
       // x̂ = scale·2^(−top)·value + shift: the constant part is shift·Σ_k W[k, c], folded into the bias.
       for (int64_t c = 0; c < weights.n; ++c) bias[c] += col_scale[c] * shift_log2->shift * static_cast<float>(col_sum[c]);
@@ -299,7 +295,7 @@ struct QuantizedLinearKernel {
           if (s.shift_log2) {
             for (int32_t j = 0; j < w.dropped_count[r]; ++j) {
               const int32_t i = w.dropped[r * k + j];
-              add(y, i, std::ldexp(s.shift_log2->scale, -ShiftLog2Code(x[i], *s.shift_log2)));
+              add(y, i, ShiftLog2Level(x[i], *s.shift_log2));
             }
           } else {
             for (int64_t i = 0; i < k; ++i)

@@ -133,16 +133,14 @@ struct QuantizedMatMulKernel {
 
   // B slice t into (k, k+1) pairs per column (kernels.h): rows k and k+1 centred (the padding
   // row and columns as zeros), then interleaved.
-  // With log2 A, also B's centred codes row by row (centred, [k × np]: the float residual reads
-  // them) and their column sums (the powers' centring is undone with them).
-  void PackB(const Work& w, int64_t t, int16_t* out, int16_t* centred, int32_t* col_sum) const {
+  // With log2 A, also B's column sums (the powers' centring is undone with them).
+  void PackB(const Work& w, int64_t t, int16_t* out, int32_t* col_sum) const {
     const float* v = w.b + t * w.k * w.n;
     thread_local std::vector<int16_t> rows;
     rows.assign(static_cast<size_t>(2 * w.np), 0);
+    int16_t *even = rows.data(), *odd = rows.data() + w.np;
     if (col_sum != nullptr) std::fill(col_sum, col_sum + w.np, 0);
     for (int64_t i = 0; i < w.kp; i += 2) {
-      int16_t *even = centred != nullptr ? centred + i * w.np : rows.data();
-      int16_t *odd = centred != nullptr ? (i + 1 < w.k ? centred + (i + 1) * w.np : rows.data() + w.np) : rows.data() + w.np;
       kernels->centre(v + i * w.n, w.n, b.scale, b.zero, b.qmin, b.qmax, even);
       if (i + 1 < w.k) kernels->centre(v + (i + 1) * w.n, w.n, b.scale, b.zero, b.qmin, b.qmax, odd);
       else std::fill(odd, odd + w.n, int16_t{0});
@@ -207,13 +205,9 @@ struct QuantizedMatMulKernel {
     w.kp = RoundUp(w.k, 2);
     w.np = RoundUp(w.n, kPanel);
     if (a_log2) {
-      // The largest top ≤ 15 (centred powers fit int16) at which no sum can overflow int32:
-      // K·2^top·255 < 2^31 (|power| ≤ 2^top, |centred B code| ≤ 255).
       w.log2 = *a_log2;
-      int top = 15;
-      while (top > 1 && static_cast<double>(w.kp) * (1 << top) * 255.0 >= 2147483647.0) --top;
-      if (top < 8) throw OpError("K=" + std::to_string(w.k) + " is too large for exact log2 products in int32");
-      w.log2.top = top;
+      w.log2.top = ShiftLog2Top(w.kp, 255);  // |centred B code| ≤ 255
+      if (w.log2.top == 0) throw OpError("K=" + std::to_string(w.k) + " is too large for exact log2 products in int32");
     }
     static std::atomic<uint64_t> calls{0};
     w.call = ++calls;
@@ -224,17 +218,14 @@ struct QuantizedMatMulKernel {
       const bool log2 = self.a_log2.has_value();
       const int64_t s = static_cast<int64_t>(task) / w.row_tiles, t = static_cast<int64_t>(task) % w.row_tiles;
       const int64_t m0 = t * kTileRows, m1 = std::min(w.m, m0 + kTileRows);
-      thread_local std::vector<int16_t> a16, b16, b_rows;
+      thread_local std::vector<int16_t> a16, b16;
       thread_local std::vector<int32_t> b_sums, dropped, dropped_count;
       thread_local uint64_t packed_call = 0;
       thread_local int64_t packed_slice = -1;
       if (packed_call != w.call || packed_slice != w.b_of[s]) {
         b16.resize(static_cast<size_t>(w.kp * w.np));
-        if (log2) {
-          b_rows.assign(static_cast<size_t>(w.kp * w.np), 0);
-          b_sums.resize(static_cast<size_t>(w.np));
-        }
-        self.PackB(w, w.b_of[s], b16.data(), log2 ? b_rows.data() : nullptr, log2 ? b_sums.data() : nullptr);
+        if (log2) b_sums.resize(static_cast<size_t>(w.np));
+        self.PackB(w, w.b_of[s], b16.data(), log2 ? b_sums.data() : nullptr);
         packed_call = w.call;
         packed_slice = w.b_of[s];
       }
@@ -262,9 +253,10 @@ struct QuantizedMatMulKernel {
         for (int64_t c = 0; c < w.n; ++c) row[c] += centre * static_cast<float>(b_sums[c]);
         for (int32_t j = 0; j < dropped_count[r]; ++j) {
           const int32_t i = dropped[r * w.k + j];
-          const float level = std::ldexp(w.log2.scale, -ShiftLog2Code(x[r * w.k + i], w.log2)) * self.b.scale;
-          const int16_t* v = b_rows.data() + i * w.np;
-          for (int64_t c = 0; c < w.n; ++c) row[c] += level * static_cast<float>(v[c]);
+          const float level = ShiftLog2Level(x[r * w.k + i], w.log2) * self.b.scale;
+          // Row i of B, read from the packed pairs: B[i, c] = pairs[(i / 2)·2·np + 2c + (i & 1)].
+          const int16_t* v = b16.data() + (i / 2) * 2 * w.np + (i & 1);
+          for (int64_t c = 0; c < w.n; ++c) row[c] += level * static_cast<float>(v[2 * c]);
         }
       }
     }, static_cast<size_t>(slices * w.row_tiles), 0, &w);
