@@ -69,6 +69,8 @@ internal static class PassRegistry
             (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
         new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products): right operand uniform per-tensor, left uniform per-tensor or log2 (as int16 powers of two). left = any (default) | log2. --format native runs it with left=log2 (the portable log2 quantizer is unfused float ops); uniform × uniform products are opt-in: name the pass after lower-native (faster than ONNX Runtime's fused QDQ on 3 of 4 DeiT-Tiny shapes, slower on Q·Kᵀ at batch 8 in most runs on both the AVX2 and the VNNI machine: BENCHMARKS.md, README)", ["left"],
             (_, step) => new LowerActivationProducts(Choice(step, "left", "any", "log2") == "log2")),
+        new("fuse-native-attention", "after lower-native: each multi-head self-attention in nn.MultiheadAttention's exported form (q|k|v slices, Q·Kᵀ, Softmax, softmax·V) with uniform per-tensor Q, K, probabilities and V becomes one com.onnxvitq.QuantizedAttention (operands quantized in the op, exact integer products, no head transposes; part of --format native)", [],
+            (_, _) => new FuseNativeAttention()),
         new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue (part of --format native)", [],
             (_, _) => new FuseNativeGelu()),
         new("fuse-native-layernorm", "after emit-portable: a LayerNormalization read only by a com.onnxvitq.QuantizedLinear (static or per-token input) is computed by that op on each row before quantizing (part of --format native)", [],

@@ -93,8 +93,9 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
     }
 
     /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
-    /// that already names a lowering pass keeps its own). With lower-native, lower-native-products
-    /// with left=log2 follows it (the log2 softmax·V products) unless the recipe places that pass, and fuse-native-gelu and
+    /// that already names a lowering pass keeps its own). With lower-native, fuse-native-attention
+    /// (whole attentions with uniform operands) and then lower-native-products
+    /// with left=log2 follow it (the log2 softmax·V products) unless the recipe places them, and fuse-native-gelu and
     /// fuse-native-layernorm follow the emitter (GELU into fc1's epilogue, LayerNorm into the qkv
     /// and fc1 ops) unless the recipe places them. With lower-ort, store-weights-unsigned
     /// follows the emitter unless the recipe places it, so the QDQ ONNX Runtime fuses stays exact
@@ -110,6 +111,8 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         int native = passes.ToList().FindIndex(p => p.Name == "lower-native");
         if (native >= 0 && passes.All(p => p.Name != "lower-native-products"))
             passes = [.. passes.Take(native + 1), new PassStep("lower-native-products", new Dictionary<string, string> { ["left"] = "log2" }), .. passes.Skip(native + 1)];
+        if (native >= 0 && passes.All(p => p.Name != "fuse-native-attention"))
+            passes = [.. passes.Take(native + 1), new PassStep("fuse-native-attention"), .. passes.Skip(native + 1)];
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
         if (emit >= 0 && passes.Any(p => p.Name == "lower-native"))
         {

@@ -116,6 +116,8 @@ struct Kernels {
   // (top < q ≤ top + kShiftLog2Tail), for the op's float residual: dropped[r·k + j], j < dropped_count[r].
   void (*shift_log2)(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
                      int32_t* dropped, int32_t* dropped_count);
+  // Softmax of one row of n floats in place (the fused attention).
+  void (*softmax)(float* x, int64_t n);
 };
 
 // The AVX2 product and centring.

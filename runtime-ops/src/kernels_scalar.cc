@@ -1,5 +1,7 @@
 // Portable C++ path: the reference the vector paths are tested against, and the fallback on
 // CPUs without AVX2.
+#include <algorithm>
+#include <cmath>
 #include "panel_source.h"
 
 namespace onnxvitq {
@@ -48,10 +50,19 @@ void Gelu(float* y, int64_t count) {
   for (int64_t i = 0; i < count; ++i) y[i] = 0.5f * y[i] * (1.f + std::erf(y[i] * 0.70710678118654752f));
 }
 
+void Softmax(float* x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - m);
+  const float inverse = 1.f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
+}
+
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl, Softmax};
   return k;
 }
 

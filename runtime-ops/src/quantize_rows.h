@@ -19,6 +19,13 @@ namespace {
 
 constexpr float kMinScale = 1e-8f;  // UniformQuantizer.MinScale on the C# side
 
+// The codes below are roundeven(x / s), but computed first as roundeven(x·(1/s)): vdivps is the
+// slowest instruction of these loops (it bounded the per-token quantization and the attention
+// operands' centring). t = x·(1/s) is within |t|·2^−22 of the rounded quotient, so roundeven(t)
+// can differ from roundeven(x / s) only when t lies that close to a half-integer; a row with
+// such a value (or a NaN or ∞) is quantized again with the division. Both loops vectorise.
+inline bool NearHalf(float t, float r) { return !(0.5f - std::fabs(t - r) > std::fabs(t) * 0x1p-21f); }
+
 inline void QuantizeRowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuantization& q,
                              uint8_t* codes, int64_t stride, float* scale, int32_t* zero) {
   for (int64_t r = m0; r < m1; ++r) {
@@ -27,8 +34,16 @@ inline void QuantizeRowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, 
     if (!q.dynamic) {
       const float s = q.scale, z = static_cast<float>(q.zero);
       const float lo = static_cast<float>(q.qmin), hi = static_cast<float>(q.qmax);
-      for (int64_t i = 0; i < k; ++i)
-        out[i] = static_cast<uint8_t>(std::min(std::max(__builtin_rintf(row[i] / s) + z, lo), hi));
+      const float inverse = 1.f / s;
+      int near = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const float t = row[i] * inverse, c = __builtin_rintf(t);
+        near += NearHalf(t, c);
+        out[i] = static_cast<uint8_t>(std::min(std::max(c + z, lo), hi));
+      }
+      if (near)
+        for (int64_t i = 0; i < k; ++i)
+          out[i] = static_cast<uint8_t>(std::min(std::max(__builtin_rintf(row[i] / s) + z, lo), hi));
       scale[r] = s;
       zero[r] = q.zero;
     } else {
@@ -58,10 +73,19 @@ inline void QuantizeRowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, 
       const float levels = static_cast<float>(q.levels);
       const float s = std::max((hi - lo) / levels, kMinScale);
       const float z = std::min(std::max(__builtin_rintf(-lo / s), 0.f), levels);
+      const float inverse = 1.f / s;
+      int near = 0;
       for (int64_t i = 0; i < k; ++i) {
         const float v = std::fabs(row[i]) < alpha ? row[i] : 0.f;
-        out[i] = static_cast<uint8_t>(std::min(std::max(__builtin_rintf(v / s) + z, 0.f), levels));
+        const float t = v * inverse, c = __builtin_rintf(t);
+        near += NearHalf(t, c);
+        out[i] = static_cast<uint8_t>(std::min(std::max(c + z, 0.f), levels));
       }
+      if (near)
+        for (int64_t i = 0; i < k; ++i) {
+          const float v = std::fabs(row[i]) < alpha ? row[i] : 0.f;
+          out[i] = static_cast<uint8_t>(std::min(std::max(__builtin_rintf(v / s) + z, 0.f), levels));
+        }
       scale[r] = s;
       zero[r] = static_cast<int32_t>(z);
     }
@@ -73,8 +97,16 @@ inline void QuantizeRowsImpl(const float* x, int64_t k, int64_t m0, int64_t m1, 
 // float operations then − zero as int16.
 inline void CentreImpl(const float* x, int64_t count, float scale, int zero, int qmin, int qmax, int16_t* out) {
   const float z = static_cast<float>(zero), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
-  for (int64_t i = 0; i < count; ++i)
-    out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_rintf(x[i] / scale) + z, lo), hi)) - zero);
+  const float inverse = 1.f / scale;
+  int near = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const float t = x[i] * inverse, c = __builtin_rintf(t);
+    near += NearHalf(t, c);
+    out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(c + z, lo), hi)) - zero);
+  }
+  if (near)
+    for (int64_t i = 0; i < count; ++i)
+      out[i] = static_cast<int16_t>(static_cast<int>(std::min(std::max(__builtin_rintf(x[i] / scale) + z, lo), hi)) - zero);
 }
 
 // LayerNormalization of one row, (x − mean) · 1/√(E[x²] − mean² + ε) · γ + β in float (the fused

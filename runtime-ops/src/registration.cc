@@ -6,6 +6,7 @@
 #include "kernels.h"
 #include "quantized_linear.h"
 #include "quantized_matmul.h"
+#include "quantized_attention.h"
 
 namespace {
 constexpr const char* kDomain = "com.onnxvitq";
@@ -26,6 +27,7 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   if (OrtStatus* s = api->CreateCustomOpDomain(kDomain, &domain)) return s;
   if (OrtStatus* s = api->CustomOpDomain_Add(domain, onnxvitq::QuantizedLinearCustomOp())) return s;
   if (OrtStatus* s = api->CustomOpDomain_Add(domain, onnxvitq::QuantizedMatMulCustomOp())) return s;
+  if (OrtStatus* s = api->CustomOpDomain_Add(domain, onnxvitq::QuantizedAttentionCustomOp())) return s;
   // The domain must outlive every session that uses it; sessions do not own it, so it is kept
   // for the life of the process (one small object per registration).
   return api->AddCustomOpDomain(options, domain);

@@ -128,7 +128,7 @@ internal static class QuantizeCommand
         table.AddRow("recipe", Markup.Escape($"{result.Recipe.Name}: {result.Recipe.Description}"));
         table.AddRow("nodes quantized", $"{total} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {total - linear} activation × activation)");
         foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
-        foreach (var d in result.Diagnostics.Where(d => d.Pass.StartsWith("lower-", StringComparison.Ordinal)))
+        foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Info && (d.Pass.StartsWith("lower-", StringComparison.Ordinal) || d.Pass.StartsWith("fuse-native-", StringComparison.Ordinal))))
             table.AddRow("format " + options.Format.Name(), Markup.Escape(d.Message.Length > 300 ? d.Message[..300] + "…" : d.Message));
         if (options.Format == OutputFormat.Native && NativeOps.Unavailable is { } why)
             io.Error.WriteLine($"warning: the native model needs libonnxvitq_ops.so to run, and {why}");

@@ -138,4 +138,37 @@ public class NativeFusionTests
         Assert.That(fusedNorms, Is.EqualTo(2 * gelus));
         Assert.That(model.Graph.Nodes.Count(n => n.OpType == "LayerNormalization"), Is.EqualTo(1));
     }
+
+    /// <summary>--format native fuses each ViT attention (nn.MultiheadAttention's export) into one
+    /// QuantizedAttention: no Softmax, Slice or product MatMul is left, the shape arithmetic that
+    /// only fed the removed reshapes is gone, and no QuantizeLinear is left for Q, K, V or the
+    /// probabilities. Swin's window attention (5-D reshape, relative position bias) is not this
+    /// form: nothing is fused and its products stay portable.</summary>
+    [TestCase("vit.opset17.onnx", 6)]
+    [TestCase("deit.opset13.onnx", 6)]
+    [TestCase("swin.opset17.onnx", 0)]
+    public void NativeFormatFusesEachAttention(string file, int attentions)
+    {
+        var model = OnnxModelReader.Load(Repo.Model(file));
+        int softmaxes = model.Graph.Nodes.Count(n => n.OpType == "Softmax");
+        int shapes = model.Graph.Nodes.Count(n => n.OpType == "Shape");
+        var result = Quantizer.Quantize(model, file, new NpyTensorSource(Repo.Calibration, null),
+            new QuantizationOptions { CalibrationSamples = 32, Format = OutputFormat.Native });
+        var nodes = model.Graph.Nodes;
+        Assert.That(nodes.Count(n => n.OpType == FuseNativeAttention.OpType && n.Domain == NativeOps.Domain), Is.EqualTo(attentions));
+        Assert.That(nodes.Count(n => n.OpType == "Softmax"), Is.EqualTo(softmaxes - attentions));
+        var messages = result.Diagnostics.Where(d => d.Pass == "fuse-native-attention").Select(d => d.Message).ToList();
+        Assert.That(messages, Is.EqualTo(attentions == 0 ? Array.Empty<string>() : new[] { $"{attentions} attention(s) fused into {NativeOps.Domain}.{FuseNativeAttention.OpType}" }));
+        if (attentions == 0) return;
+        Assert.That(nodes.Count(n => n.OpType is "Slice" or "MatMul"), Is.Zero, "the q|k|v slices and both products are in the op");
+        Assert.That(nodes.Count(n => n.OpType == "Shape"), Is.LessThan(shapes - 2 * attentions), "the reshapes' shape arithmetic went with them");
+        foreach (var attention in nodes.Where(n => n.OpType == FuseNativeAttention.OpType))
+        {
+            Assert.That(attention.Input(0)!.Producer?.OpType, Is.EqualTo(NativeLinearLowering.OpType), "it reads the qkv projection");
+            Assert.That(attention.Attribute("heads")!.AsInt(), Is.GreaterThan(0));
+            Assert.That(attention.Attribute("q_divisor")!.AsFloat(), Is.GreaterThan(1), "the exporter's 1/√d is applied in the op");
+        }
+        // What is left quantized in the portable form: the image before the patch embedding.
+        Assert.That(nodes.Count(n => n.OpType == "QuantizeLinear"), Is.EqualTo(1));
+    }
 }
