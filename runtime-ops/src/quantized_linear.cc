@@ -64,7 +64,6 @@ struct QuantizedLinearKernel {
   std::vector<int32_t> col_sum;
   std::vector<float> dequantized;      // [k × n], only with outliers or Shift-Log2 (float residuals)
   std::unique_ptr<PreparedWeights> prepared;  // the kernel table's weight layouts, when it has them
-  int64_t tile_rows = 64, tile_panels = 3;
   bool gelu = false;  // epilogue "gelu": Y = GELU(dequant(…) + bias (+ outliers))
   std::optional<ShiftLog2> shift_log2;  // activation "shift-log2"
   // Inputs 4 and 5: LayerNorm γ and β applied to each row of X before it is quantized (fused
@@ -194,20 +193,84 @@ struct QuantizedLinearKernel {
     }
   }
 
+  // One call: each task takes a block of rows through the whole op — quantize (after the fused
+  // LayerNorm), GEMM over its panels, the float residual, GELU — so the rows' codes are written and
+  // read by one core and the op waits for ONNX Runtime's thread pool once. (Quantizing every row
+  // first in a parallel pass of its own cost a second hand-off per op: the DeiT-Tiny model has 48
+  // such ops per image.) Few row blocks (small M) are split across panels too; their rows are then
+  // quantized once per panel block.
   struct Work {
     const QuantizedLinearKernel* self;
     const float* x;
-    int64_t m;
-    std::vector<uint8_t> codes;
-    std::vector<int16_t> wide;  // Shift-Log2 values instead of codes
-    std::unique_ptr<int32_t[]> dropped, dropped_count;  // Shift-Log2 levels below the int16 range, per row
-    std::vector<float> scale;
-    std::vector<int32_t> zero;
     float* y;
-    int64_t row_tiles, panel_tiles;
+    int64_t m, row_block, row_tiles, panel_block, panel_tiles;
   };
 
-  static constexpr int64_t kQuantizeRows = 16;
+  // Per thread, reused across calls: a block's codes (or Shift-Log2 values) and row parameters.
+  struct Scratch {
+    std::vector<uint8_t> codes;
+    std::vector<int16_t> wide;
+    std::vector<int32_t> dropped, dropped_count, zero;
+    std::vector<float> scale, normalised;
+  };
+
+  void Block(const Work& w, int64_t m0, int64_t m1, int64_t p0, int64_t p1) const {
+    thread_local Scratch t;
+    const int64_t rows = m1 - m0, k = weights.k, kp = weights.kp, n = weights.n;
+    const float* x = w.x + m0 * k;
+    float* y = w.y + m0 * n;
+    t.scale.resize(static_cast<size_t>(rows));
+    t.zero.resize(static_cast<size_t>(rows));
+    if (shift_log2) {
+      t.wide.resize(static_cast<size_t>(rows * kp));
+      t.dropped.resize(static_cast<size_t>(rows * k));
+      t.dropped_count.resize(static_cast<size_t>(rows));
+      std::fill(t.scale.begin(), t.scale.end(), std::ldexp(shift_log2->scale, -shift_log2->top));
+      std::fill(t.zero.begin(), t.zero.end(), -(1 << (shift_log2->top - 1)));
+      kernels->shift_log2(x, k, 0, rows, *shift_log2, t.wide.data(), kp, t.dropped.data(), t.dropped_count.data());
+    } else {
+      t.codes.resize(static_cast<size_t>(rows * kp));
+      if (!ln_gamma.empty()) {
+        // One row at a time through a cache-resident buffer: the row normalised (the kernel
+        // table's LayerNorm, vectorised for its ISA), then quantized.
+        t.normalised.resize(static_cast<size_t>(k));
+        for (int64_t r = 0; r < rows; ++r) {
+          kernels->layernorm(x + r * k, k, ln_gamma.data(), ln_beta.data(), ln_epsilon, t.normalised.data());
+          kernels->quantize(t.normalised.data(), k, 0, 1, activation, t.codes.data() + r * kp, kp, t.scale.data() + r, t.zero.data() + r);
+        }
+      } else {
+        kernels->quantize(x, k, 0, rows, activation, t.codes.data(), kp, t.scale.data(), t.zero.data());
+      }
+    }
+    QuantizedRows quantized{t.codes.data(), kp, t.scale.data(), t.zero.data(), shift_log2 ? t.wide.data() : nullptr};
+    kernels->gemm(quantized, 0, rows, weights, p0, p1, Epilogue{col_scale.data(), col_sum.data(), bias.data(), y, n});
+    const int64_t c0 = p0 * kPanel, c1 = std::min(n, p1 * kPanel);
+    if (!dequantized.empty()) {
+      // Float residuals, Y[r] += v·W[k] per listed element of row r: outliers (|x| ≥ α, quantized
+      // as 0) with v = x, restored exactly; Shift-Log2 levels past top with v = s·2^(−q), the part
+      // of x̂ the int16 values could not hold (x̂'s constant part is in the bias).
+      auto add = [&](float* out, int64_t i, float v) {
+        const float* row = dequantized.data() + i * n;
+        for (int64_t c = c0; c < c1; ++c) out[c] += v * row[c];
+      };
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * k;
+        float* yr = y + r * n;
+        if (shift_log2) {
+          for (int32_t j = 0; j < t.dropped_count[r]; ++j) {
+            const int32_t i = t.dropped[r * k + j];
+            add(yr, i, ShiftLog2Level(xr[i], *shift_log2));
+          }
+        } else {
+          for (int64_t i = 0; i < k; ++i)
+            if (std::fabs(xr[i]) >= activation.alpha) add(yr, i, xr[i]);
+        }
+      }
+    }
+    // The block is still in cache: GELU here saves the separate op's pass over Y.
+    if (gelu)
+      for (int64_t r = 0; r < rows; ++r) kernels->gelu(y + r * n + c0, c1 - c0);
+  }
 
   void Compute(OrtKernelContext* raw) const {
     Ort::KernelContext context(raw);
@@ -223,88 +286,22 @@ struct QuantizedLinearKernel {
     auto output = context.GetOutput(0, out_shape);
     if (m == 0) return;
 
-    Work work{this, input.GetTensorData<float>(), m, {}, {}, {}, {}, {}, {}, output.GetTensorMutableData<float>(), 0, 0};
-    if (shift_log2) {
-      work.wide.resize(static_cast<size_t>(m * weights.kp));
-      work.scale.assign(m, std::ldexp(shift_log2->scale, -shift_log2->top));
-      work.zero.assign(m, -(1 << (shift_log2->top - 1)));
-      work.dropped.reset(new int32_t[static_cast<size_t>(m * weights.k)]);
-      work.dropped_count.reset(new int32_t[static_cast<size_t>(m)]);
-    } else {
-      work.codes.resize(static_cast<size_t>(m * weights.kp));
-      work.scale.resize(m);
-      work.zero.resize(m);
-    }
-
-    const size_t quantize_tasks = static_cast<size_t>((m + kQuantizeRows - 1) / kQuantizeRows);
+    Work work{this, input.GetTensorData<float>(), output.GetTensorMutableData<float>(), m, 0, 0, 0, 0};
+    // About 16 blocks, 8 to 64 rows each (the AVX-512 tile's 8 rows; 64 rows of K = 768 codes and
+    // their output stay in L2); below 4 blocks the panels are split as well.
+    work.row_block = std::min<int64_t>(64, std::max<int64_t>(8, RoundUp((m + 15) / 16, 8)));
+    work.row_tiles = (m + work.row_block - 1) / work.row_block;
+    const int64_t panels = weights.np / kPanel;
+    const int64_t splits = work.row_tiles >= 4 ? 1 : std::min(panels, (4 + work.row_tiles - 1) / work.row_tiles);
+    work.panel_block = RoundUp((panels + splits - 1) / splits, 3);  // whole 3-panel tiles
+    work.panel_tiles = (panels + work.panel_block - 1) / work.panel_block;
     context.ParallelFor([](void* data, size_t task) {
       auto& w = *static_cast<Work*>(data);
-      const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
-      const auto& s = *w.self;
-      if (!s.ln_gamma.empty()) {
-        // One row at a time through a cache-resident buffer: the row normalised (the kernel
-        // table's LayerNorm, vectorised for its ISA), then quantized.
-        const int64_t k = s.weights.k;
-        thread_local std::vector<float> normalised;
-        normalised.resize(static_cast<size_t>(k));
-        for (int64_t r = m0; r < m1; ++r) {
-          s.kernels->layernorm(w.x + r * k, k, s.ln_gamma.data(), s.ln_beta.data(), s.ln_epsilon, normalised.data());
-          s.kernels->quantize(normalised.data(), k, 0, 1, s.activation, w.codes.data() + r * s.weights.kp, s.weights.kp, w.scale.data() + r, w.zero.data() + r);
-        }
-        return;
-      }
-      if (s.shift_log2) s.kernels->shift_log2(w.x, s.weights.k, m0, m1, *s.shift_log2, w.wide.data(), s.weights.kp, w.dropped.get(), w.dropped_count.get());
-      else s.kernels->quantize(w.x, s.weights.k, m0, m1, s.activation, w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data());
-    }, quantize_tasks, 0, &work);
-
-    work.row_tiles = (m + tile_rows - 1) / tile_rows;
-    work.panel_tiles = (weights.np / kPanel + tile_panels - 1) / tile_panels;
-    context.ParallelFor([](void* data, size_t task) {
-      auto& w = *static_cast<Work*>(data);
-      const auto& s = *w.self;
       const int64_t rt = static_cast<int64_t>(task) % w.row_tiles, pt = static_cast<int64_t>(task) / w.row_tiles;
-      const int64_t m0 = rt * s.tile_rows, m1 = std::min(w.m, m0 + s.tile_rows);
-      const int64_t p0 = pt * s.tile_panels, p1 = std::min(s.weights.np / kPanel, p0 + s.tile_panels);
-      QuantizedRows rows{w.codes.data(), s.weights.kp, w.scale.data(), w.zero.data(), s.shift_log2 ? w.wide.data() : nullptr};
-      Epilogue e{s.col_scale.data(), s.col_sum.data(), s.bias.data(), w.y, s.weights.n};
-      s.kernels->gemm(rows, m0, m1, s.weights, p0, p1, e);
-      // The tile is still in cache: GELU here saves the separate op's pass over Y. With outliers
-      // it waits for the residual (below).
-      if (s.gelu && s.dequantized.empty()) {
-        const int64_t c0 = p0 * kPanel, c1 = std::min(s.weights.n, p1 * kPanel);
-        for (int64_t r = m0; r < m1; ++r) s.kernels->gelu(w.y + r * s.weights.n + c0, c1 - c0);
-      }
+      const int64_t m0 = rt * w.row_block, m1 = std::min(w.m, m0 + w.row_block);
+      const int64_t p0 = pt * w.panel_block, p1 = std::min(w.self->weights.np / kPanel, p0 + w.panel_block);
+      w.self->Block(w, m0, m1, p0, p1);
     }, static_cast<size_t>(work.row_tiles * work.panel_tiles), 0, &work);
-
-    if (!dequantized.empty()) {
-      // Float residuals, Y[r] += v·W[k] per listed element of row r: outliers (|x| ≥ α, quantized
-      // as 0) with v = x, restored exactly; Shift-Log2 levels past top with v = s·2^(−q), the part
-      // of x̂ the int16 values could not hold (x̂'s constant part is in the bias).
-      context.ParallelFor([](void* data, size_t task) {
-        auto& w = *static_cast<Work*>(data);
-        const auto& s = *w.self;
-        const int64_t m0 = static_cast<int64_t>(task) * kQuantizeRows, m1 = std::min(w.m, m0 + kQuantizeRows);
-        const int64_t k = s.weights.k, n = s.weights.n;
-        auto add = [&](float* y, int64_t i, float v) {
-          const float* row = s.dequantized.data() + i * n;
-          for (int64_t c = 0; c < n; ++c) y[c] += v * row[c];
-        };
-        for (int64_t r = m0; r < m1; ++r) {
-          const float* x = w.x + r * k;
-          float* y = w.y + r * n;
-          if (s.shift_log2) {
-            for (int32_t j = 0; j < w.dropped_count[r]; ++j) {
-              const int32_t i = w.dropped[r * k + j];
-              add(y, i, ShiftLog2Level(x[i], *s.shift_log2));
-            }
-          } else {
-            for (int64_t i = 0; i < k; ++i)
-              if (std::fabs(x[i]) >= s.activation.alpha) add(y, i, x[i]);
-          }
-          if (s.gelu) s.kernels->gelu(y, n);
-        }
-      }, quantize_tasks, 0, &work);
-    }
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept { return GuardedCompute("QuantizedLinear", *this, context); }
