@@ -71,7 +71,7 @@ internal static class BenchCommand
         if (s.Json is not null && Path.GetDirectoryName(Path.GetFullPath(s.Json)) is { } folder && !Directory.Exists(folder))
             throw new OnnxViTQException($"--json: output folder '{folder}' does not exist");
         var images = s.Data is null ? null : CalibrationSources.Open(s.Data, pre.Resolve(r, models[0], inputs[0]));
-        var threads = new SessionThreads(s.Threads, Spinning: false);
+        var threads = SessionThreads.SharedPool(s.Threads);
         var sessions = new List<InferenceSession>();
         var rows = new List<Row>();
         bool interleaved = paths.Count == 2 && inputs[0].Name == inputs[1].Name;

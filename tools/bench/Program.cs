@@ -7,6 +7,7 @@ using OnnxViTQ.Data;
 using OnnxViTQ.Evaluation;
 using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
+using OnnxViTQ.Passes.Lowering;
 using OnnxViTQ.Passes.Reparameterize;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Runtime;
@@ -30,6 +31,10 @@ string? extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
 string? deitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
 string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
 var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed"];
+// The speed section's sessions share one spinning thread pool, which must be made with the
+// process's ONNX Runtime environment, before anything else runs ONNX Runtime.
+if (only.Contains("speed") && !SessionThreads.SharedPool(Speed.Threads).Shared)
+    throw new InvalidOperationException("ONNX Runtime's environment existed before the speed benchmark could create its shared thread pool");
 var modelFilter = List("--models");
 string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
 string[] bitsList = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
@@ -489,7 +494,7 @@ if (only.Contains("speed"))
     r.AppendLine($"## Runtime speed: native ops against ONNX Runtime ({(vnni ? "AVX-512 VNNI CPU" : $"CPU without VNNI, native path `{kernelPath}`")})");
     r.AppendLine();
     r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only speed{(deitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` " +
-                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}, native kernel path `{kernelPath}`). All latencies: {Speed.Threads} intra-op threads, ORT_ENABLE_ALL, the candidates of one table");
+                 $"({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}, native kernel path `{kernelPath}`). All latencies: {Speed.Threads} intra-op threads (one pool shared by all sessions, idle threads spinning), ORT_ENABLE_ALL, the candidates of one table");
     r.AppendLine($"run interleaved round by round ({rounds} rounds after 3 warm-up rounds), median per candidate; ratios are against FP32 in the same run.");
     if (OrtInt8Kernels.SaturatesU8S8)
         r.AppendLine("On this CPU ONNX Runtime's u8×s8 kernels saturate int16 pair sums, so the portable QDQ model does not compute its plan exactly when run fused (as timed here); the `ort` models store such weights as uint8 (exact u8×u8 kernels).");
@@ -542,7 +547,8 @@ if (only.Contains("speed"))
     r.AppendLine("The DeiT-Tiny shapes per image (3 heads, 197 tokens, head width 64) at batch 1 and 8: S×M×K×N = slices × rows × inner × columns.");
     r.AppendLine("portable QDQ = QuantizeLinear/DequantizeLinear on both operands then MatMul, as ONNX Runtime runs it (ORT_ENABLE_ALL: fused into its u8×u8 kernels); FP32 = MatMul.");
     r.AppendLine($"Native path `{kernelPath}`: {(vnni ? "`vpdpwssd` (the int16 VNNI multiply-add, 32 MACs per instruction, half the u8×s8 `vpdpbusd`'s)" : "`vpmaddwd` + `vpaddd`")} on int16 centred codes, summed exactly in int32.");
-    r.AppendLine("The op is the recipe pass `lower-native-products`, not part of `--format native` (the models below do not use it).");
+    r.AppendLine("`--format native` runs this op only for adfq's log2 softmax·V (lower-native-products with left=log2); the uniform products of the attentions it recognises run inside");
+    r.AppendLine("com.onnxvitq.QuantizedAttention (`fuse-native-attention`, the same int16 products; what it buys is in the end-to-end tables), and other uniform products stay QDQ unless a recipe names `lower-native-products`.");
     r.AppendLine();
     r.AppendLine("| product | S×M×K×N | native ms | portable QDQ ms | FP32 ms | native vs QDQ | native vs FP32 |");
     r.AppendLine("|---|---|---:|---:|---:|---:|---:|");
@@ -566,7 +572,7 @@ if (only.Contains("speed"))
     r.AppendLine("GELU into fc1 (`fuse-native-gelu`, part of `--format native`): com.onnxvitq.QuantizedLinear (int8 weights, per-token activations) followed by the");
     r.AppendLine("exporter's erf GELU nodes (ONNX Runtime fuses them into its Gelu op) against the same op computing GELU in its epilogue, on the DeiT-Tiny fc1 shape at batch 1 and 8.");
     r.AppendLine("LayerNorm into the linear that reads it (`fuse-native-layernorm`, part of `--format native`): ONNX Runtime's LayerNormalization then the op, against the");
-    r.AppendLine("op normalising each row itself before quantizing it, on the DeiT-Tiny qkv shape.");
+    r.AppendLine("op normalising each row itself before quantizing it, on the DeiT-Tiny qkv shape. The attention fusion (`fuse-native-attention`) is measured on whole models: the end-to-end tables' \"attention not fused\" rows.");
     r.AppendLine();
     r.AppendLine("| fusion | M×K×N | separate ms | fused ms | fused vs separate |");
     r.AppendLine("|---|---|---:|---:|---:|");
@@ -588,15 +594,22 @@ if (only.Contains("speed"))
     }
     foreach (var f in new[] { "vit.opset17.onnx", "deit.opset17.onnx", "swin.opset17.onnx" })
         speedModels.Add((f, Path.Combine(models, f), new NpyTensorSource(calib, null)));
-    var variants = new (string Label, string Recipe, string Bits, OutputFormat Format)[]
+    // What fuse-native-attention buys: the same native model with the pass placed after the
+    // emitter, where it finds no planned product (a recipe that places a pass keeps its order), so
+    // the attention runs as before it existed: ONNX Runtime's fused QDQ products, Softmax, slices
+    // and transposes.
+    var minmax = Recipes.Get("minmax");
+    var unfusedAttention = minmax with { Passes = [.. minmax.Passes.SelectMany(p => p.Name == "emit-portable" ? new[] { p, new PassStep("fuse-native-attention") } : [p])] };
+    var variants = new (string Label, string Recipe, string Bits, OutputFormat Format, Recipe? Custom)[]
     {
-        ("portable QDQ, minmax W8A8", "minmax", "W8A8", OutputFormat.Portable),
-        ("ort, minmax W8A8", "minmax", "W8A8", OutputFormat.Ort),
-        ("ort, minmax W4A8", "minmax", "W4A8", OutputFormat.Ort),
-        ("native, minmax W8A8", "minmax", "W8A8", OutputFormat.Native),
-        ("native, minmax W4A8", "minmax", "W4A8", OutputFormat.Native),
-        ("portable, adfq W8A8", "adfq", "W8A8", OutputFormat.Portable),
-        ("native, adfq W8A8", "adfq", "W8A8", OutputFormat.Native),
+        ("portable QDQ, minmax W8A8", "minmax", "W8A8", OutputFormat.Portable, null),
+        ("ort, minmax W8A8", "minmax", "W8A8", OutputFormat.Ort, null),
+        ("ort, minmax W4A8", "minmax", "W4A8", OutputFormat.Ort, null),
+        ("native, minmax W8A8", "minmax", "W8A8", OutputFormat.Native, null),
+        ("native, minmax W8A8, attention not fused", "minmax", "W8A8", OutputFormat.Native, unfusedAttention),
+        ("native, minmax W4A8", "minmax", "W4A8", OutputFormat.Native, null),
+        ("portable, adfq W8A8", "adfq", "W8A8", OutputFormat.Portable, null),
+        ("native, adfq W8A8", "adfq", "W8A8", OutputFormat.Native, null),
     };
     r.AppendLine("### End-to-end latency");
     r.AppendLine();
@@ -604,17 +617,22 @@ if (only.Contains("speed"))
     r.AppendLine("`ort`: each linear layer as the faster exact ONNX Runtime form measured on this machine while quantizing (QDQ or com.microsoft.MatMulIntegerToFloat).");
     r.AppendLine("Input: a random image batch. Size: the .onnx file.");
     r.AppendLine();
+    var fusedAttentions = new Dictionary<string, int>();
     foreach (var (name, path, source) in speedModels)
     {
         var fp32Bytes = File.ReadAllBytes(path);
         var fp32Model = OnnxModelReader.Load(path);
         var input = ImageInput.Of(fp32Model, path);
         var bytes = new List<byte[]> { fp32Bytes };
+        fusedAttentions[name] = 0;
         foreach (var v in variants)
         {
             var m = OnnxModelReader.Load(path);
-            Quantizer.Quantize(m, path, source, new QuantizationOptions { Recipe = v.Recipe, Bits = BitWidths.Parse(v.Bits), CalibrationSamples = 64, BatchSize = 16, Format = v.Format });
+            var options = new QuantizationOptions { Recipe = v.Recipe, Bits = BitWidths.Parse(v.Bits), CalibrationSamples = 64, BatchSize = 16, Format = v.Format };
+            if (v.Custom is { } custom) Quantizer.Quantize(m, path, source, options, custom);
+            else Quantizer.Quantize(m, path, source, options);
             bytes.Add(OnnxModelWriter.ToBytes(m));
+            if (v.Label == "native, minmax W8A8") fusedAttentions[name] = m.Graph.Nodes.Count(n => n.OpType == FuseNativeAttention.OpType);
         }
         r.AppendLine($"**{name}**");
         r.AppendLine();
@@ -639,6 +657,9 @@ if (only.Contains("speed"))
         int native8 = At("native, minmax W8A8"), portable8 = At("portable QDQ, minmax W8A8"), ort8 = At("ort, minmax W8A8");
         string Versus(int batch) => $"{Math.Min(perBatch[batch][portable8], perBatch[batch][ort8]) / perBatch[batch][native8]:0.00}×";
         r.AppendLine($"Native W8A8 against the faster of portable QDQ and `--format ort` (W8A8): {Versus(1)} at batch 1, {Versus(8)} at batch 8.");
+        int unfused = At("native, minmax W8A8, attention not fused");
+        r.AppendLine($"`fuse-native-attention` ({(fusedAttentions[name] == 0 ? "no attention of this model has the form it fuses" : $"{fusedAttentions[name]} attention(s) fused")}): " +
+                     $"{perBatch[1][unfused] / perBatch[1][native8]:0.00}× at batch 1, {perBatch[8][unfused] / perBatch[8][native8]:0.00}× at batch 8.");
         r.AppendLine();
     }
     r.AppendLine($"<!-- {speedMarker}:end -->");

@@ -20,14 +20,14 @@ internal static class Speed
 
     /// <summary>Medians (ms) of <paramref name="rounds"/> interleaved runs of each candidate on the
     /// same input (<see cref="LatencyBenchmark"/>): <see cref="Threads"/> intra-op threads, ORT_ENABLE_ALL, QDQ
-    /// fused as a deployment runs it, no spinning, the native ops registered.</summary>
+    /// fused as a deployment runs it, one shared pool of spinning threads (<see cref="SessionThreads.SharedPool"/>), the native ops registered.</summary>
     public static double[] MedianMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3)
     {
         var sessions = new List<InferenceSession>();
         try
         {
             for (int i = 0; i < models.Count; i++)
-                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, new SessionThreads(Threads, Spinning: false)));
+                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, SessionThreads.SharedPool(Threads)));
             return LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup).Select(l => l.MedianMs).ToArray();
         }
         finally
