@@ -15,10 +15,12 @@ namespace OnnxViTQ.Passes.Lowering;
 /// per-token…) keep the portable form, and the report says which.
 /// Option <c>left</c>: <c>any</c> (default) or <c>log2</c> (only products with a log2 left operand).
 /// <c>--format native</c> runs it with <c>left=log2</c>: the portable log2 quantizer is a chain of
-/// float ops ONNX Runtime cannot fuse, which the op replaces. Uniform × uniform products stay opt-in
-/// (a recipe names the pass): on both machines measured (AVX2, AVX-512 VNNI) the op was, in most
-/// runs, slower than ONNX Runtime's own fused QDQ product (u8×u8 MLAS kernels) on the DeiT-Tiny Q·Kᵀ at batch 8,
-/// though faster or level on the other shapes (BENCHMARKS.md, speed sections).
+/// float ops ONNX Runtime cannot fuse, which the op replaces. Uniform × uniform products of the
+/// attentions <c>fuse-native-attention</c> recognises run inside QuantizedAttention (it runs first);
+/// for the others they stay opt-in (a recipe names the pass): in most earlier runs on both machines
+/// measured (AVX2, AVX-512 VNNI) the op was slower than ONNX Runtime's own fused QDQ product (u8×u8
+/// MLAS kernels) on the DeiT-Tiny Q·Kᵀ at batch 8, though faster or level on the other shapes
+/// (BENCHMARKS.md, speed sections).
 /// </summary>
 internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass, IPassContract
 {

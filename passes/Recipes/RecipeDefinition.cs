@@ -95,8 +95,8 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
     /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
     /// that already names a lowering pass keeps its own). With lower-native, fuse-native-attention
     /// (whole attentions with uniform operands) and then lower-native-products
-    /// with left=log2 follow it (the log2 softmax·V products) unless the recipe places them, and fuse-native-gelu and
-    /// fuse-native-layernorm follow the emitter (GELU into fc1's epilogue, LayerNorm into the qkv
+    /// with left=log2 follow it (the log2 softmax·V products) unless the recipe places them, and
+    /// fuse-native-layernorm follows the emitter (LayerNorm into the qkv
     /// and fc1 ops) unless the recipe places them. With lower-ort, store-weights-unsigned
     /// follows the emitter unless the recipe places it, so the QDQ ONNX Runtime fuses stays exact
     /// on a CPU whose u8×s8 kernels saturate.</summary>
@@ -116,7 +116,7 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
         if (emit >= 0 && passes.Any(p => p.Name == "lower-native"))
         {
-            var fusions = new[] { "fuse-native-layernorm", "fuse-native-gelu" }.Where(f => passes.All(p => p.Name != f)).Select(f => new PassStep(f));
+            var fusions = new[] { "fuse-native-layernorm" }.Where(f => passes.All(p => p.Name != f)).Select(f => new PassStep(f));
             passes = [.. passes.Take(emit + 1), .. fusions, .. passes.Skip(emit + 1)];
         }
         if (emit < 0 || passes.All(p => p.Name != "lower-ort") || passes.Any(p => p.Name == "store-weights-unsigned")) return passes;
