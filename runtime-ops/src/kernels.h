@@ -118,6 +118,10 @@ struct Kernels {
                      int32_t* dropped, int32_t* dropped_count);
   // Softmax of one row of n floats in place (the fused attention).
   void (*softmax)(float* x, int64_t n);
+  // The attention's probabilities as u8 codes: softmax of x (overwritten), then the static
+  // quantizer q (exactly quantize's codes of softmax's values), padded with 0 up to stride;
+  // *sum = Σ (code − q.zero) over the n codes.
+  void (*softmax_codes)(float* x, int64_t n, const RowQuantization& q, uint8_t* codes, int64_t stride, int32_t* sum);
 };
 
 // The AVX2 product and centring.

@@ -487,7 +487,7 @@ double Avx2PeakGops(double seconds, int kind) {
 }
 
 const Kernels& Avx2Kernels() {
-  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, true, ShiftLog2Rows, Avx2Softmax};
+  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, true, ShiftLog2Rows, Avx2Softmax, SoftmaxCodesOf<Avx2Softmax, Quantize>};
   return k;
 }
 

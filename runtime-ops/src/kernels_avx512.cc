@@ -269,10 +269,48 @@ void Softmax(float* x, int64_t n) {
   _mm512_mask_storeu_ps(x + full, last, _mm512_mul_ps(tail_exp, inverse));
 }
 
+// Softmax's passes with the last one quantizing instead of storing: p = e·(1/Σ) as Softmax writes
+// it, then QuantizeRowsImpl's code of p (roundeven(p·(1/s)), divided instead in a vector with a
+// value near a half-integer) — the same codes as the two calls, in one pass and one call per row.
+void SoftmaxCodes(float* x, int64_t n, const RowQuantization& q, uint8_t* codes, int64_t stride, int32_t* sum) {
+  const int64_t full = n / 16 * 16;
+  const __mmask16 last = static_cast<__mmask16>((1u << (n - full)) - 1);
+  const __m512 tail = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), last, x + full);
+  __m512 top = tail;
+  for (int64_t i = 0; i < full; i += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(x + i));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+  __m512 sums = ExpNonPositive<__m512, Int32x16>(_mm512_sub_ps(tail, m));
+  _mm512_mask_storeu_ps(x + full, last, sums);
+  for (int64_t i = 0; i < full; i += 16) {
+    const __m512 e = ExpNonPositive<__m512, Int32x16>(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+    sums = _mm512_add_ps(sums, e);
+    _mm512_storeu_ps(x + i, e);
+  }
+  const __m512 inverse = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sums));
+  const __m512 s = _mm512_set1_ps(q.scale), reciprocal = _mm512_set1_ps(1.f / q.scale), z = _mm512_set1_ps(static_cast<float>(q.zero));
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(q.qmin)), hi = _mm512_set1_ps(static_cast<float>(q.qmax));
+  const __m512 half = _mm512_set1_ps(0.5f), bound = _mm512_set1_ps(0x1p-21f), magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  __m512i total = _mm512_setzero_si512();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 active = i < full ? __mmask16(0xFFFF) : last;
+    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(active, x + i), inverse);
+    const __m512 t = _mm512_mul_ps(p, reciprocal);
+    __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 gap = _mm512_sub_ps(half, _mm512_and_ps(_mm512_sub_ps(t, r), magnitude));
+    if (_mm512_mask_cmp_ps_mask(active, gap, _mm512_mul_ps(_mm512_and_ps(t, magnitude), bound), _CMP_NGT_UQ))
+      r = _mm512_roundscale_ps(_mm512_div_ps(p, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i c = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, z), lo), hi));
+    total = _mm512_mask_add_epi32(total, active, total, c);
+    _mm512_mask_cvtepi32_storeu_epi8(codes + i, active, c);
+  }
+  for (int64_t j = n; j < stride; ++j) codes[j] = 0;
+  *sum = _mm512_reduce_add_epi32(total) - static_cast<int32_t>(n) * q.zero;
+}
+
 }  // namespace
 
 const Kernels& Avx512VnniKernels() {
-  static const Kernels k{"avx512vnni", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, false, nullptr, Softmax};
+  static const Kernels k{"avx512vnni", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, false, nullptr, Softmax, SoftmaxCodes};
   return k;
 }
 

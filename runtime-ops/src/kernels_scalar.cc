@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include "panel_source.h"
+#include "softmax.h"
 
 namespace onnxvitq {
 namespace {
@@ -62,7 +63,7 @@ void Softmax(float* x, int64_t n) {
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl, Softmax};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl, Softmax, SoftmaxCodesOf<Softmax, Quantize>};
   return k;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include "gelu.h"
+#include "kernels.h"
 
 namespace onnxvitq {
 // Internal linkage on purpose, as in quantize_rows.h: each ISA file compiles its own copy.
@@ -46,6 +47,19 @@ inline void SoftmaxRow(float* x, int64_t n) {
   }
   tail *= inverse;
   std::memcpy(x + full, &tail, sizeof(float) * static_cast<size_t>(n - full));
+}
+
+// Kernels::softmax_codes from a table's own softmax and quantize, one pass each.
+template <void (*SoftmaxRowFn)(float*, int64_t),
+          void (*QuantizeFn)(const float*, int64_t, int64_t, int64_t, const RowQuantization&, uint8_t*, int64_t, float*, int32_t*)>
+inline void SoftmaxCodesOf(float* x, int64_t n, const RowQuantization& q, uint8_t* codes, int64_t stride, int32_t* sum) {
+  SoftmaxRowFn(x, n);
+  float scale;
+  int32_t zero;
+  QuantizeFn(x, n, 0, 1, q, codes, stride, &scale, &zero);
+  int32_t total = 0;
+  for (int64_t i = 0; i < n; ++i) total += codes[i];
+  *sum = total - static_cast<int32_t>(n) * q.zero;
 }
 
 }  // namespace
