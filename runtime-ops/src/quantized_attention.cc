@@ -165,9 +165,12 @@ struct QuantizedAttentionKernel {
     int32_t* sums = (part == 1 ? w.buffers->key_sums.data() : w.buffers->value_sums.data()) + s * pw.np;
     std::fill(sums, sums + pw.np, 0);
     const int64_t panel = pw.PanelBytes();
+    // The slice's codes at token 0, and the step to the next token (B rows of qkv).
+    const uint8_t* first = w.Codes(part, s, 0);
+    const int64_t token_stride = w.b * w.row;
     if (part == 1) {
       for (int64_t token = 0; token < w.t; ++token) {
-        const uint8_t* codes = w.Codes(1, s, token);
+        const uint8_t* codes = first + token * token_stride;
         uint8_t* column = out + (token / kPanel) * panel + 4 * (token % kPanel);
         int32_t sum = 0;
         for (int64_t g = 0; g < w.d / kGroup; ++g) {
@@ -185,7 +188,7 @@ struct QuantizedAttentionKernel {
       for (int64_t t0 = 0; t0 < w.t; t0 += kGroup) {
         const int64_t count = std::min(kGroup, w.t - t0);
         const uint8_t* rows[kGroup];
-        for (int64_t i = 0; i < kGroup; ++i) rows[i] = i < count ? w.Codes(2, s, t0 + i) : nullptr;
+        for (int64_t i = 0; i < kGroup; ++i) rows[i] = i < count ? first + (t0 + i) * token_stride : nullptr;
         // Tokens past T read a row of 128s, i.e. weight 0.
         for (int64_t i = count; i < kGroup; ++i) rows[i] = w.buffers->flat.data();
         uint8_t* group = out + (t0 / kGroup) * kBlockCodes;
