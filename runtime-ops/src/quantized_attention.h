@@ -2,7 +2,8 @@
 // q|k|v projection to the heads' outputs, with the four attention operands quantized per tensor
 // as the portable graph quantizes them:
 //   Q' = Q / q_divisor, S = dq(q(Q'))·dq(q(K))ᵀ, P = softmax(S), O = dq(q(P))·dq(q(V)),
-// each product summed exactly in int32 over int16 centred codes (QuantizedMatMul's kernels).
+// both products on the linear layers' integer GEMM (u8 codes × int8 values, summed exactly in
+// int32: vpdpbusd on AVX-512 VNNI), the softmax and its quantization in one pass between them.
 //
 // Input: qkv float [T, B, 3·D] (layout "tbd": token-major, batch inner — the qkv projection of
 //   PyTorch's nn.MultiheadAttention as exported, Q, K, V the three consecutive D-wide parts, head h

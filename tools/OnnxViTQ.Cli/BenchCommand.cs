@@ -21,7 +21,7 @@ internal static class BenchCommand
         var model = new Argument<string>("model") { Description = "ONNX model to time (FP32 or quantized, any --format)" };
         var reference = new Option<string?>("--ref") { Description = "Reference model (e.g. the FP32 export) timed alongside: adds the speed-up column" };
         var batches = new Option<string>("--batch-size") { Description = "Batch sizes to time, comma-separated", DefaultValueFactory = _ => "1,8" };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads: one pool shared by the timed models, idle threads spinning as in a deployment (a pool per model would keep the cores busy spinning for the one timed next)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var rounds = new Option<int>("--rounds") { Description = "Timed rounds per batch size (each runs every model once); the figures are medians", DefaultValueFactory = _ => 30 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed rounds before them", DefaultValueFactory = _ => 3 };
         var data = new Option<string?>("--data") { Description = "Images to feed (.npy or folder, preprocessed as for eval; the first batch is reused every round). Default: random values — an outlier-split model's cost depends on real data" };

@@ -548,7 +548,7 @@ if (only.Contains("speed"))
     r.AppendLine("portable QDQ = QuantizeLinear/DequantizeLinear on both operands then MatMul, as ONNX Runtime runs it (ORT_ENABLE_ALL: fused into its u8×u8 kernels); FP32 = MatMul.");
     r.AppendLine($"Native path `{kernelPath}`: {(vnni ? "`vpdpwssd` (the int16 VNNI multiply-add, 32 MACs per instruction, half the u8×s8 `vpdpbusd`'s)" : "`vpmaddwd` + `vpaddd`")} on int16 centred codes, summed exactly in int32.");
     r.AppendLine("`--format native` runs this op only for adfq's log2 softmax·V (lower-native-products with left=log2); the uniform products of the attentions it recognises run inside");
-    r.AppendLine("com.onnxvitq.QuantizedAttention (`fuse-native-attention`, the same int16 products; what it buys is in the end-to-end tables), and other uniform products stay QDQ unless a recipe names `lower-native-products`.");
+    r.AppendLine("com.onnxvitq.QuantizedAttention (`fuse-native-attention`, its products on the linear layers' u8×s8 GEMM; what it buys is in the end-to-end tables), and other uniform products stay QDQ unless a recipe names `lower-native-products`.");
     r.AppendLine();
     r.AppendLine("| product | S×M×K×N | native ms | portable QDQ ms | FP32 ms | native vs QDQ | native vs FP32 |");
     r.AppendLine("|---|---|---:|---:|---:|---:|---:|");
