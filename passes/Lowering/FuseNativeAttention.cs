@@ -41,12 +41,7 @@ internal sealed class FuseNativeAttention : IPass, IPassContract
                 attributes.AddRange(LowerActivationProducts.OperandAttributes(p, (UniformQuantizer)site.Parameters!));
             var replacement = graph.AddNode(OpType, [m.Qkv], [$"{output.Name}_native"], attributes, NativeOps.Domain,
                 graph.UniqueName($"{softmax.Name}_attention"), before: m.Scores).Output();
-            replacement.Type = output.Type;
-            output.ReplaceUsesWith(replacement);
-            string? outputName = output.IsGraphOutput ? output.Name : null;
-            if (outputName is not null) graph.ReplaceOutput(output, replacement);
-            foreach (var node in removed) graph.RemoveNode(node);
-            if (outputName is not null) graph.Rename(replacement, outputName);
+            NodeReplacement.Replace(graph, output, replacement, removed);
             string note = $"{softmax.Name}: fused into {NativeOps.Domain}.{OpType} ({m.Heads} heads)";
             plan.Update((m.Q with { Uses = m.Q.Uses.Where(u => u.Node != m.Scores).ToList() }).WithNote(note));
             plan.Update((m.K with { Uses = m.K.Uses.Where(u => u.Node != m.Scores).ToList() }).WithNote(note));

@@ -22,6 +22,24 @@ inline __m512i DotPairs(__m512i acc, __m512i x, __m512i b) {
   return acc;
 }
 
+// QuantizeRowsImpl's static-case code of 16 values as int32 lanes, clamp(roundeven(v / s) + z, lo, hi):
+// roundeven(v·(1/s)), and the division itself in a vector with an active lane within |t|·2^−21 of a
+// half-integer (or NaN/∞), where the product's rounding could differ — the same codes as the division.
+struct CodeGrid {
+  __m512 scale, reciprocal, zero, lo, hi;
+  CodeGrid(float s, float z, float qmin, float qmax)
+      : scale(_mm512_set1_ps(s)), reciprocal(_mm512_set1_ps(1.f / s)), zero(_mm512_set1_ps(z)), lo(_mm512_set1_ps(qmin)), hi(_mm512_set1_ps(qmax)) {}
+  __m512i Codes(__m512 v, __mmask16 active) const {
+    const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    const __m512 t = _mm512_mul_ps(v, reciprocal);
+    __m512 c = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 gap = _mm512_sub_ps(_mm512_set1_ps(0.5f), _mm512_and_ps(_mm512_sub_ps(t, c), magnitude));
+    if (_mm512_mask_cmp_ps_mask(active, gap, _mm512_mul_ps(_mm512_and_ps(t, magnitude), _mm512_set1_ps(0x1p-21f)), _CMP_NGT_UQ))
+      c = _mm512_roundscale_ps(_mm512_div_ps(v, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(c, zero), lo), hi));
+  }
+};
+
 // QuantizeRowsImpl's rows with AVX-512's masked loads and stores and its reductions: the same
 // float operations, so the same scales, zero points and codes (extremes do not depend on the
 // order they are taken in; a value near a half-integer is divided again, here per vector instead
@@ -33,7 +51,6 @@ void Quantize(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuanti
   const __mmask16 last = static_cast<__mmask16>((1u << (k - full)) - 1);
   const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
   const __m512 alpha = _mm512_set1_ps(q.dynamic && q.alpha > 0 ? q.alpha : INFINITY);
-  const __m512 half = _mm512_set1_ps(0.5f), bound = _mm512_set1_ps(0x1p-21f);
   for (int64_t r = m0; r < m1; ++r) {
     const float* row = x + r * k;
     uint8_t* out = codes + r * stride;
@@ -65,18 +82,11 @@ void Quantize(const float* x, int64_t k, int64_t m0, int64_t m1, const RowQuanti
       zero[r] = q.zero;
     }
     scale[r] = s;
-    const __m512 vs = _mm512_set1_ps(s), reciprocal = _mm512_set1_ps(1.f / s), vz = _mm512_set1_ps(zf);
-    const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    const CodeGrid grid(s, zf, lo, hi);
     for (int64_t i = 0; i < k; i += 16) {
       const __mmask16 active = i < full ? __mmask16(0xFFFF) : last;
       const __m512 v = q.dynamic ? kept(i, active) : _mm512_maskz_loadu_ps(active, row + i);
-      const __m512 t = _mm512_mul_ps(v, reciprocal);
-      __m512 c = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512 gap = _mm512_sub_ps(half, _mm512_and_ps(_mm512_sub_ps(t, c), magnitude));
-      if (_mm512_mask_cmp_ps_mask(active, gap, _mm512_mul_ps(_mm512_and_ps(t, magnitude), bound), _CMP_NGT_UQ))
-        c = _mm512_roundscale_ps(_mm512_div_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512i code = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(c, vz), vlo), vhi));
-      _mm512_mask_cvtepi32_storeu_epi8(out + i, active, code);
+      _mm512_mask_cvtepi32_storeu_epi8(out + i, active, grid.Codes(v, active));
     }
     for (int64_t i = k; i < stride; ++i) out[i] = 0;
   }
@@ -353,19 +363,11 @@ void SoftmaxCodes(float* x, int64_t n, const RowQuantization& q, uint8_t* codes,
     _mm512_storeu_ps(x + i, e);
   }
   const __m512 inverse = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sums));
-  const __m512 s = _mm512_set1_ps(q.scale), reciprocal = _mm512_set1_ps(1.f / q.scale), z = _mm512_set1_ps(static_cast<float>(q.zero));
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(q.qmin)), hi = _mm512_set1_ps(static_cast<float>(q.qmax));
-  const __m512 half = _mm512_set1_ps(0.5f), bound = _mm512_set1_ps(0x1p-21f), magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const CodeGrid grid(q.scale, static_cast<float>(q.zero), static_cast<float>(q.qmin), static_cast<float>(q.qmax));
   __m512i total = _mm512_setzero_si512();
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 active = i < full ? __mmask16(0xFFFF) : last;
-    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(active, x + i), inverse);
-    const __m512 t = _mm512_mul_ps(p, reciprocal);
-    __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 gap = _mm512_sub_ps(half, _mm512_and_ps(_mm512_sub_ps(t, r), magnitude));
-    if (_mm512_mask_cmp_ps_mask(active, gap, _mm512_mul_ps(_mm512_and_ps(t, magnitude), bound), _CMP_NGT_UQ))
-      r = _mm512_roundscale_ps(_mm512_div_ps(p, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512i c = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, z), lo), hi));
+    const __m512i c = grid.Codes(_mm512_mul_ps(_mm512_maskz_loadu_ps(active, x + i), inverse), active);
     total = _mm512_mask_add_epi32(total, active, total, c);
     _mm512_mask_cvtepi32_storeu_epi8(codes + i, active, c);
   }
