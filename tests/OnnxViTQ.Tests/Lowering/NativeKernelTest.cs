@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
+using Microsoft.ML.OnnxRuntime;
 using OnnxViTQ.Runtime;
+using OnnxViTQ.Tests.Support;
 
 namespace OnnxViTQ.Tests.Lowering;
 
@@ -36,6 +38,26 @@ public abstract class NativeKernelTest
 
     [DllImport("libc", SetLastError = true)]
     private static extern int unsetenv(string name);
+
+    /// <summary>Output "y" of a one-op model run by ONNX Runtime (2 intra-op threads, the native ops
+    /// registered) on float inputs given by name.</summary>
+    protected static float[] RunModel(byte[] model, params (string Name, float[] Data, long[] Shape)[] inputs)
+    {
+        using var options = Ort.Options();
+        options.IntraOpNumThreads = 2;
+        using var session = new InferenceSession(model, options);
+        var values = inputs.Select(i => OrtValue.CreateTensorValueFromMemory(i.Data, i.Shape)).ToList();
+        try
+        {
+            using var run = new RunOptions();
+            using var outputs = session.Run(run, inputs.Select(i => i.Name).ToList(), values, ["y"]);
+            return outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
 
     protected static void AssertClose(float[] actual, float[] expected, string what, double relative)
     {

@@ -39,16 +39,7 @@ public class QuantizedAttentionKernelTests : NativeKernelTest
         .. LowerActivationProducts.OperandAttributes("p", P), .. LowerActivationProducts.OperandAttributes("v", V),
     ];
 
-    private static float[] Run(byte[] model, float[] x, long[] shape)
-    {
-        using var options = Ort.Options();
-        options.IntraOpNumThreads = 2;
-        using var session = new InferenceSession(model, options);
-        using var input = OrtValue.CreateTensorValueFromMemory(x, shape);
-        using var run = new RunOptions();
-        using var outputs = session.Run(run, ["qkv"], [input], ["y"]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
-    }
+    private static float[] Run(byte[] model, float[] x, long[] shape) => RunModel(model, ("qkv", x, shape));
 
     /// <summary>The portable graph's meaning: out[t, b·H + h, :] = dq(q(P))·dq(q(V)) of batch b, head h.</summary>
     private static float[] Reference(float[] x, int t, int b, int heads, float divisor, out float flip)

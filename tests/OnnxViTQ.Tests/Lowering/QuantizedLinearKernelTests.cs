@@ -54,16 +54,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         return y;
     }
 
-    private static float[] Run(byte[] model, float[] x, long[] shape)
-    {
-        using var options = Ort.Options();
-        options.IntraOpNumThreads = 2;
-        using var session = new InferenceSession(model, options);
-        using var input = OrtValue.CreateTensorValueFromMemory(x, shape);
-        using var run = new RunOptions();
-        using var outputs = session.Run(run, ["x"], [input], ["y"]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
-    }
+    private static float[] Run(byte[] model, float[] x, long[] shape) => RunModel(model, ("x", x, shape));
 
     private static (int[] Codes, float[] Scales) Weights(int k, int n, int bits, int seed)
     {

@@ -31,17 +31,7 @@ public class QuantizedMatMulKernelTests : NativeKernelTest
     private static IEnumerable<AttributeValue> Attributes(UniformQuantizer a, UniformQuantizer b) =>
         [.. LowerActivationProducts.OperandAttributes("a", a), .. LowerActivationProducts.OperandAttributes("b", b)];
 
-    private static float[] Run(byte[] model, float[] a, long[] aShape, float[] b, long[] bShape)
-    {
-        using var options = Ort.Options();
-        options.IntraOpNumThreads = 2;
-        using var session = new InferenceSession(model, options);
-        using var va = OrtValue.CreateTensorValueFromMemory(a, aShape);
-        using var vb = OrtValue.CreateTensorValueFromMemory(b, bShape);
-        using var run = new RunOptions();
-        using var outputs = session.Run(run, ["a", "b"], [va, vb], ["y"]);
-        return outputs[0].GetTensorDataAsSpan<float>().ToArray();
-    }
+    private static float[] Run(byte[] model, float[] a, long[] aShape, float[] b, long[] bShape) => RunModel(model, ("a", a, aShape), ("b", b, bShape));
 
     private static float[] Reference(float[] a, long[] aShape, float[] b, long[] bShape, FittedQuantizer qa, FittedQuantizer qb)
     {
