@@ -116,8 +116,6 @@ struct Kernels {
   // (top < q ≤ top + kShiftLog2Tail), for the op's float residual: dropped[r·k + j], j < dropped_count[r].
   void (*shift_log2)(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
                      int32_t* dropped, int32_t* dropped_count);
-  // Softmax of one row of n floats in place (the fused attention).
-  void (*softmax)(float* x, int64_t n);
   // The attention's probabilities as u8 codes: softmax of x (overwritten), then the static
   // quantizer q (exactly quantize's codes of softmax's values), padded with 0 up to stride;
   // *sum = Σ (code − q.zero) over the n codes.

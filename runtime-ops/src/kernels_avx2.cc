@@ -376,7 +376,9 @@ inline __m256 Rcp8(__m256 d) { return _mm256_rcp_ps(d); }
 }  // namespace
 
 void Avx2Gelu(float* y, int64_t count) { GeluRow<__m256, Int32x8, Rcp8>(y, count); }
+namespace {
 void Avx2Softmax(float* x, int64_t n) { SoftmaxRow<__m256, Int32x8>(x, n); }
+}  // namespace
 
 // ShiftLog2Value for 8 values: the same division, exponent and mantissa test, clamp, zero code.
 void ShiftLog2Rows(const float* x, int64_t k, int64_t m0, int64_t m1, const ShiftLog2& q, int16_t* out, int64_t stride,
@@ -487,7 +489,7 @@ double Avx2PeakGops(double seconds, int kind) {
 }
 
 const Kernels& Avx2Kernels() {
-  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, true, ShiftLog2Rows, Avx2Softmax, SoftmaxCodesOf<Avx2Softmax, Quantize>};
+  static const Kernels k{"avx2", Quantize, Gemm, Prepare, Avx2Centre, Avx2Product, LayerNormRowImpl, Avx2Gelu, true, ShiftLog2Rows, SoftmaxCodesOf<Avx2Softmax, Quantize>};
   return k;
 }
 

@@ -322,31 +322,10 @@ inline __m512 Rcp16(__m512 d) { return _mm512_rcp14_ps(d); }
 // AVX2 form the fused epilogue measured slower than the separate op.
 void Gelu(float* y, int64_t count) { GeluRow<__m512, Int32x16, Rcp16>(y, count); }
 
-// softmax.h's SoftmaxRow with AVX-512's masked loads for the tail and its reductions: on the
-// attention's 197-wide rows the generic form's per-row lane loops and tail copies cost as
-// much as the exponentials.
-void Softmax(float* x, int64_t n) {
-  const int64_t full = n / 16 * 16;
-  const __mmask16 last = static_cast<__mmask16>((1u << (n - full)) - 1);
-  const __m512 lowest = _mm512_set1_ps(-INFINITY);
-  const __m512 tail = _mm512_mask_loadu_ps(lowest, last, x + full);
-  __m512 top = tail;
-  for (int64_t i = 0; i < full; i += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(x + i));
-  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-  __m512 sums = ExpNonPositive<__m512, Int32x16>(_mm512_sub_ps(tail, m));
-  const __m512 tail_exp = sums;
-  for (int64_t i = 0; i < full; i += 16) {
-    const __m512 e = ExpNonPositive<__m512, Int32x16>(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
-    sums = _mm512_add_ps(sums, e);
-    _mm512_storeu_ps(x + i, e);
-  }
-  const __m512 inverse = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sums));
-  for (int64_t i = 0; i < full; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inverse));
-  _mm512_mask_storeu_ps(x + full, last, _mm512_mul_ps(tail_exp, inverse));
-}
-
-// Softmax's passes with the last one quantizing instead of storing: p = e·(1/Σ) as Softmax writes
-// it, then QuantizeRowsImpl's code of p (roundeven(p·(1/s)), divided instead in a vector with a
+// softmax.h's SoftmaxRow, with AVX-512's masked loads for the tail and its reductions (on the
+// attention's 197-wide rows the generic form's per-row lane loops and tail copies cost as much as
+// the exponentials), and its last pass quantizing instead of storing: p = e·(1/Σ) as SoftmaxRow
+// writes it, then QuantizeRowsImpl's code of p (roundeven(p·(1/s)), divided instead in a vector with a
 // value near a half-integer) — the same codes as the two calls, in one pass and one call per row.
 void SoftmaxCodes(float* x, int64_t n, const RowQuantization& q, uint8_t* codes, int64_t stride, int32_t* sum) {
   const int64_t full = n / 16 * 16;
@@ -378,7 +357,7 @@ void SoftmaxCodes(float* x, int64_t n, const RowQuantization& q, uint8_t* codes,
 }  // namespace
 
 const Kernels& Avx512VnniKernels() {
-  static const Kernels k{"avx512vnni", Quantize, Gemm, Prepare, CentreImpl, Product, LayerNormRowImpl, Gelu, false, nullptr, Softmax, SoftmaxCodes};
+  static const Kernels k{"avx512vnni", Quantize, Gemm, Prepare, CentreImpl, Product, LayerNormRowImpl, Gelu, false, nullptr, SoftmaxCodes};
   return k;
 }
 

@@ -63,7 +63,7 @@ void Softmax(float* x, int64_t n) {
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl, Softmax, SoftmaxCodesOf<Softmax, Quantize>};
+  static const Kernels k{"scalar", Quantize, Gemm, nullptr, CentreImpl, Product, LayerNormRowImpl, Gelu, true, ShiftLog2RowsImpl, SoftmaxCodesOf<Softmax, Quantize>};
   return k;
 }
 

@@ -115,7 +115,8 @@ struct QuantizedAttentionKernel {
     }
     // Codes of part (0 = Q, 1 = K, 2 = V) of slice s at a token: d consecutive bytes.
     const uint8_t* Codes(int64_t part, int64_t s, int64_t token) const {
-      return buffers->codes.data() + (token * b + s / (slices / b)) * row + part * (row / 3) + (s % (slices / b)) * d;
+      const int64_t heads = self->heads;
+      return buffers->codes.data() + (token * b + s / heads) * row + part * (row / 3) + (s % heads) * d;
     }
   };
 
