@@ -67,10 +67,14 @@ internal static class OrtRuntime
     public static InferenceSession CreateSession(string modelPath, QdqExecution qdq = QdqExecution.Reference, SessionThreads? threads = null) =>
         Create(options => new InferenceSession(modelPath, options), modelPath, qdq, threads);
 
-    public static InferenceSession CreateSession(byte[] modelBytes, string modelName, QdqExecution qdq = QdqExecution.Reference, SessionThreads? threads = null) =>
-        Create(options => new InferenceSession(modelBytes, options), modelName, qdq, threads);
+    /// <summary>A session on serialized model bytes; <paramref name="configure"/> adds settings of the
+    /// caller's own (the benchmarks' profiling) after this project's.</summary>
+    public static InferenceSession CreateSession(byte[] modelBytes, string modelName, QdqExecution qdq = QdqExecution.Reference, SessionThreads? threads = null,
+        Action<SessionOptions>? configure = null) =>
+        Create(options => new InferenceSession(modelBytes, options), modelName, qdq, threads, configure);
 
-    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName, QdqExecution qdq, SessionThreads? threads)
+    private static InferenceSession Create(Func<SessionOptions, InferenceSession> open, string modelName, QdqExecution qdq, SessionThreads? threads,
+        Action<SessionOptions>? configure = null)
     {
         threads ??= SessionThreads.Default;
         var options = new SessionOptions
@@ -85,6 +89,7 @@ internal static class OrtRuntime
         if (threads.Shared) options.DisablePerSessionThreads();
         else if (!threads.Spinning) options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (qdq == QdqExecution.Reference) options.AddSessionConfigEntry("session.disable_quant_qdq", "1");
+        configure?.Invoke(options);
         try
         {
             NativeOps.RegisterIfAvailable(options);

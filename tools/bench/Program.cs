@@ -33,7 +33,7 @@ string? deitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc 
 var only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed"];
 // The speed section's sessions share one spinning thread pool, which must be made with the
 // process's ONNX Runtime environment, before anything else runs ONNX Runtime.
-if (only.Contains("speed") && !SessionThreads.SharedPool(Speed.Threads).Shared)
+if ((only.Contains("speed") || only.Contains("gemm")) && !SessionThreads.SharedPool(Speed.Threads).Shared)
     throw new InvalidOperationException("ONNX Runtime's environment existed before the speed benchmark could create its shared thread pool");
 var modelFilter = List("--models");
 string[] recipes = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
@@ -484,6 +484,18 @@ if (only.Contains("compile") && deitTiny is not null && deitTinyCalib is not nul
 // on another kind of machine adds or refreshes its own and keeps the others.
 string kernelPath = NativeOps.IsAvailable ? NativeOps.KernelPath : "none";
 string speedMarker = $"speed-{kernelPath}";
+// `--only gemm`: the peak and the per-GEMM table alone, printed, not written (they are part of the
+// speed section, which is regenerated whole).
+if (only.Contains("gemm"))
+{
+    var r = new StringBuilder();
+    double allCores = NativeOps.KernelPath == "avx512vnni" ? Speed.VnniPeak().AllCores : 0;
+    r.AppendLine($"2-core VNNI peak {allCores:0} GOPS");
+    AppendGemmTable(r, allCores, int.Parse(Arg("--rounds", "30")));
+    Console.WriteLine(r);
+    if (only.Count == 1) return;
+}
+
 var speedReport = new StringBuilder();
 if (only.Contains("speed"))
 {
@@ -525,22 +537,7 @@ if (only.Contains("speed"))
     else
         r.AppendLine($"No VNNI on this CPU: the native kernels run the `{kernelPath}` path, so there is no VNNI peak to compare against.");
     r.AppendLine();
-    r.AppendLine("### Per-GEMM throughput (com.onnxvitq.QuantizedLinear, per-token activations quantized in the op)");
-    r.AppendLine();
-    r.AppendLine("GOPS = 2·M·K·N / median time (the op's whole work: per-token quantization, integer GEMM, dequantize + bias). FP32 = ONNX Runtime MatMul + Add of the same shape.");
-    r.AppendLine();
-    r.AppendLine("| M×K×N | int8 ms | int8 GOPS | % of peak | int4 ms | int4 GOPS | FP32 ms | int8 vs FP32 |");
-    r.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
-    foreach (var (m, k, n) in new[] { (197, 192, 768), (197, 192, 576), (197, 192, 192), (197, 768, 192), (1576, 192, 768), (1576, 768, 192) })
-    {
-        var x = Speed.RandomInput((long)m * k, 1);
-        var t = Speed.MedianMs([Speed.GemmModel(m, k, n, 8), Speed.GemmModel(m, k, n, 4), Speed.FloatGemmModel(m, k, n)], "x", x, [m, k], rounds * 5);
-        double ops = 2.0 * m * k * n / 1e9;
-        string peak = allCores > 0 ? $"{100 * ops / (t[0] / 1e3) / allCores:0} %" : "—";
-        r.AppendLine($"| {m}×{k}×{n} | {t[0]:0.000} | {ops / (t[0] / 1e3):0} | {peak} | {t[1]:0.000} | {ops / (t[1] / 1e3):0} | {t[2]:0.000} | {t[2] / t[0]:0.00}× |");
-        Console.WriteLine($"gemm {m}x{k}x{n}: int8 {t[0]:0.000} ms, int4 {t[1]:0.000} ms, fp32 {t[2]:0.000} ms");
-    }
-    r.AppendLine();
+    AppendGemmTable(r, allCores, rounds);
 
     r.AppendLine("### Attention products (com.onnxvitq.QuantizedMatMul, both operands quantized per tensor in the op)");
     r.AppendLine();
@@ -705,6 +702,29 @@ if (write)
     Console.WriteLine($"wrote {outPath}");
 }
 else Console.WriteLine(report);
+
+void AppendGemmTable(StringBuilder r, double allCores, int rounds)
+{
+    r.AppendLine("### Per-GEMM throughput (com.onnxvitq.QuantizedLinear, per-token activations quantized in the op)");
+    r.AppendLine();
+    r.AppendLine("GOPS = 2·M·K·N / median op time: the op's whole work (per-token quantization, integer GEMM, dequantize + bias), as ONNX Runtime's profiler times the node's");
+    r.AppendLine("Compute in the same interleaved runs (µs resolution). \"Run\" = the median of the whole `Run` call of the single-op model, which adds what a Run costs around its");
+    r.AppendLine("ops (feeding the input, allocating and handing back the output, dispatch): in a whole model every op shares that once. FP32 = ONNX Runtime MatMul + Add of the");
+    r.AppendLine("same shape (fused by ORT_ENABLE_ALL), timed the same way; \"int8 vs FP32\" compares op times.");
+    r.AppendLine();
+    r.AppendLine("| M×K×N | int8 op ms | int8 GOPS | % of peak | int8 Run ms | int4 op ms | int4 GOPS | FP32 op ms | FP32 Run ms | int8 vs FP32 |");
+    r.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    foreach (var (m, k, n) in new[] { (197, 192, 768), (197, 192, 576), (197, 192, 192), (197, 768, 192), (1576, 192, 768), (1576, 768, 192) })
+    {
+        var x = Speed.RandomInput((long)m * k, 1);
+        var t = Speed.MedianRunAndOpMs([Speed.GemmModel(m, k, n, 8), Speed.GemmModel(m, k, n, 4), Speed.FloatGemmModel(m, k, n)], "x", x, [m, k], rounds * 5);
+        double ops = 2.0 * m * k * n / 1e9;
+        string peak = allCores > 0 ? $"{100 * ops / (t[0].OpMs / 1e3) / allCores:0} %" : "—";
+        r.AppendLine($"| {m}×{k}×{n} | {t[0].OpMs:0.000} | {ops / (t[0].OpMs / 1e3):0} | {peak} | {t[0].RunMs:0.000} | {t[1].OpMs:0.000} | {ops / (t[1].OpMs / 1e3):0} | {t[2].OpMs:0.000} | {t[2].RunMs:0.000} | {t[2].OpMs / t[0].OpMs:0.00}× |");
+        Console.WriteLine($"gemm {m}x{k}x{n}: op (Run) int8 {t[0].OpMs:0.000} ({t[0].RunMs:0.000}) ms, int4 {t[1].OpMs:0.000} ({t[1].RunMs:0.000}) ms, fp32 {t[2].OpMs:0.000} ({t[2].RunMs:0.000}) ms");
+    }
+    r.AppendLine();
+}
 
 static string Pct(double v) => $"{100 * v:0.00} %";
 

@@ -36,6 +36,55 @@ internal static class Speed
         }
     }
 
+    /// <summary>
+    /// <see cref="MedianMs"/> with each candidate's op time beside its Run time: the median over the
+    /// timed runs of the summed durations of the run's nodes (ONNX Runtime's profiler, which times each
+    /// kernel's Compute, µs resolution). The difference is what a Run costs around the ops (feeding the
+    /// input, allocating and returning the output, the executor's dispatch), which a model's ops share
+    /// and a single-op model pays in full.
+    /// </summary>
+    public static (double RunMs, double OpMs)[] MedianRunAndOpMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3)
+    {
+        var directory = Directory.CreateTempSubdirectory("onnxvitq-profile");
+        var sessions = new List<InferenceSession>();
+        try
+        {
+            for (int i = 0; i < models.Count; i++)
+            {
+                string prefix = Path.Combine(directory.FullName, $"candidate{i}");
+                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, SessionThreads.SharedPool(Threads),
+                    // The prefix first: setting EnableProfiling starts the profiler with the prefix it has then.
+                    o => { o.ProfileOutputPathPrefix = prefix; o.EnableProfiling = true; }));
+            }
+            var runs = LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup);
+            var paths = sessions.Select(s => s.EndProfiling()).ToList();
+            return sessions.Select((s, i) => (runs[i].MedianMs, LatencyBenchmark.Quantile(ProfiledOpMs(paths[i]).Skip(warmup), 0.5))).ToArray();
+        }
+        finally
+        {
+            foreach (var s in sessions) s.Dispose();
+            directory.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>Per run in a profile (each "model_run" event, in order): the summed durations of the
+    /// node events ("…_kernel_time") that start inside it, in ms.</summary>
+    public static List<double> ProfiledOpMs(string profilePath)
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(profilePath));
+        var runs = new List<(long Start, long End)>();
+        var nodes = new List<(long Start, long Duration)>();
+        foreach (var e in json.RootElement.EnumerateArray())
+        {
+            string name = e.GetProperty("name").GetString() ?? "";
+            long ts = e.GetProperty("ts").GetInt64(), dur = e.GetProperty("dur").GetInt64();
+            if (name == "model_run") runs.Add((ts, ts + dur));
+            else if (e.GetProperty("cat").GetString() == "Node" && name.EndsWith("_kernel_time", StringComparison.Ordinal)) nodes.Add((ts, dur));
+        }
+        if (runs.Count == 0 || nodes.Count == 0) throw new OnnxViTQException($"the profile '{profilePath}' has no runs or no node timings");
+        return runs.Select(r => nodes.Where(n => n.Start >= r.Start && n.Start <= r.End).Sum(n => n.Duration) / 1e3).ToList();
+    }
+
     /// <summary>Register-only VNNI peak: per core, and all cores at once (one thread each).</summary>
     public static (double PerCore, double AllCores) VnniPeak() => Peak(() => NativeOps.VnniPeakGops(0.5));
 
