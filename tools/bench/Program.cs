@@ -42,8 +42,15 @@ bool write = !argList.Contains("--no-write");
 
 string models = Path.Combine(root, "models");
 string calib = Path.Combine(models, "data", "calib_512.npy");
-string evalImages = Path.Combine(models, "data", "eval_2000_images_u8.npy");
-var labels = NpyFile.Open(Path.Combine(models, "data", "eval_2000_labels.npy")).ReadAllInt64();
+// The evaluation set: the committed 2000 test images unless --eval-images/--eval-labels name another
+// (tools/zoo/zoo.py test-split writes the whole 10 000-image test split, for differences the
+// 2000 images cannot resolve).
+string committedEval = Path.Combine(models, "data", "eval_2000_images_u8.npy");
+string evalImages = Arg("--eval-images", committedEval);
+var labels = NpyFile.Open(Arg("--eval-labels", Path.Combine(models, "data", "eval_2000_labels.npy"))).ReadAllInt64();
+if (NpyFile.Open(evalImages).Shape[0] != labels.Length)
+    throw new OnnxViTQException($"--eval-images '{evalImages}' and --eval-labels hold different numbers of images");
+string evalSet = evalImages == committedEval ? "the 2000 evaluation images" : $"the {labels.Length} images of {Path.GetFileName(evalImages)}";
 string[] families = ["vit", "vit-outliers", "deit", "deit-outliers", "swin", "swin-outliers"];
 var committed = families.SelectMany(f => new[] { $"{f}.opset17.onnx", $"{f}.opset13.onnx" })
     .Where(f => modelFilter is null || modelFilter.Any(m => f.StartsWith(m + ".", StringComparison.Ordinal))).ToList();
@@ -56,7 +63,7 @@ report.AppendLine();
 report.AppendLine($"Produced by `dotnet run --project tools/bench -c Release -- {string.Join(" ", args.Select(a => a.StartsWith('/') ? "<" + Path.GetFileName(a) + ">" : a))}` " +
                   $"on {DateTime.UtcNow:yyyy-MM-dd} ({runtime}). Every figure outside the marked sections was measured in that run; the sections between " +
                   "`<!-- name:begin/end -->` markers (memory, search, mixed, speed) are refreshed alone by `--only <name>` and give their own command and date.");
-report.AppendLine("FP32 and quantized models are evaluated side by side by ONNX Runtime (CPU) on the same 2000 Fashion-MNIST test images");
+report.AppendLine($"FP32 and quantized models are evaluated side by side by ONNX Runtime (CPU) on the same {labels.Length} Fashion-MNIST test images");
 report.AppendLine("(`models/data`); the quantized model is the emitted ONNX file (the writer's bytes, read back), its QuantizeLinear/DequantizeLinear run");
 report.AppendLine("as written (`session.disable_quant_qdq`: the model's meaning, the same on every CPU — ONNX Runtime's fused int8 kernels saturate");
 report.AppendLine("u8×s8 sums on CPUs without VNNI and re-quantize float activations through MatMulNBits; README \"CPUs without VNNI\"). Calibration: the 512 bundled");
@@ -310,7 +317,7 @@ if (only.Contains("memory"))
         foreach (int n in new[] { 128, 1024, 2000 })
         {
             string tmp = Path.Combine(Path.GetTempPath(), $"onnxvitq-bench-{n}.onnx");
-            var psi = new ProcessStartInfo("dotnet", [cli, "quantize", Path.Combine(models, "vit.opset17.onnx"), "-o", tmp, "--calib", evalImages, "--samples", n.ToString(),
+            var psi = new ProcessStartInfo("dotnet", [cli, "quantize", Path.Combine(models, "vit.opset17.onnx"), "-o", tmp, "--calib", committedEval, "--samples", n.ToString(),
                 "--recipe", recipe.Split(' ')[0], .. extraArgs])
             { RedirectStandardOutput = true, RedirectStandardError = true };
             using var p = Process.Start(psi)!;
@@ -345,7 +352,7 @@ if (only.Contains("search"))
     r.AppendLine("[0.5, 1.2]·Δ₀, up to 20 alternating rounds, Pearson over the whole sampled output) and `correct-bias` (kept only when it lowers that mean KL by more than");
     r.AppendLine("1.5 standard errors and no fewer calibration images keep their FP32 class; `bc` says whether it was kept). `liu2021 −bc`: without bias correction. `liu2021 +qk`: the Q·Kᵀ operands");
     r.AppendLine("searched too (`products=scores`: per-head Pearson of the attention maps − 1·ranking loss, on the first 8 calibration images).");
-    r.AppendLine("Drop in points on the 2000 evaluation images; layer SQNR is the mean over the linear layers of X·W against Q(X)·Q(W) (bias");
+    r.AppendLine($"Drop in points on {evalSet}; layer SQNR is the mean over the linear layers of X·W against Q(X)·Q(W) (bias");
     r.AppendLine("correction included) on the calibration rows.");
     r.AppendLine();
     var liu = Recipes.Get("liu2021");
@@ -410,13 +417,16 @@ if (only.Contains("mixed"))
     r.AppendLine("<!-- mixed:begin -->");
     r.AppendLine("## Liu et al. 2021: mixed precision");
     r.AppendLine();
-    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(modelFilter is null ? "" : $" --models {string.Join(",", modelFilter)}")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}); compile time: the next section.");
+    r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(modelFilter is null ? "" : $" --models {string.Join(",", modelFilter)}")}{(evalImages == committedEval ? "" : " --eval-images <" + Path.GetFileName(evalImages) + "> --eval-labels <labels.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {runtime}, {MachineInfo.CpuName()}); compile time: the next section.");
+    if (evalImages != committedEval)
+        r.AppendLine($"Evaluation images: {evalSet} (`/usr/bin/python3 tools/zoo/zoo.py test-split` writes the whole 10 000-image test split, which contains the committed 2000; " +
+                     "on the clean models both W6A6 forms sit at FP32's top-1, and the 2000 images could not tell them apart).");
     r.AppendLine("`liu2021 --bits mixed:4-8 --avg-bits N`: one width per attention/MLP module; patch embedding, head and image at 8 bits, outside the");
     r.AppendLine("average. A module's sensitivity at each width is measured by ONNX Runtime with that module alone quantized, on the first 32");
     r.AppendLine("calibration images: `kl` (the default) = the model's mean KL to FP32; `nuclear` (Liu et al.'s form, opset-17 exports only, for");
-    r.AppendLine("time) = nuclear norm of the module's FP32 output × that output's squared error. Drop in points on the 2000 evaluation images;");
+    r.AppendLine($"time) = nuclear norm of the module's FP32 output × that output's squared error. Drop in points on {evalSet};");
     r.AppendLine("`avg` is the weight-weighted average the allocation reached.");
-    r.AppendLine("Mixed 6 against minmax W6A6, paired over the same 2000 images (± one standard error of the paired difference): Δ drop = mixed's drop −");
+    r.AppendLine($"Mixed 6 against minmax W6A6, paired over the same {labels.Length} images (± one standard error of the paired difference): Δ drop = mixed's drop −");
     r.AppendLine("minmax's (negative: mixed loses less), Δ agreement = mixed's top-1 agreement with FP32 − minmax's (positive: mixed is closer to FP32).");
     r.AppendLine("Verdict on the drop: ✓ / ✗ when the difference exceeds 2 standard errors, ≈ when it does not (then the agreement's verdict follows).");
     r.AppendLine();

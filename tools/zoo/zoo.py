@@ -9,6 +9,7 @@ dataset-fashion-mnist):
     /usr/bin/python3 tools/zoo/zoo.py train deit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train swin --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py deit-tiny            # DeiT-Tiny-shaped random model + 256 images (benchmarks)
+    /usr/bin/python3 tools/zoo/zoo.py test-split           # the whole 10 000-image test split (bench --eval-images)
 
 `train` writes <out>/<name>.opset17.onnx (LayerNormalization op) and
 <out>/<name>.opset13.onnx (LayerNorm decomposed by the exporter), plus <name>.json with the
@@ -382,6 +383,15 @@ def cmd_data(args):
     write_pngs(args)
 
 
+def cmd_test_split(args):
+    """The whole test split, uint8, in file order (it contains the committed eval_2000 images):
+    for comparisons whose differences the 2000-image subset cannot resolve. Not committed."""
+    ti, tl = load_split(False)
+    os.makedirs(args.out, exist_ok=True)
+    save_npy(os.path.join(args.out, f"test_{len(tl)}_images_u8.npy"), ti)
+    save_npy(os.path.join(args.out, f"test_{len(tl)}_labels.npy"), tl.astype(np.int64))
+
+
 def write_pngs(args):
     """A few real test images as PNG files, for the image-folder calibration path."""
     from PIL import Image
@@ -421,11 +431,13 @@ def main():
     t2.add_argument("--calib", type=int, default=256)
     t2.add_argument("--seed", type=int, default=0)
     t2.add_argument("--out", default="/tmp/onnxvitq-deit-tiny")
+    ts = sub.add_parser("test-split")
+    ts.add_argument("--out", default="/tmp/onnxvitq-test")
     i = sub.add_parser("pngs")
     i.add_argument("--pngs", type=int, default=16)
     i.add_argument("--out", default="models/data")
     args = p.parse_args()
-    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny}[args.cmd](args)
+    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny, "test-split": cmd_test_split}[args.cmd](args)
 
 
 if __name__ == "__main__":
