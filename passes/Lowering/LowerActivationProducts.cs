@@ -17,8 +17,8 @@ namespace OnnxViTQ.Passes.Lowering;
 /// <c>--format native</c> runs it with <c>left=log2</c>: the portable log2 quantizer is a chain of
 /// float ops ONNX Runtime cannot fuse, which the op replaces. Uniform × uniform products of the
 /// attentions <c>fuse-native-attention</c> recognises run inside QuantizedAttention (it runs first);
-/// for the others they stay opt-in (a recipe names the pass): in most earlier runs on both machines
-/// measured (AVX2, AVX-512 VNNI) the op was slower than ONNX Runtime's own fused QDQ product (u8×u8
+/// for the others they stay opt-in (a recipe names the pass): in most runs on the CPUs measured
+/// (AVX2, AVX-512 VNNI) the op was not faster than ONNX Runtime's own fused QDQ product (u8×u8
 /// MLAS kernels) on the DeiT-Tiny Q·Kᵀ at batch 8, though faster or level on the other shapes
 /// (BENCHMARKS.md, speed sections).
 /// </summary>
