@@ -58,7 +58,12 @@ internal static class Speed
             }
             var runs = LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup);
             var paths = sessions.Select(s => s.EndProfiling()).ToList();
-            return sessions.Select((s, i) => (runs[i].MedianMs, LatencyBenchmark.Quantile(ProfiledOpMs(paths[i]).Skip(warmup), 0.5))).ToArray();
+            return sessions.Select((s, i) =>
+            {
+                var ops = ProfiledOpMs(paths[i]);
+                if (ops.Count != warmup + rounds) throw new OnnxViTQException($"the profile of candidate {i + 1} holds {ops.Count} runs, not the {warmup + rounds} made");
+                return (runs[i].MedianMs, LatencyBenchmark.Quantile(ops.Skip(warmup), 0.5));
+            }).ToArray();
         }
         finally
         {
