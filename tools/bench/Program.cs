@@ -510,7 +510,7 @@ string speedMarker = $"speed-{kernelPath}";
 if (only.Contains("gemm"))
 {
     var r = new StringBuilder();
-    double allCores = NativeOps.KernelPath == "avx512vnni" ? Speed.VnniPeak().AllCores : 0;
+    double allCores = kernelPath == "avx512vnni" ? Speed.VnniPeak().AllCores : 0;
     r.AppendLine($"2-core VNNI peak {allCores:0} GOPS");
     AppendGemmTable(r, allCores, int.Parse(Arg("--rounds", "30")));
     Console.WriteLine(r);

@@ -21,14 +21,19 @@ internal static class Speed
     /// <summary>Medians (ms) of <paramref name="rounds"/> interleaved runs of each candidate on the
     /// same input (<see cref="LatencyBenchmark"/>): <see cref="Threads"/> intra-op threads, ORT_ENABLE_ALL, QDQ
     /// fused as a deployment runs it, one shared pool of spinning threads (<see cref="SessionThreads.SharedPool"/>), the native ops registered.</summary>
-    public static double[] MedianMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3)
+    public static double[] MedianMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3) =>
+        WithSessions(models, _ => null, sessions => LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup).Select(l => l.MedianMs).ToArray());
+
+    /// <summary>Opens one session per candidate as <see cref="MedianMs"/> describes (<paramref name="configure"/>:
+    /// extra settings for candidate i, or null), gives them to <paramref name="measure"/>, disposes them.</summary>
+    private static T WithSessions<T>(IReadOnlyList<byte[]> models, Func<int, Action<SessionOptions>?> configure, Func<List<InferenceSession>, T> measure)
     {
         var sessions = new List<InferenceSession>();
         try
         {
             for (int i = 0; i < models.Count; i++)
-                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, SessionThreads.SharedPool(Threads)));
-            return LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup).Select(l => l.MedianMs).ToArray();
+                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, SessionThreads.SharedPool(Threads), configure(i)));
+            return measure(sessions);
         }
         finally
         {
@@ -46,28 +51,22 @@ internal static class Speed
     public static (double RunMs, double OpMs)[] MedianRunAndOpMs(IReadOnlyList<byte[]> models, string inputName, float[] input, long[] shape, int rounds, int warmup = 3)
     {
         var directory = Directory.CreateTempSubdirectory("onnxvitq-profile");
-        var sessions = new List<InferenceSession>();
         try
         {
-            for (int i = 0; i < models.Count; i++)
+            // The prefix first: setting EnableProfiling starts the profiler with the prefix it has then.
+            return WithSessions(models, i => o => { o.ProfileOutputPathPrefix = Path.Combine(directory.FullName, $"candidate{i}"); o.EnableProfiling = true; }, sessions =>
             {
-                string prefix = Path.Combine(directory.FullName, $"candidate{i}");
-                sessions.Add(OrtRuntime.CreateSession(models[i], $"candidate {i + 1}", QdqExecution.Fused, SessionThreads.SharedPool(Threads),
-                    // The prefix first: setting EnableProfiling starts the profiler with the prefix it has then.
-                    o => { o.ProfileOutputPathPrefix = prefix; o.EnableProfiling = true; }));
-            }
-            var runs = LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup);
-            var paths = sessions.Select(s => s.EndProfiling()).ToList();
-            return sessions.Select((s, i) =>
-            {
-                var ops = ProfiledOpMs(paths[i]);
-                if (ops.Count != warmup + rounds) throw new OnnxViTQException($"the profile of candidate {i + 1} holds {ops.Count} runs, not the {warmup + rounds} made");
-                return (runs[i].MedianMs, LatencyBenchmark.Quantile(ops.Skip(warmup), 0.5));
-            }).ToArray();
+                var runs = LatencyBenchmark.Measure(sessions, inputName, input, shape, rounds, warmup);
+                return sessions.Select((s, i) =>
+                {
+                    var ops = ProfiledOpMs(s.EndProfiling());
+                    if (ops.Count != warmup + rounds) throw new OnnxViTQException($"the profile of candidate {i + 1} holds {ops.Count} runs, not the {warmup + rounds} made");
+                    return (runs[i].MedianMs, LatencyBenchmark.Quantile(ops.Skip(warmup), 0.5));
+                }).ToArray();
+            });
         }
         finally
         {
-            foreach (var s in sessions) s.Dispose();
             directory.Delete(recursive: true);
         }
     }
