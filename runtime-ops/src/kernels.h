@@ -2,6 +2,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace onnxvitq {
@@ -17,6 +19,29 @@ constexpr int64_t kGroup = 4;
 constexpr int64_t kBlockCodes = kPanel * kGroup;
 
 inline int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Sizes that come from a model (attributes, initializer and input shapes) are untrusted int64s.
+// Every product or rounding of them that sizes a buffer, or bounds a loop that reads or writes
+// one, goes through these: they throw std::length_error naming what was being sized instead of
+// wrapping, because a wrapped size passes a byte-count check and the kernels then run far past
+// the buffer.
+inline int64_t CheckedMul(int64_t a, int64_t b, const char* what) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+    throw std::length_error(std::string(what) + ": " + std::to_string(a) + " × " + std::to_string(b) + " does not fit in int64");
+  return r;
+}
+inline int64_t CheckedRoundUp(int64_t v, int64_t m, const char* what) {
+  int64_t r = 0;
+  if (v < 0 || __builtin_add_overflow(v, m - 1, &r))
+    throw std::length_error(std::string(what) + ": " + std::to_string(v) + " rounded up to a multiple of " + std::to_string(m) +
+                            " does not fit in int64");
+  return r / m * m;
+}
+
+// The deepest exact product: Σ_k code·w over u8 codes (≤ 255) and int8 weights (|w| ≤ 128), and
+// the zero-point term zero·Σ_k w, stay within int32 for K ≤ 65536 (255·128·65536 < 2^31).
+constexpr int64_t kMaxDepth = 65536;
 
 // A kernel table's own weight layouts, written once per op by Kernels::prepare.
 struct PreparedWeights {
@@ -34,9 +59,31 @@ struct PackedWeights {
   int64_t kp = 0, np = 0;  // padded to kGroup / kPanel
   // The weights in a kernel table's own layouts when it has them (Kernels::prepare), else null.
   const PreparedWeights* prepared = nullptr;
+  int64_t panel_bytes = 0, bytes = 0;
+
+  // The geometry of a k × n weight at 8 or 4 bits (data and prepared left null), every size
+  // checked: 1 ≤ k ≤ kMaxDepth, n ≥ 1, and the byte counts, including the int8 form that int4
+  // weights are unpacked into (twice their bytes), fit in int64. Throws std::length_error or
+  // std::invalid_argument naming the bad value; this is the only way a PackedWeights gets sizes.
+  static PackedWeights Layout(int bits, int64_t k, int64_t n) {
+    if (bits != 8 && bits != 4) throw std::invalid_argument("weight bits must be 8 or 4, not " + std::to_string(bits));
+    if (k < 1 || k > kMaxDepth)
+      throw std::length_error("k=" + std::to_string(k) + " must be 1.." + std::to_string(kMaxDepth) + " (deeper int32 sums could overflow)");
+    if (n < 1) throw std::length_error("n=" + std::to_string(n) + " must be positive");
+    PackedWeights w;
+    w.bits = bits;
+    w.k = k;
+    w.n = n;
+    w.kp = CheckedRoundUp(k, kGroup, "packed weight depth");
+    w.np = CheckedRoundUp(n, kPanel, "packed weight columns");
+    w.panel_bytes = CheckedMul(w.kp / kGroup, w.BlockBytes(), "packed weight panel");
+    w.bytes = CheckedMul(w.np / kPanel, w.panel_bytes, "packed weight bytes");
+    CheckedMul(w.np / kPanel, CheckedMul(w.kp / kGroup, kBlockCodes, "unpacked weight panel"), "unpacked weight bytes");
+    return w;
+  }
   int64_t BlockBytes() const { return bits == 8 ? kBlockCodes : kBlockCodes / 2; }
-  int64_t PanelBytes() const { return kp / kGroup * BlockBytes(); }
-  int64_t Bytes() const { return np / kPanel * PanelBytes(); }
+  int64_t PanelBytes() const { return panel_bytes; }
+  int64_t Bytes() const { return bytes; }
   // Signed code of W[k, n] (slow path: tests, outlier residual setup).
   int Code(int64_t k, int64_t n) const;
 };

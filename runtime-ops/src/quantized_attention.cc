@@ -10,11 +10,30 @@
 #include <string>
 #include <vector>
 
+#include "attributes.h"
 #include "kernels.h"
 #include "op_status.h"
 #include "operand_quantizer.h"
 
 namespace onnxvitq {
+
+// Far past any model's head count; it keeps 3·heads and the per-head sums' indices small.
+constexpr int64_t kMaxHeads = 4096;
+// The longest sequence and the widest head: Σ (a − z_a)(b − z_b) of u8 codes and the per-row term
+// (128 − z_b)·Σ (a − z_a) stay within int32 for up to 32768 terms (255·128·32768 < 2^31).
+constexpr int64_t kMaxTerms = 32768;
+
+const OpSchema& QuantizedAttentionSchema() {
+  static const OpSchema schema = [] {
+    OpSchema s{"QuantizedAttention",
+               {AttributeSpec::Int("heads", 1, kMaxHeads), AttributeSpec::String("layout", false, {"tbd"}),
+                AttributeSpec::Float("q_divisor", 1.f, FloatDomain::NonZero)}};
+    for (const char* p : {"q", "k", "p", "v"})
+      for (auto& spec : OperandQuantizer::Specs(p, true)) s.attributes.push_back(spec);
+    return s;
+  }();
+  return schema;
+}
 
 struct QuantizedAttentionKernel;
 
@@ -41,27 +60,14 @@ struct QuantizedAttentionKernel {
     const char* error = nullptr;
     kernels = SelectKernels(&error);
     if (kernels == nullptr) throw OpError(error);
-    try {
-      heads = info.GetAttribute<int64_t>("heads");
-    } catch (const Ort::Exception&) {
-      throw OpError("attribute 'heads' is missing");
-    }
-    if (heads < 1) throw OpError("heads must be positive, not " + std::to_string(heads));
-    std::string layout = "tbd";
-    try {
-      layout = info.GetAttribute<std::string>("layout");
-    } catch (const Ort::Exception&) {
-    }
-    if (layout != "tbd") throw OpError("attribute 'layout' must be 'tbd', not '" + layout + "'");
-    try {
-      q_divisor = info.GetAttribute<float>("q_divisor");
-    } catch (const Ort::Exception&) {
-    }
-    if (!std::isfinite(q_divisor) || q_divisor == 0) throw OpError("q_divisor must be finite and non-zero");
-    q = OperandQuantizer::Read(info, "q");
-    k = OperandQuantizer::Read(info, "k");
-    p = OperandQuantizer::Read(info, "p");
-    v = OperandQuantizer::Read(info, "v");
+    const AttributeReader attributes(info, QuantizedAttentionSchema());
+    heads = attributes.Int("heads");
+    attributes.String("layout");  // "tbd", the only layout so far: checked, nothing to choose
+    q_divisor = attributes.Float("q_divisor");
+    q = OperandQuantizer::Read(attributes, "q");
+    k = OperandQuantizer::Read(attributes, "k");
+    p = OperandQuantizer::Read(attributes, "p");
+    v = OperandQuantizer::Read(attributes, "v");
   }
 
   // An operand's quantizer in the u8 domain of the GEMM (kernels.h RowQuantization): codes
@@ -101,14 +107,15 @@ struct QuantizedAttentionKernel {
     float* y;
     Buffers* buffers;
     int64_t t, b, d, row, slices, row_tiles;  // row: qkv's row length 3·D
+    PackedWeights keys, values;               // one slice's Kᵀ [d, T] and V [T, d] layouts (no data)
     PackedWeights Keys(int64_t s) const {
-      PackedWeights w{nullptr, 8, d, t, RoundUp(d, kGroup), RoundUp(t, kPanel), nullptr};
+      PackedWeights w = keys;
       w.data = buffers->keys.data() + s * w.Bytes();
       if (!buffers->prepared.empty()) w.prepared = &buffers->prepared[2 * s];
       return w;
     }
     PackedWeights Values(int64_t s) const {
-      PackedWeights w{nullptr, 8, t, d, RoundUp(t, kGroup), RoundUp(d, kPanel), nullptr};
+      PackedWeights w = values;
       w.data = buffers->values.data() + s * w.Bytes();
       if (!buffers->prepared.empty()) w.prepared = &buffers->prepared[2 * s + 1];
       return w;
@@ -275,21 +282,26 @@ struct QuantizedAttentionKernel {
     if (shape.size() != 3 || shape[2] % (3 * heads) != 0)
       throw OpError("input qkv has shape " + Dims(shape) + "; expected [T, B, 3·D] with D a multiple of heads=" + std::to_string(heads));
     auto buffers = Acquire();
-    Work w{this, input.GetTensorData<float>(), nullptr, buffers.get(), shape[0], shape[1], shape[2] / 3 / heads, shape[2], shape[1] * heads, 0};
-    // Int32 sums of P·V stay exact while T·255·128 < 2^31.
-    if (w.t > 32768) throw OpError("T=" + std::to_string(w.t) + " exceeds 32768 (the int32 sums would overflow)");
+    Work w{this, input.GetTensorData<float>(), nullptr, buffers.get(), shape[0], shape[1], shape[2] / 3 / heads, shape[2],
+           CheckedMul(shape[1], heads, "QuantizedAttention slices"), 0, {}, {}};
+    if (w.t > kMaxTerms) throw OpError("T=" + std::to_string(w.t) + " exceeds " + std::to_string(kMaxTerms) + " (the int32 sums would overflow)");
+    if (w.d > kMaxTerms)
+      throw OpError("head width D/heads=" + std::to_string(w.d) + " exceeds " + std::to_string(kMaxTerms) + " (the int32 sums would overflow)");
     auto output = context.GetOutput(0, {w.t, w.slices, w.d});
     w.y = output.GetTensorMutableData<float>();
     if (w.t == 0 || w.slices == 0 || w.d == 0) return Release(std::move(buffers));
-    const int64_t rows = w.t * w.b, np_t = RoundUp(w.t, kPanel), np_d = RoundUp(w.d, kPanel);
+    // Every size below is a checked product: an empty input can claim any B (T and D are bounded).
+    w.keys = PackedWeights::Layout(8, w.d, w.t);
+    w.values = PackedWeights::Layout(8, w.t, w.d);
+    const int64_t rows = CheckedMul(w.t, w.b, "QuantizedAttention rows"), np_t = w.keys.np, np_d = w.values.np;
     // Slack past the last row: the GEMM reads a query row's codes in groups of 4, up to 3 past d.
-    buffers->codes.resize(static_cast<size_t>(rows * w.row + 64));
-    buffers->query_sums.resize(static_cast<size_t>(rows * heads));
-    buffers->keys.resize(static_cast<size_t>(w.slices * w.Keys(0).Bytes()));
-    buffers->values.resize(static_cast<size_t>(w.slices * w.Values(0).Bytes()));
-    buffers->key_sums.resize(static_cast<size_t>(w.slices * np_t));
-    buffers->value_sums.resize(static_cast<size_t>(w.slices * np_d));
-    if (kernels->prepare != nullptr) buffers->prepared.resize(static_cast<size_t>(2 * w.slices));
+    buffers->codes.resize(static_cast<size_t>(CheckedMul(rows, w.row, "QuantizedAttention codes") + 64));
+    buffers->query_sums.resize(static_cast<size_t>(CheckedMul(rows, heads, "QuantizedAttention query sums")));
+    buffers->keys.resize(static_cast<size_t>(CheckedMul(w.slices, w.keys.Bytes(), "QuantizedAttention keys")));
+    buffers->values.resize(static_cast<size_t>(CheckedMul(w.slices, w.values.Bytes(), "QuantizedAttention values")));
+    buffers->key_sums.resize(static_cast<size_t>(CheckedMul(w.slices, np_t, "QuantizedAttention key sums")));
+    buffers->value_sums.resize(static_cast<size_t>(CheckedMul(w.slices, np_d, "QuantizedAttention value sums")));
+    if (kernels->prepare != nullptr) buffers->prepared.resize(static_cast<size_t>(CheckedMul(2, w.slices, "QuantizedAttention slices")));
     buffers->flat.assign(static_cast<size_t>(w.d), uint8_t{128});
     buffers->ones.assign(static_cast<size_t>(std::max(np_t, np_d)), 1.f);
     buffers->zeros.assign(static_cast<size_t>(std::max(np_t, np_d)), 0.f);

@@ -20,4 +20,8 @@ namespace onnxvitq {
 
 OrtCustomOp* QuantizedAttentionCustomOp();
 
+struct OpSchema;
+// Its attributes (attributes.h), as the kernel reads them.
+const OpSchema& QuantizedAttentionSchema();
+
 }  // namespace onnxvitq

@@ -9,22 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "attributes.h"
 #include "kernels.h"
 #include "quantize_rows.h"
 #include "op_status.h"
 
 namespace onnxvitq {
 namespace {
-
-template <typename T>
-T Attribute(const Ort::ConstKernelInfo& info, const char* name, T fallback, bool required) {
-  try {
-    return info.GetAttribute<T>(name);
-  } catch (const Ort::Exception&) {
-    if (required) throw OpError(std::string("attribute '") + name + "' is missing");
-    return fallback;
-  }
-}
 
 const float* ConstantFloats(const Ort::ConstKernelInfo& info, size_t index, const char* what, int64_t* count) {
   int is_constant = 0;
@@ -37,6 +28,28 @@ const float* ConstantFloats(const Ort::ConstKernelInfo& info, size_t index, cons
 }
 
 }  // namespace
+
+const OpSchema& QuantizedLinearSchema() {
+  static const OpSchema schema{
+      "QuantizedLinear",
+      {
+          AttributeSpec::Int("k", 1, kMaxDepth),
+          AttributeSpec::Int("n", 1, 2147483647),
+          AttributeSpec::Int("weight_bits", 8, 4, 8),
+          AttributeSpec::String("activation", true, {"token", "static", "shift-log2"}),
+          AttributeSpec::Int("activation_bits", 8, 2, 8),
+          AttributeSpec::Float("outlier_alpha", 0.f, FloatDomain::NonNegative),
+          AttributeSpec::Float("activation_scale", 1.f, FloatDomain::Positive),
+          AttributeSpec::Int("activation_zero_point", 0, 0, 255),
+          AttributeSpec::Int("activation_qmin", 0, 0, 255),
+          AttributeSpec::Int("activation_qmax", 255, 0, 255),
+          AttributeSpec::Float("activation_shift", 0.f, FloatDomain::Any),
+          AttributeSpec::Float("activation_epsilon", 0.f, FloatDomain::NonNegative),
+          AttributeSpec::Float("layernorm_epsilon", 1e-5f, FloatDomain::NonNegative),
+          AttributeSpec::String("epilogue", false, {"none", "gelu"}),
+      }};
+  return schema;
+}
 
 struct QuantizedLinearKernel;
 
@@ -78,13 +91,9 @@ struct QuantizedLinearKernel {
     kernels = SelectKernels(&error);
     if (kernels == nullptr) throw OpError(error);
 
-    weights.k = Attribute<int64_t>(info, "k", 0, true);
-    weights.n = Attribute<int64_t>(info, "n", 0, true);
-    weights.bits = static_cast<int>(Attribute<int64_t>(info, "weight_bits", 8, false));
-    if (weights.k <= 0 || weights.n <= 0) throw OpError("attributes k and n must be positive");
-    if (weights.bits != 8 && weights.bits != 4) throw OpError("weight_bits must be 8 or 4, not " + std::to_string(weights.bits));
-    weights.kp = RoundUp(weights.k, kGroup);
-    weights.np = RoundUp(weights.n, kPanel);
+    const AttributeReader attributes(info, QuantizedLinearSchema());
+    // Every size below is derived from these through PackedWeights::Layout, which checks them.
+    weights = PackedWeights::Layout(static_cast<int>(attributes.Int("weight_bits")), attributes.Int("k"), attributes.Int("n"));
 
     int is_constant = 0;
     Ort::ConstValue packed = info.GetTensorConstantInput(1, &is_constant);
@@ -96,7 +105,7 @@ struct QuantizedLinearKernel {
                     std::to_string(weights.k) + ", n=" + std::to_string(weights.n) + " at " + std::to_string(weights.bits) +
                     " bits need " + std::to_string(weights.Bytes()));
     weights.data = packed.GetTensorData<uint8_t>();
-    const std::string mode = Attribute<std::string>(info, "activation", "", true);
+    const std::string mode = attributes.String("activation");
     // Shift-Log2 rows are int16 values; a table whose GEMM multiplies only u8 codes (AVX-512
     // VNNI) hands this op to the AVX2 table, which every such CPU also runs.
     if (mode == "shift-log2" && !kernels->wide_rows) kernels = &Avx2Kernels();
@@ -126,33 +135,24 @@ struct QuantizedLinearKernel {
 
     if (mode == "token") {
       activation.dynamic = true;
-      const int64_t bits = Attribute<int64_t>(info, "activation_bits", 8, false);
-      if (bits < 2 || bits > 8) throw OpError("activation_bits must be 2..8, not " + std::to_string(bits));
-      activation.levels = (1 << bits) - 1;
-      activation.alpha = Attribute<float>(info, "outlier_alpha", 0.f, false);
-      if (!(activation.alpha >= 0) || !std::isfinite(activation.alpha)) throw OpError("outlier_alpha must be finite and ≥ 0");
+      activation.levels = (1 << attributes.Int("activation_bits")) - 1;
+      activation.alpha = attributes.Float("outlier_alpha");
     } else if (mode == "static") {
       activation.dynamic = false;
-      activation.scale = Attribute<float>(info, "activation_scale", 0.f, true);
-      activation.zero = static_cast<int>(Attribute<int64_t>(info, "activation_zero_point", 0, true));
-      activation.qmin = static_cast<int>(Attribute<int64_t>(info, "activation_qmin", 0, false));
-      activation.qmax = static_cast<int>(Attribute<int64_t>(info, "activation_qmax", 255, false));
-      if (!(activation.scale > 0) || !std::isfinite(activation.scale)) throw OpError("activation_scale must be positive and finite");
-      if (activation.qmin < 0 || activation.qmax > 255 || activation.qmin > activation.qmax || activation.zero < activation.qmin || activation.zero > activation.qmax)
+      activation.scale = attributes.RequiredFloat("activation_scale");
+      activation.zero = static_cast<int>(attributes.RequiredInt("activation_zero_point"));
+      activation.qmin = static_cast<int>(attributes.Int("activation_qmin"));
+      activation.qmax = static_cast<int>(attributes.Int("activation_qmax"));
+      if (activation.qmin > activation.qmax || activation.zero < activation.qmin || activation.zero > activation.qmax)
         throw OpError("static activation codes must satisfy 0 ≤ qmin ≤ zero_point ≤ qmax ≤ 255");
-    } else if (mode == "shift-log2") {
+    } else {  // shift-log2
       activation.dynamic = false;
       shift_log2.emplace();
-      shift_log2->scale = Attribute<float>(info, "activation_scale", 0.f, true);
-      shift_log2->shift = Attribute<float>(info, "activation_shift", 0.f, true);
-      shift_log2->epsilon = Attribute<float>(info, "activation_epsilon", 0.f, true);
-      const int64_t bits = Attribute<int64_t>(info, "activation_bits", 4, false);
-      if (bits < 2 || bits > 8) throw OpError("activation_bits must be 2..8, not " + std::to_string(bits));
-      if (!(shift_log2->scale > 0) || !std::isfinite(shift_log2->scale)) throw OpError("activation_scale must be positive and finite");
+      shift_log2->scale = attributes.RequiredFloat("activation_scale");
+      shift_log2->shift = attributes.RequiredFloat("activation_shift");
       // ε = span·2^(−2^k) is 0 in float at 8 bits: x' = 0 is then the lowest level, as in the portable graph.
-      if (!(shift_log2->epsilon >= 0) || !std::isfinite(shift_log2->epsilon) || !std::isfinite(shift_log2->shift))
-        throw OpError("activation_epsilon must be finite and ≥ 0, activation_shift finite");
-      shift_log2->qmax = (1 << bits) - 1;
+      shift_log2->epsilon = attributes.RequiredFloat("activation_epsilon");
+      shift_log2->qmax = (1 << attributes.RequiredInt("activation_bits")) - 1;
       int max_code = 1;
       for (int64_t c = 0; c < weights.n; ++c)
         for (int64_t kk = 0; kk < weights.k; ++kk) max_code = std::max(max_code, std::abs(weights.Code(kk, c)));
@@ -161,8 +161,6 @@ struct QuantizedLinearKernel {
       shift_log2->top = top;
       // x̂ = scale·2^(−top)·value + shift: the constant part is shift·Σ_k W[k, c], folded into the bias.
       for (int64_t c = 0; c < weights.n; ++c) bias[c] += col_scale[c] * shift_log2->shift * static_cast<float>(col_sum[c]);
-    } else {
-      throw OpError("attribute 'activation' must be 'token', 'static' or 'shift-log2', not '" + mode + "'");
     }
 
     if (info.GetInputCount() > 4) {
@@ -176,15 +174,12 @@ struct QuantizedLinearKernel {
         if (count != weights.k) throw OpError("layernorm bias has " + std::to_string(count) + " values; expected k=" + std::to_string(weights.k));
         ln_beta.assign(b, b + count);
       }
-      ln_epsilon = Attribute<float>(info, "layernorm_epsilon", 1e-5f, false);
-      if (!(ln_epsilon >= 0) || !std::isfinite(ln_epsilon)) throw OpError("layernorm_epsilon must be finite and ≥ 0");
+      ln_epsilon = attributes.Float("layernorm_epsilon");
       // The float residuals read X itself; normalising it twice is not worth a fusion.
       if (shift_log2 || activation.alpha > 0) throw OpError("layernorm inputs need activation 'static' or 'token' without outlier_alpha");
     }
 
-    const std::string epilogue = Attribute<std::string>(info, "epilogue", "none", false);
-    if (epilogue == "gelu") gelu = true;
-    else if (epilogue != "none") throw OpError("attribute 'epilogue' must be 'none' or 'gelu', not '" + epilogue + "'");
+    gelu = attributes.String("epilogue") == "gelu";
 
     if ((activation.dynamic && activation.alpha > 0) || shift_log2) {
       dequantized.resize(static_cast<size_t>(weights.k * weights.n));

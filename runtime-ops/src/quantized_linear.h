@@ -24,4 +24,8 @@ namespace onnxvitq {
 // The op's registration record (one per process; the kernel type stays private to the .cc).
 OrtCustomOp* QuantizedLinearCustomOp();
 
+struct OpSchema;
+// Its attributes (attributes.h), as the kernel reads them.
+const OpSchema& QuantizedLinearSchema();
+
 }  // namespace onnxvitq

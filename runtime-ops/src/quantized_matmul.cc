@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "attributes.h"
 #include "kernels.h"
 #include "op_status.h"
 #include "operand_quantizer.h"
@@ -22,17 +23,10 @@ namespace {
 // x̂ = scale·2^(−q), q = round(−log2(max(x, 1e-30)/scale)) ≥ 0, the last code 2^bits − 1 (and past
 // it) exact zero. Its values enter the product as int16 powers of two (Kernels::shift_log2, the
 // Shift-Log2 linear's form with shift 0); levels past `top` are added in float.
-ShiftLog2 ReadLog2(const Ort::ConstKernelInfo& info) {
+ShiftLog2 ReadLog2(const AttributeReader& attributes) {
   ShiftLog2 q;
-  int64_t bits = 0;
-  try {
-    q.scale = info.GetAttribute<float>("a_scale");
-    bits = info.GetAttribute<int64_t>("a_bits");
-  } catch (const Ort::Exception&) {
-    throw OpError("a_kind 'log2' needs attributes a_scale and a_bits");
-  }
-  if (!(q.scale > 0) || !std::isfinite(q.scale)) throw OpError("a_scale must be positive and finite");
-  if (bits < 2 || bits > 8) throw OpError("a_bits must be 2..8, not " + std::to_string(bits));
+  q.scale = attributes.RequiredFloat("a_scale");
+  const int64_t bits = attributes.RequiredInt("a_bits");
   q.epsilon = 1e-30f;  // the portable graph's Max(x, tiny)
   q.zero_code = static_cast<int>((1 << bits) - 1);
   q.qmax = q.zero_code;
@@ -40,6 +34,16 @@ ShiftLog2 ReadLog2(const Ort::ConstKernelInfo& info) {
 }
 
 }  // namespace
+
+const OpSchema& QuantizedMatMulSchema() {
+  static const OpSchema schema = [] {
+    OpSchema s{"QuantizedMatMul", {AttributeSpec::String("a_kind", false, {"uniform", "log2"}), AttributeSpec::Int("a_bits", 8, 2, 8)}};
+    for (auto& spec : OperandQuantizer::Specs("a", false)) s.attributes.push_back(spec);
+    for (auto& spec : OperandQuantizer::Specs("b", true)) s.attributes.push_back(spec);
+    return s;
+  }();
+  return schema;
+}
 
 struct QuantizedMatMulKernel;
 
@@ -67,26 +71,20 @@ struct QuantizedMatMulKernel {
     const char* error = nullptr;
     kernels = SelectKernels(&error);
     if (kernels == nullptr) throw OpError(error);
-    std::string kind = "uniform";
-    try {
-      kind = info.GetAttribute<std::string>("a_kind");
-    } catch (const Ort::Exception&) {
-    }
-    if (kind == "log2") {
-      a_log2 = ReadLog2(info);
+    const AttributeReader attributes(info, QuantizedMatMulSchema());
+    if (attributes.String("a_kind") == "log2") {
+      a_log2 = ReadLog2(attributes);
       log2_rows = kernels->shift_log2 != nullptr ? kernels : &Avx2Kernels();
-    } else if (kind == "uniform") {
-      a = OperandQuantizer::Read(info, "a");
     } else {
-      throw OpError("attribute 'a_kind' must be 'uniform' or 'log2', not '" + kind + "'");
+      a = OperandQuantizer::Read(attributes, "a");
     }
-    b = OperandQuantizer::Read(info, "b");
+    b = OperandQuantizer::Read(attributes, "b");
   }
 
   struct Work {
     const QuantizedMatMulKernel* self;
     const float *a, *b;
-    int64_t m, k, n, kp, np, a_slices, b_slices, row_tiles;
+    int64_t m, k, n, kp, np, row_tiles;
     std::vector<int64_t> a_of, b_of;  // per output slice: the operand slices it multiplies
     uint64_t call;                    // tells one Compute's packed B from another's
     float* y;
@@ -150,10 +148,25 @@ struct QuantizedMatMulKernel {
         throw OpError("A " + Dims(sa) + " and B " + Dims(sb) + ": leading axes do not broadcast");
       out_shape[i] = da[i] == 1 ? db[i] : da[i];
     }
-    Work w{this, left.GetTensorData<float>(), right.GetTensorData<float>(), sa[sa.size() - 2], sa.back(), sb.back(), 0, 0, 1, 1, 0, {}, {}, 0, nullptr, {}};
-    for (size_t i = 0; i < lead; ++i) w.a_slices *= da[i], w.b_slices *= db[i];
+    Work w{this, left.GetTensorData<float>(), right.GetTensorData<float>(), sa[sa.size() - 2], sa.back(), sb.back(), 0, 0, 0, {}, {}, 0, nullptr, {}};
+    // The broadcast shape can hold far more elements than either operand, and an empty operand
+    // (K = 0, or a 0 axis) can claim any other sizes: the output's sizes are checked before
+    // anything is sized or indexed by them.
     int64_t slices = 1;
-    for (auto d : out_shape) slices *= d;
+    for (auto d : out_shape) slices = CheckedMul(slices, d, "QuantizedMatMul output slices");
+    const int64_t total = CheckedMul(CheckedMul(slices, w.m, "QuantizedMatMul output rows"), w.n, "QuantizedMatMul output elements");
+    // Int32 sums stay exact while K·255² < 2^31.
+    if (!a_log2 && w.k > 32768) throw OpError("K=" + std::to_string(w.k) + " exceeds 32768 (the int32 sums would overflow)");
+    out_shape.push_back(w.m);
+    out_shape.push_back(w.n);
+    auto output = context.GetOutput(0, out_shape);
+    w.y = output.GetTensorMutableData<float>();
+    if (total == 0) return;
+    if (w.k == 0) {
+      std::fill(w.y, w.y + total, 0.f);
+      return;
+    }
+    // From here every axis of A and B is ≥ 1, so their products are their (allocated) sizes.
     w.a_of.resize(static_cast<size_t>(slices));
     w.b_of.resize(static_cast<size_t>(slices));
     for (int64_t s = 0; s < slices; ++s) {
@@ -168,17 +181,6 @@ struct QuantizedMatMulKernel {
       }
       w.a_of[s] = ia;
       w.b_of[s] = ib;
-    }
-    // Int32 sums stay exact while K·255² < 2^31.
-    if (!a_log2 && w.k > 32768) throw OpError("K=" + std::to_string(w.k) + " exceeds 32768 (the int32 sums would overflow)");
-    out_shape.push_back(w.m);
-    out_shape.push_back(w.n);
-    auto output = context.GetOutput(0, out_shape);
-    w.y = output.GetTensorMutableData<float>();
-    if (slices == 0 || w.m == 0 || w.n == 0) return;
-    if (w.k == 0) {
-      std::fill(w.y, w.y + slices * w.m * w.n, 0.f);
-      return;
     }
     w.kp = RoundUp(w.k, 2);
     w.np = RoundUp(w.n, kPanel);

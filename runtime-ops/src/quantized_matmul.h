@@ -19,4 +19,8 @@ namespace onnxvitq {
 
 OrtCustomOp* QuantizedMatMulCustomOp();
 
+struct OpSchema;
+// Its attributes (attributes.h), as the kernel reads them.
+const OpSchema& QuantizedMatMulSchema();
+
 }  // namespace onnxvitq

@@ -1,7 +1,10 @@
 // Library entry point: ONNX Runtime calls RegisterCustomOps when a session registers this file
 // (SessionOptions.RegisterCustomOpLibrary in .NET).
 #include <cstring>
+#include <string>
 #include "onnxruntime_cxx_api.h"
+
+#include "attributes.h"
 
 #include "kernels.h"
 #include "quantized_linear.h"
@@ -52,5 +55,14 @@ __attribute__((visibility("default"))) double OnnxViTQOpsAvx2PeakGops(double sec
 }
 
 __attribute__((visibility("default"))) const char* OnnxViTQOpsSupportedPaths() { return onnxvitq::SupportedPaths(); }
+
+// Every op's attribute schema, one line per attribute (attributes.h: ListSchema), so that a test
+// can check the C# declarations of the same ops against what the kernels read.
+__attribute__((visibility("default"))) const char* OnnxViTQOpsSchemas() {
+  static const std::string text = onnxvitq::ListSchema(onnxvitq::QuantizedLinearSchema()) +
+                                  onnxvitq::ListSchema(onnxvitq::QuantizedMatMulSchema()) +
+                                  onnxvitq::ListSchema(onnxvitq::QuantizedAttentionSchema());
+  return text.c_str();
+}
 
 }  // extern "C"

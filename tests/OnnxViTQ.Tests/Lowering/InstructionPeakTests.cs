@@ -1,5 +1,7 @@
 using OnnxViTQ.Runtime;
 
+using OnnxViTQ.Tests.Support;
+
 namespace OnnxViTQ.Tests.Lowering;
 
 /// <summary>The register-only instruction peaks the speed benchmark reads GEMM throughput against:
@@ -11,7 +13,7 @@ public class InstructionPeakTests
     [Test]
     public void Avx2PeaksAreMeasuredWhereTheCpuHasAvx2()
     {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        NativeOpsAvailability.Require();
         bool avx2 = NativeOps.SupportedPaths.Split(',').Contains("avx2");
         var peaks = Enumerable.Range(0, 3).Select(kind => NativeOps.Avx2PeakGops(0.05, kind)).ToArray();
         if (!avx2)

@@ -39,7 +39,7 @@ public class LoweringAgreementTests
     [TestCase("swin.opset17.onnx", "repq", "W8A8")]
     public void NativeMatchesPortable(string file, string recipe, string bits)
     {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        NativeOpsAvailability.Require();
         var r = Compare(file, recipe, bits, OutputFormat.Native);
         Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.995));
         Assert.That(r.MeanCosine, Is.GreaterThan(0.9999));
@@ -54,7 +54,7 @@ public class LoweringAgreementTests
     [TestCase("adfq", 12, 0)]
     public void AttentionProductsLowerToQuantizedMatMul(string recipe, int lowered, int portable)
     {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        NativeOpsAvailability.Require();
         var built = Recipes.Get(recipe);
         int emit = built.Passes.ToList().FindIndex(p => p.Name == "emit-portable");
         // fuse-native-attention placed after the products finds no float product left to fuse (a
@@ -85,7 +85,7 @@ public class LoweringAgreementTests
     [TestCase("minmax", 0)]
     public void NativeFormatLowersLog2SoftmaxProducts(string recipe, int lowered)
     {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        NativeOpsAvailability.Require();
         var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
         var options = new QuantizationOptions { Recipe = recipe, CalibrationSamples = 64, Format = OutputFormat.Native };
         var result = Quantizer.Quantize(model, "vit", new NpyTensorSource(Repo.Calibration, null), options);
@@ -110,7 +110,7 @@ public class LoweringAgreementTests
     [TestCase("deit.opset17.onnx", "adfq", "W8A8")]
     public void NativePerTokenMatchesPortable(string file, string recipe, string bits)
     {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        NativeOpsAvailability.Require();
         var r = Compare(file, recipe, bits, OutputFormat.Native);
         Assert.That(r.Top1Agreement, Is.GreaterThanOrEqualTo(0.995));
         Assert.That(r.MeanCosine, Is.GreaterThan(0.9995));

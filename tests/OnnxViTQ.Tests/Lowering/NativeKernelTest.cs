@@ -17,7 +17,7 @@ public abstract class NativeKernelTest
     [SetUp]
     public void RequireLibrary()
     {
-        if (NativeOps.Unavailable is { } why) Assert.Ignore(why);
+        NativeOpsAvailability.Require();
     }
 
     [TearDown]

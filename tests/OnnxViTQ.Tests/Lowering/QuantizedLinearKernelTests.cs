@@ -265,7 +265,7 @@ public class QuantizedLinearKernelTests : NativeKernelTest
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'activation_scale' is missing"));
         var badEpsilon = Model(8, 5, 8, codes, scales, null, [.. q.Where(a => a.Name != "activation_epsilon"), AttributeValue.Float("activation_epsilon", -1f)], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badEpsilon, new float[16], [2, 8]))!;
-        Assert.That(e.Message, Does.Contain("activation_epsilon must be finite and ≥ 0"));
+        Assert.That(e.Message, Does.Contain("attribute 'activation_epsilon' must be finite and ≥ 0, not -1"));
         var badEpilogue = Model(8, 5, 8, codes, scales, null, [.. token, AttributeValue.String("epilogue", "relu")], [2, 8]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(badEpilogue, new float[16], [2, 8]))!;
         Assert.That(e.Message, Does.Contain("QuantizedLinear 'linear'").And.Contain("attribute 'epilogue' must be 'none' or 'gelu', not 'relu'"));

@@ -127,9 +127,9 @@ public class QuantizedMatMulKernelTests : NativeKernelTest
         var qb = UniformQuantizer.AsymmetricFromRange(-1f, 1f, 8);
         byte[] With(params AttributeValue[] a) => Model([4, 8], [8, 5], [.. a, .. LowerActivationProducts.OperandAttributes("b", qb)]);
         var e = Assert.Throws<OnnxRuntimeException>(() => Run(With(AttributeValue.String("a_kind", "log2"), AttributeValue.Float("a_scale", 1f)), new float[32], [4, 8], new float[40], [8, 5]))!;
-        Assert.That(e.Message, Does.Contain("QuantizedMatMul 'product'").And.Contain("needs attributes a_scale and a_bits"));
+        Assert.That(e.Message, Does.Contain("QuantizedMatMul 'product'").And.Contain("attribute 'a_bits' is missing"));
         e = Assert.Throws<OnnxRuntimeException>(() => Run(With(AttributeValue.String("a_kind", "log2"), AttributeValue.Float("a_scale", 1f), AttributeValue.Int("a_bits", 9)), new float[32], [4, 8], new float[40], [8, 5]))!;
-        Assert.That(e.Message, Does.Contain("a_bits must be 2..8, not 9"));
+        Assert.That(e.Message, Does.Contain("attribute 'a_bits' must be 2..8, not 9"));
         e = Assert.Throws<OnnxRuntimeException>(() => Run(With(AttributeValue.String("a_kind", "tan")), new float[32], [4, 8], new float[40], [8, 5]))!;
         Assert.That(e.Message, Does.Contain("'a_kind' must be 'uniform' or 'log2', not 'tan'"));
     }
@@ -190,7 +190,7 @@ public class QuantizedMatMulKernelTests : NativeKernelTest
         var q = UniformQuantizer.AsymmetricFromRange(-1f, 1f, 8);
         var missing = Model([4, 8], [8, 5], LowerActivationProducts.OperandAttributes("a", q));
         var e = Assert.Throws<OnnxRuntimeException>(() => Run(missing, new float[32], [4, 8], new float[40], [8, 5]))!;
-        Assert.That(e.Message, Does.Contain("b_scale, b_zero_point, b_qmin and b_qmax are required"));
+        Assert.That(e.Message, Does.Contain("attribute 'b_scale' is missing"));
         var wide = Model([4, 8], [8, 5], [.. LowerActivationProducts.OperandAttributes("a", q), AttributeValue.Float("b_scale", 0.1f),
             AttributeValue.Int("b_zero_point", 0), AttributeValue.Int("b_qmin", -300), AttributeValue.Int("b_qmax", 300)]);
         e = Assert.Throws<OnnxRuntimeException>(() => Run(wide, new float[32], [4, 8], new float[40], [8, 5]))!;
