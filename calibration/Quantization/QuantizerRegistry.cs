@@ -2,12 +2,13 @@ namespace OnnxViTQ.Quantization;
 
 /// <summary>
 /// Every quantizer kind the compiler knows, in one table. Adding a quantizer is one file (its
-/// kind and fitted form) plus one line here; recipes, recipe files, reports and emitters find it
-/// by name. A test checks that every kind here fits, simulates and emits.
+/// kind and fitted form, with the capabilities it offers) plus one line here; recipes, recipe
+/// files, reports and emitters find it by name, and every pass that asks for a capability it
+/// offers uses it. A test checks that every kind here fits, simulates and emits.
 /// </summary>
 internal static class QuantizerRegistry
 {
-    public static IReadOnlyList<IQuantizerKind> All { get; } =
+    private static readonly IReadOnlyList<IQuantizerKind> BuiltIn =
     [
         new UniformQuantizerKind(),
         new PerTokenQuantizerKind(),
@@ -18,6 +19,33 @@ internal static class QuantizerRegistry
         new TanQuantizerKind(),
         new TwinUniformQuantizerKind(),
     ];
+
+    private static readonly object Gate = new();
+    private static IReadOnlyList<IQuantizerKind> _all = BuiltIn;
+
+    /// <summary>The built-in kinds and any registered since.</summary>
+    public static IReadOnlyList<IQuantizerKind> All => _all;
+
+    /// <summary>Adds a kind defined outside this table (a plug-in, a test's kind) until the result
+    /// is disposed; its name must be new.</summary>
+    public static IDisposable Register(IQuantizerKind kind)
+    {
+        lock (Gate)
+        {
+            if (_all.Any(k => k.Name.Equals(kind.Name, StringComparison.OrdinalIgnoreCase)))
+                throw new InvalidOperationException($"quantizer '{kind.Name}' is already registered");
+            _all = [.. _all, kind];
+        }
+        return new Registration(kind);
+    }
+
+    private sealed class Registration(IQuantizerKind kind) : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (Gate) _all = _all.Where(k => !ReferenceEquals(k, kind)).ToList();
+        }
+    }
 
     public static IQuantizerKind Get(string name) =>
         All.FirstOrDefault(k => k.Name.Equals(name, StringComparison.OrdinalIgnoreCase))

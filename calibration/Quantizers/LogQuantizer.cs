@@ -30,7 +30,7 @@ internal sealed class LogQuantizerKind(string name, int stepsPerOctave, string d
 
 /// <summary>Logarithmic quantizer with <see cref="StepsPerOctave"/> levels per factor of two
 /// (1: log2, 2: log√2): levels s·2^(−q/n) for codes q = 0 … 2^k − 2, and zero.</summary>
-internal sealed class LogQuantizer : ElementwiseQuantizer
+internal sealed class LogQuantizer : ElementwiseQuantizer, INativeActivation
 {
     public LogQuantizer(string kind, int bits, int stepsPerOctave, float scale)
     {
@@ -48,6 +48,9 @@ internal sealed class LogQuantizer : ElementwiseQuantizer
 
     /// <summary>The code that stands for zero.</summary>
     public int ZeroCode => (1 << Bits) - 1;
+
+    /// <summary>log2 runs natively as powers of two; log√2's parity factor has no native form yet.</summary>
+    public NativeActivationForm? NativeForm => StepsPerOctave == 1 ? new Log2Form(Scale, Bits) : null;
 
     internal static LogQuantizer Fit(QuantizationSite site, FitContext context, int stepsPerOctave, string kind)
     {

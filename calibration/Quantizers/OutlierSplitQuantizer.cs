@@ -89,7 +89,7 @@ internal sealed class OutlierSplitQuantizerKind : IQuantizerKind
 
 /// <summary>Outlier split: x̂ = x where |x| ≥ α, else the per-token quantization of the row with
 /// the outliers replaced by 0 (their row range is that of the inliers).</summary>
-internal sealed class OutlierSplitQuantizer(int bits, float alpha, double outlierRatio) : FittedQuantizer
+internal sealed class OutlierSplitQuantizer(int bits, float alpha, double outlierRatio) : FittedQuantizer, INativeActivation
 {
     public override string Kind => "outlier-split";
     public override int Bits { get; } = bits is >= 2 and <= 8 ? bits : throw new ArgumentOutOfRangeException(nameof(bits));
@@ -98,6 +98,8 @@ internal sealed class OutlierSplitQuantizer(int bits, float alpha, double outlie
 
     /// <summary>Fraction of calibration elements with |x| ≥ α.</summary>
     public double OutlierRatio { get; } = outlierRatio;
+
+    public NativeActivationForm NativeForm => new TokenGridForm(Bits, Alpha);
 
     public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
     {

@@ -21,11 +21,12 @@ internal sealed class PerTokenQuantizerKind : IQuantizerKind
 
 /// <summary>Per-token dynamic quantization: for each row r of the last axis,
 /// s_r = (max(r, 0) − min(r, 0))/(2^k − 1), z_r = round(−min/s_r), x̂ = s_r(clamp(round(x/s_r) + z_r, 0, 2^k − 1) − z_r).</summary>
-internal sealed class PerTokenQuantizer(int bits) : FittedQuantizer
+internal sealed class PerTokenQuantizer(int bits) : FittedQuantizer, INativeActivation
 {
     public override string Kind => "per-token";
     public override int Bits { get; } = bits is >= 2 and <= 8 ? bits : throw new ArgumentOutOfRangeException(nameof(bits));
     public override Granularity Granularity => Granularity.PerToken;
+    public NativeActivationForm NativeForm => new TokenGridForm(Bits, 0);
 
     public override void Simulate(Span<float> values, ReadOnlySpan<long> shape)
     {

@@ -30,7 +30,7 @@ internal sealed class ShiftLog2QuantizerKind : IQuantizerKind
     }
 }
 
-internal sealed class ShiftLog2Quantizer : ElementwiseQuantizer
+internal sealed class ShiftLog2Quantizer : ElementwiseQuantizer, INativeActivation
 {
     private ShiftLog2Quantizer(int bits, float shift, float epsilon, float scale)
     {
@@ -49,6 +49,8 @@ internal sealed class ShiftLog2Quantizer : ElementwiseQuantizer
     /// <summary>s = max − m + ε.</summary>
     public float Scale { get; }
     private int MaxCode => (1 << Bits) - 1;
+
+    public NativeActivationForm NativeForm => new ShiftLog2Form(Scale, Shift - Epsilon, Epsilon, Bits);
 
     public static ShiftLog2Quantizer ForRange(float min, float max, int bits)
     {

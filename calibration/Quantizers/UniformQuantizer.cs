@@ -10,7 +10,7 @@ namespace OnnxViTQ.Quantization;
 /// Ranges: weights from max |w| per channel, or with <c>range=mse</c> the per-channel clipping
 /// ratio that minimises the squared error; activations per <see cref="ActivationRange"/>.
 /// </summary>
-internal sealed class UniformQuantizerKind : IQuantizerKind
+internal sealed class UniformQuantizerKind : IQuantizerKind, IAcceptsDerivedGrid
 {
     public string Name => "uniform";
     public string Description => "uniform affine: weights symmetric per output channel, activations asymmetric per tensor (QuantizeLinear/DequantizeLinear)";
@@ -47,6 +47,10 @@ internal sealed class UniformQuantizerKind : IQuantizerKind
             : UniformQuantizer.AsymmetricFromRange(min, max, spec.Bits);
     }
 
+    /// <summary>A reparameterization's per-tensor grid is a uniform quantizer already.</summary>
+    public FittedQuantizer FromDerivedGrid(FittedQuantizer grid, QuantizerSpec spec) =>
+        grid is UniformQuantizer { Axis: null } ? grid : throw new ArgumentException($"a derived grid must be uniform per tensor, not {grid}");
+
     private static Func<float, float, Func<double, double>> SymmetricError(int bits) => (lo, hi) =>
     {
         var q = UniformQuantizer.SymmetricFromMaxAbs([Math.Max(Math.Abs(lo), Math.Abs(hi))], bits, null);
@@ -74,7 +78,7 @@ internal readonly record struct WeightTensor(float[] Values, long[] Shape)
 /// q in [0, 2^k − 1], stored as uint8. Bit widths below 8 restrict the integer range inside the
 /// 8-bit storage type. A weight's quantizer also holds its integer <see cref="Codes"/>.
 /// </summary>
-internal sealed class UniformQuantizer : FittedQuantizer
+internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjustableStep, INativeActivation
 {
     private UniformQuantizer(float[] scales, int[] zeroPoints, int bits, bool symmetric, int? axis, int[]? codes = null)
     {
@@ -162,6 +166,29 @@ internal sealed class UniformQuantizer : FittedQuantizer
             if (c < QMin || c > QMax) throw new ArgumentException($"code {c} is outside [{QMin}, {QMax}]");
         return new UniformQuantizer(Scales.ToArray(), ZeroPoints.ToArray(), Bits, Symmetric, Axis, codes);
     }
+
+    /// <summary>Activations: the interval [(qmin − z)·s, (qmax − z)·s] scaled by m about zero, as a
+    /// grid of the same symmetry (an asymmetric one refitted to the scaled interval).</summary>
+    public FittedQuantizer WithStepScaled(float m)
+    {
+        if (m == 1f) return this;
+        if (Axis is not null) throw new InvalidOperationException("a per-channel grid's step is scaled with its weights (WithStepScaled(m, weights, shape))");
+        if (Symmetric) return SymmetricFromMaxAbs([Scales[0] * QMax * m], Bits, null);
+        float lo = (QMin - ZeroPoints[0]) * Scales[0], hi = (QMax - ZeroPoints[0]) * Scales[0];
+        return AsymmetricFromRange(lo * m, hi * m, Bits);
+    }
+
+    /// <summary>Weights: every channel's step scaled by m, the codes rounded again on the scaled grid.</summary>
+    public FittedQuantizer WithStepScaled(float m, float[] weights, long[] shape)
+    {
+        if (m == 1f) return this;
+        if (!Symmetric) throw new InvalidOperationException("weight grids are symmetric");
+        var scaled = SymmetricFromMaxAbs(Scales.Select(s => s * QMax * m).ToArray(), Bits, Axis);
+        return scaled.WithCodes(scaled.QuantizeAll(weights, shape));
+    }
+
+    /// <summary>A per-tensor grid runs natively as a static grid; per-channel activations have no form.</summary>
+    public NativeActivationForm? NativeForm => Axis is null ? new StaticGridForm(Scales[0], ZeroPoints[0], QMin, QMax, Symmetric, Bits) : null;
 
     private static float[] BestClipping(float[] w, long[] shape, int? axis, float[] maxAbs, int bits)
     {

@@ -38,7 +38,7 @@ internal sealed class FuseNativeAttention : IPass, IPassContract
                 AttributeValue.Int("heads", m.Heads), AttributeValue.String("layout", "tbd"), AttributeValue.Float("q_divisor", m.QDivisor),
             };
             foreach (var (p, site) in new[] { ("q", m.Q), ("k", m.K), ("p", m.P), ("v", m.V) })
-                attributes.AddRange(LowerActivationProducts.OperandAttributes(p, (UniformQuantizer)site.Parameters!));
+                attributes.AddRange(LowerActivationProducts.OperandAttributes(p, (StaticGridForm)LowerActivationProducts.Form(site)!));
             var replacement = graph.AddNode(OpType, [m.Qkv], [$"{output.Name}_native"], attributes, NativeOps.Domain,
                 graph.UniqueName($"{softmax.Name}_attention"), before: m.Scores).Output();
             NodeReplacement.Replace(graph, output, replacement, removed);
@@ -69,7 +69,7 @@ internal sealed class FuseNativeAttention : IPass, IPassContract
         var context = probabilities.Consumers[0].Node;
         if (ActivationProduct.Of(scores, plan) is not { } qk || ActivationProduct.Of(context, plan) is not { } pv) return null;
         foreach (var site in new[] { qk.Left, qk.Right, pv.Left, pv.Right })
-            if (site.Parameters is not UniformQuantizer { Axis: null }) return null;
+            if (LowerActivationProducts.Form(site) is not StaticGridForm) return null;
         if (context.Output() is not { } contextValue || contextValue.Consumers.Count != 1 || contextValue.IsGraphOutput) return null;
         var output = contextValue.Consumers[0].Node;
         if (!IsTranspose(output, [1, 0, 2])) return null;

@@ -11,7 +11,7 @@ namespace OnnxViTQ.Passes.Lowering;
 /// </summary>
 internal sealed record LinearLayer(
     Node Node, Node? BiasAdd, Value Input, Value Output, QuantizationSite Activation, QuantizationSite Weight,
-    UniformQuantizer WeightQuantizer, int K, int N, bool WeightTransposed, float[]? Bias)
+    IIntegerGrid WeightQuantizer, int K, int N, bool WeightTransposed, float[]? Bias)
 {
     /// <summary>The signed integer code of W[k, n].</summary>
     public int Code(int k, int n) => WeightQuantizer.Codes![WeightTransposed ? n * K + k : k * N + n];
@@ -32,8 +32,8 @@ internal sealed record LinearLayer(
             return null; // its second input is not a quantized weight
         if (!plan.TryGet(x, out var activation) || activation.IsWeight || !activation.Uses.Contains(new Use(node, 0)))
             return null; // its input is not a quantized activation
-        if (weight.Parameters is not UniformQuantizer { Symmetric: true, Codes: not null } wq || wq.ZeroPoints.Any(z => z != 0))
-            return null; // weight quantizer is not symmetric uniform with codes
+        if (weight.Parameters is not IIntegerGrid { Symmetric: true, Codes: not null } wq || wq.ZeroPoints.Any(z => z != 0))
+            return null; // weight quantizer is not a symmetric integer grid with codes
         if (!Constants.TryGetTensor(w, out var wt) || wt.Rank != 2) return null; // the weight is not a constant matrix
 
         bool transposed = false;

@@ -41,20 +41,20 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
             var product = ActivationProduct.Of(node, plan);
             if (product is null) continue;
             // left=log2 (what --format native adds) leaves the other products alone, unlisted.
-            if (log2LeftOnly && !IsLog2(product.Left)) continue;
+            if (log2LeftOnly && Form(product.Left) is not Log2Form) continue;
             if (Reason(product) is { } reason)
             {
                 kept.Add($"{node.Name} ({reason})");
                 continue;
             }
-            var left = product.Left.Parameters!;
-            var right = (UniformQuantizer)product.Right.Parameters!;
+            var left = Form(product.Left)!;
+            var right = (StaticGridForm)Form(product.Right)!;
             var output = node.Output();
-            var leftAttributes = left is LogQuantizer log ? Log2OperandAttributes(log) : OperandAttributes("a", (UniformQuantizer)left);
+            var leftAttributes = left is Log2Form log ? Log2OperandAttributes(log) : OperandAttributes("a", (StaticGridForm)left);
             var replacement = graph.AddNode(OpType, [node.Input(0), node.Input(1)], [$"{output.Name}_native"],
                 [.. leftAttributes, .. OperandAttributes("b", right)], NativeOps.Domain, graph.UniqueName($"{node.Name}_native"), before: node).Output();
             NodeReplacement.Replace(graph, output, replacement, [node]);
-            string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit {(left is LogQuantizer ? "log2" : "uniform")} × {right.Bits}-bit codes)";
+            string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit {(left is Log2Form ? "log2" : "uniform")} × {right.Bits}-bit codes)";
             plan.Update((product.Left with { Uses = product.Left.Uses.Where(u => u != new Use(node, 0)).ToList() }).WithNote(detail));
             plan.Update((product.Right with { Uses = product.Right.Uses.Where(u => u != new Use(node, 1)).ToList() }).WithNote(detail));
             lowered++;
@@ -69,18 +69,19 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
     /// <summary>Why the product stays portable, or null when the op runs it.</summary>
     private static string? Reason(ActivationProduct product)
     {
-        if (!IsLog2(product.Left) && product.Left.Parameters is not UniformQuantizer { Axis: null })
+        if (Form(product.Left) is not (Log2Form or StaticGridForm))
             return $"left operand: {product.Left.Parameters!.Kind} ({product.Left.Parameters.Granularity}) has no native product";
-        if (product.Right.Parameters is not UniformQuantizer { Axis: null })
+        if (Form(product.Right) is not StaticGridForm)
             return $"right operand: {product.Right.Parameters!.Kind} ({product.Right.Parameters.Granularity}) has no native product";
         return null;
     }
 
-    private static bool IsLog2(QuantizationSite site) => site.Parameters is LogQuantizer { StepsPerOctave: 1 };
+    /// <summary>The site's native form, or null.</summary>
+    internal static NativeActivationForm? Form(QuantizationSite site) => (site.Parameters as INativeActivation)?.NativeForm;
 
     /// <summary>The op's attributes for a log2-quantized left operand (a_kind "log2"): the
     /// quantizer's scale (its largest level) and bits (the last code is zero).</summary>
-    public static IEnumerable<AttributeValue> Log2OperandAttributes(LogQuantizer q) =>
+    public static IEnumerable<AttributeValue> Log2OperandAttributes(Log2Form q) =>
     [
         AttributeValue.String("a_kind", "log2"),
         AttributeValue.Float("a_scale", q.Scale),
@@ -89,11 +90,15 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
 
     /// <summary>The op's attributes for operand <paramref name="p"/> ("a" or "b"): the quantizer's
     /// scale, zero point and code range in its own integer domain.</summary>
-    public static IEnumerable<AttributeValue> OperandAttributes(string p, UniformQuantizer q) =>
+    public static IEnumerable<AttributeValue> OperandAttributes(string p, StaticGridForm q) =>
     [
-        AttributeValue.Float($"{p}_scale", q.Scales[0]),
-        AttributeValue.Int($"{p}_zero_point", q.ZeroPoints[0]),
+        AttributeValue.Float($"{p}_scale", q.Scale),
+        AttributeValue.Int($"{p}_zero_point", q.ZeroPoint),
         AttributeValue.Int($"{p}_qmin", q.QMin),
         AttributeValue.Int($"{p}_qmax", q.QMax),
     ];
+
+    /// <summary>The same for a fitted quantizer whose native form is a static grid.</summary>
+    public static IEnumerable<AttributeValue> OperandAttributes(string p, FittedQuantizer q) =>
+        OperandAttributes(p, (q as INativeActivation)?.NativeForm as StaticGridForm ?? throw new ArgumentException($"{q} is not a static grid"));
 }

@@ -47,40 +47,53 @@ internal sealed class NativeLinearLowering : ILinearLowering
     /// <summary>The op's activation attributes for a fitted quantizer, or null (with the reason).</summary>
     public static List<AttributeValue>? ActivationAttributes(FittedQuantizer? q, out string text)
     {
-        switch (q)
+        if (q is null) { text = "unfitted activation"; return null; }
+        if ((q as INativeActivation)?.NativeForm is { } form && ActivationAttributes(form, out string described) is { } attributes)
         {
-            case UniformQuantizer { Axis: null } u:
+            text = described;
+            return attributes;
+        }
+        text = $"{q.Kind} activations ({q.Granularity}) have no native kernel";
+        return null;
+    }
+
+    /// <summary>The op's activation attributes for a native form, or null when QuantizedLinear does not take it.</summary>
+    public static List<AttributeValue>? ActivationAttributes(NativeActivationForm form, out string text)
+    {
+        switch (form)
+        {
+            case StaticGridForm g:
             {
-                // The kernel multiplies u8 codes; a symmetric int8 quantizer is shifted by +128.
-                int offset = u.Symmetric ? 128 : 0;
-                text = $"static {(u.Symmetric ? "symmetric" : "asymmetric")} {u.Bits}-bit activations";
+                // The kernel multiplies u8 codes; a symmetric int8 grid is shifted by +128.
+                int offset = g.Symmetric ? 128 : 0;
+                text = $"static {(g.Symmetric ? "symmetric" : "asymmetric")} {g.Bits}-bit activations";
                 return
                 [
                     AttributeValue.String("activation", "static"),
-                    AttributeValue.Float("activation_scale", u.Scales[0]),
-                    AttributeValue.Int("activation_zero_point", u.ZeroPoints[0] + offset),
-                    AttributeValue.Int("activation_qmin", u.QMin + offset),
-                    AttributeValue.Int("activation_qmax", u.QMax + offset),
+                    AttributeValue.Float("activation_scale", g.Scale),
+                    AttributeValue.Int("activation_zero_point", g.ZeroPoint + offset),
+                    AttributeValue.Int("activation_qmin", g.QMin + offset),
+                    AttributeValue.Int("activation_qmax", g.QMax + offset),
                 ];
             }
-            case PerTokenQuantizer p:
-                text = $"per-token {p.Bits}-bit activations";
-                return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", p.Bits)];
-            case OutlierSplitQuantizer o:
-                text = $"per-token {o.Bits}-bit activations, outliers |x| ≥ {o.Alpha:g4} in float";
-                return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", o.Bits), AttributeValue.Float("outlier_alpha", o.Alpha)];
-            case ShiftLog2Quantizer l:
+            case TokenGridForm { OutlierAlpha: 0 } t:
+                text = $"per-token {t.Bits}-bit activations";
+                return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", t.Bits)];
+            case TokenGridForm t:
+                text = $"per-token {t.Bits}-bit activations, outliers |x| ≥ {t.OutlierAlpha:g4} in float";
+                return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", t.Bits), AttributeValue.Float("outlier_alpha", t.OutlierAlpha)];
+            case ShiftLog2Form l:
                 text = $"shift-log2 {l.Bits}-bit activations (powers of two as int16 values)";
                 return
                 [
                     AttributeValue.String("activation", "shift-log2"),
                     AttributeValue.Int("activation_bits", l.Bits),
                     AttributeValue.Float("activation_scale", l.Scale),
-                    AttributeValue.Float("activation_shift", l.Shift - l.Epsilon),
+                    AttributeValue.Float("activation_shift", l.Shift),
                     AttributeValue.Float("activation_epsilon", l.Epsilon),
                 ];
             default:
-                text = q is null ? "unfitted activation" : $"{q.Kind} activations ({q.Granularity}) have no native kernel";
+                text = $"{form.GetType().Name} is not a QuantizedLinear input";
                 return null;
         }
     }

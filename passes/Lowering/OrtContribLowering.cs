@@ -29,7 +29,7 @@ internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLower
         Node node;
         if (kernel == OrtContribKernel.MatMulIntegerToFloat)
         {
-            if (layer.Activation.Parameters is not UniformQuantizer { Axis: null } aq)
+            if (layer.Activation.Parameters is not IIntegerGrid { Axis: null } aq)
             {
                 detail = $"{layer.Activation.Parameters?.Kind} activations have no integer codes for MatMulIntegerToFloat";
                 return null;

@@ -79,7 +79,7 @@ internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool an
     /// <summary>The activation reaches the layer as integer codes in the portable form (uniform
     /// per tensor: QuantizeLinear/DequantizeLinear), which ONNX Runtime fuses into its integer
     /// MatMul; other quantizers are float subgraphs.</summary>
-    public static bool HasIntegerCodes(LinearLayer layer) => layer.Activation.Parameters is UniformQuantizer { Axis: null };
+    public static bool HasIntegerCodes(LinearLayer layer) => layer.Activation.Parameters is IIntegerGrid { Axis: null };
 
     /// <summary>Forms that compute the plan's arithmetic (up to float summation order) as ONNX
     /// Runtime runs them: QDQ only on integer codes (on a float activation ONNX Runtime makes the

@@ -46,13 +46,13 @@ internal sealed class FoldLayerNormScales(IFoldPolicy policy, string modelName) 
             foreach (var site in sites)
             {
                 MapStatistics(stats, site, decision);
-                bool uniform = site.Spec?.Kind == "uniform";
-                // Other kinds are refitted on the mapped statistics: only min/max, per-channel
-                // statistics and row samples survive the mapping.
-                if (!uniform && site.Spec is { } spec && spec.KindInfo.Observers(site).FirstOrDefault(r => !stats.Has(site.Value, r.Key)) is { } missing)
+                // A kind that takes the derived per-tensor grid gets it; other kinds are refitted on the
+                // mapped statistics: only min/max, per-channel statistics and row samples survive the mapping.
+                var derived = site.Spec is { KindInfo: IAcceptsDerivedGrid kind } s ? kind.FromDerivedGrid(decision.Quantizer, s) : null;
+                if (derived is null && site.Spec is { } spec && spec.KindInfo.Observers(site).FirstOrDefault(r => !stats.Has(site.Value, r.Key)) is { } missing)
                     throw new OnnxViTQException($"'{site.Name}': quantizer '{spec.Kind}' needs '{missing.Key}' statistics, which a LayerNorm reparameterization " +
                                                 $"cannot carry over; give {site.Role.Name()} 'uniform', 'per-token' or a kind with range=minmax in this recipe");
-                var updated = site with { Parameters = uniform ? decision.Quantizer : null };
+                var updated = site with { Parameters = derived };
                 plan.Update(updated.WithNote($"{policy.Name}: folded into LayerNorm '{group.Name}' ({decision.Summary}; r in [{decision.Scale.Min():g3}, {decision.Scale.Max():g3}])"));
             }
             // The linears' weights changed: their quantizers are fitted afterwards.

@@ -13,7 +13,7 @@ internal sealed record FoldInputs(float[] Min, float[] Max, double[] MeanSquare,
 
 /// <summary>A policy's answer: the per-channel map y' = (y − δ)/r folded into the LayerNorm and
 /// its linears, and the per-tensor quantizer of y' that deployment uses.</summary>
-internal sealed record FoldDecision(float[] Scale, float[] Shift, UniformQuantizer Quantizer, string Summary);
+internal sealed record FoldDecision(float[] Scale, float[] Shift, FittedQuantizer Quantizer, string Summary);
 
 /// <summary>Chooses the channel scales and shifts of a LayerNorm reparameterization.</summary>
 internal interface IFoldPolicy
@@ -44,7 +44,7 @@ internal static class FoldMath
 
     /// <summary>The per-tensor asymmetric quantizer covering every channel's mapped range
     /// [(min_c − δ_c)/r_c, (max_c − δ_c)/r_c].</summary>
-    public static UniformQuantizer Covering(FoldInputs x, float[] r, float[] d)
+    public static FittedQuantizer Covering(FoldInputs x, float[] r, float[] d)
     {
         float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
         for (int c = 0; c < x.Channels; c++)
@@ -52,7 +52,7 @@ internal static class FoldMath
             lo = Math.Min(lo, (x.Min[c] - d[c]) / r[c]);
             hi = Math.Max(hi, (x.Max[c] - d[c]) / r[c]);
         }
-        return UniformQuantizer.AsymmetricFromRange(lo, hi, x.ActivationBits);
+        return IntegerGrids.AsymmetricFromRange(lo, hi, x.ActivationBits);
     }
 
     /// <summary>
@@ -62,9 +62,9 @@ internal static class FoldMath
     /// channel symmetric at the weight bits, weighted by E[y'_c²]). Clipping is not modelled: the
     /// quantizer covers every mapped range.
     /// </summary>
-    public static double OutputError(FoldInputs x, float[] r, float[] d, UniformQuantizer q)
+    public static double OutputError(FoldInputs x, float[] r, float[] d, FittedQuantizer q)
     {
-        double step = q.Scales[0];
+        double step = q.Grid().Scales[0];
         double error = 0;
         foreach (var w in x.Weights)
         {
@@ -72,7 +72,7 @@ internal static class FoldMath
             var scaled = new float[w.Length];
             for (int c = 0; c < k; c++)
                 for (int j = 0; j < n; j++) scaled[c * n + j] = w[c * n + j] * r[c];
-            var wq = UniformQuantizer.FitWeight(scaled, [k, n], x.WeightBits, axis: 1, mse: false);
+            var wq = IntegerGrids.Weight(scaled, [k, n], x.WeightBits, axis: 1, mse: false).Grid();
             var codes = wq.Codes!;
             for (int c = 0; c < k; c++)
             {
@@ -134,7 +134,7 @@ internal sealed class RepQPolicy : IFoldPolicy
             r[c] = s[c] / sMean;
             d[c] = s[c] * (zMean - z[c]);
         }
-        return new FoldDecision(r, d, UniformQuantizer.Asymmetric(sMean, (int)zMean, x.ActivationBits), $"s̃={sMean:g4} z̃={zMean}");
+        return new FoldDecision(r, d, IntegerGrids.Asymmetric(sMean, (int)zMean, x.ActivationBits), $"s̃={sMean:g4} z̃={zMean}");
     }
 }
 

@@ -8,7 +8,8 @@ using OnnxViTQ.Quantization;
 namespace OnnxViTQ.Passes.Reparameterize;
 
 /// <summary>
-/// Output-driven step search for the uniform per-tensor activations feeding linear layers, once
+/// Output-driven step search for the per-tensor activations feeding linear layers whose step can
+/// be moved (<see cref="IAdjustableStep"/>: uniform grids), once
 /// the weights are quantized: the range [lo, hi] is scaled by m on a grid of <c>points</c> values in
 /// [<c>lower</c>, <c>upper</c>] and the m minimising ‖Q(X)·Ŵ − X·W‖² over (up to 256 of) the site's
 /// sampled calibration rows is kept (Ŵ: the dequantized weights). Because the error is measured
@@ -34,7 +35,8 @@ internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 
         int changed = 0, considered = 0;
         foreach (var site in plan.Activations.ToList())
         {
-            if (site.Parameters is not UniformQuantizer { Axis: null, Symmetric: false } q) continue;
+            // A per-tensor quantizer whose step a search may move.
+            if (site.Parameters is not { Granularity: Granularity.PerTensor } q || q is not IAdjustableStep step) continue;
             if (!site.Uses.All(u => u.InputIndex == 0 && ViTPatterns.IsLinear(u.Node) && u.Node.GetInt("transA", 0) == 0)) continue;
             if (!stats.Has(site.Value, ObserverKeys.Rows)) continue;
             var rows = stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows);
@@ -46,10 +48,10 @@ internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 
             var x = rows.Rows[..(count * rows.Width)].ToArray();
             long[] shape = [count, rows.Width];
             var references = weights.Select(w => Gemm.Multiply(x, count, w!.Value.K, w.Value.Float, w.Value.N)).ToList();
-            (UniformQuantizer Q, double Error, float M)? best = null;
+            (FittedQuantizer Q, double Error, float M)? best = null;
             foreach (float m in Multipliers)
             {
-                var candidate = StepGrid.ScaledActivation(q, m);
+                var candidate = step.WithStepScaled(m);
                 var xq = (float[])x.Clone();
                 candidate.Simulate(xq, shape);
                 double error = 0;
@@ -77,12 +79,12 @@ internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 
         return e;
     }
 
-    /// <summary>The linear's weight as [K, N], in float and dequantized; null unless fitted uniform.</summary>
+    /// <summary>The linear's weight as [K, N], in float and dequantized; null unless fitted.</summary>
     private static (float[] Float, float[] Dequantized, int K, int N)? Weights(Node linear, QuantizationPlan plan)
     {
         var wv = linear.Inputs[1]!;
         if (!Constants.TryGetTensor(wv, out var t) || t.Rank != 2) return null;
-        if (!plan.TryGet(wv, out var site) || site.Parameters is not UniformQuantizer wq) return null;
+        if (!plan.TryGet(wv, out var site) || site.Parameters is not { } wq) return null;
         var w = t.ToFloats();
         var dq = (float[])w.Clone();
         wq.Simulate(dq, t.Dims.ToArray());

@@ -17,8 +17,9 @@ namespace OnnxViTQ.Passes.Search;
 /// attention products' operands lose their largest values), while at W4A4 min/max cost 3.4 pt and
 /// the percentile 2.05; the search only re-scales linear layers' inputs within [α, β]·Δ₀, so the
 /// start is what the attention products keep. Liu et al. start from the max (METHODS.md).
-/// Only uniform per-tensor sites with range=percentile are candidates; other quantizers and
-/// reparameterized sites are left as they are. Run it after fit-quantizers, before the search.
+/// Only per-tensor sites whose step the search moves (uniform grids) and whose range is a
+/// percentile are candidates; other quantizers and reparameterized sites are left as they are.
+/// Run it after fit-quantizers, before the search.
 /// </summary>
 internal sealed class ChooseActivationRanges(PlanCheck check, bool measureBefore = false) : IPass, IPassContract
 {
@@ -77,9 +78,11 @@ internal sealed class ChooseActivationRanges(PlanCheck check, bool measureBefore
         return PassResult.Unchanged;
     }
 
+    /// <summary>A per-tensor site whose step the interval search moves (<see cref="IAdjustableStep"/>),
+    /// fitted from a percentile range that is not already the observed one.</summary>
     private static bool IsCandidate(QuantizationSite site) =>
-        site.Spec is { Kind: "uniform" } spec && spec.Option("range") == "percentile" && spec.Option("percentile") != Observed
-        && site.Parameters is UniformQuantizer { Axis: null };
+        site.Spec is { } spec && spec.KindInfo.Options.Any(o => o.Name == "range") && spec.Option("range") == "percentile" && spec.Option("percentile") != Observed
+        && site.Parameters is { Granularity: Granularity.PerTensor } and IAdjustableStep;
 
     private static QuantizationSite WithObservedRange(QuantizationSite site, FitContext fit)
     {

@@ -69,9 +69,9 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             context.Cancellation.ThrowIfCancellationRequested();
             context.Progress?.Report(new ProgressReport("interval search", s, sites.Count, "activations"));
             var site = plan.For(sites[s].Value);
-            if (site.Parameters is not UniformQuantizer { Axis: null } aq || !stats.Has(site.Value, ObserverKeys.Rows)) continue;
+            if (Steppable(site.Parameters) is not { } aq || !stats.Has(site.Value, ObserverKeys.Rows)) continue;
             var layers = site.Uses.Select(u => u.InputIndex == 0 ? WeightedLinear.Of(u.Node, plan) : null).ToList();
-            if (layers.Count == 0 || layers.Any(l => l is null || l.Weight.Parameters is not UniformQuantizer { Symmetric: true } || l.Weight.Uses.Count != 1)) continue;
+            if (layers.Count == 0 || layers.Any(l => l is null || l.Weight.Parameters is not IAdjustableStep || l.Weight.Uses.Count != 1)) continue;
             var rows = stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows);
             if (rows.Count == 0 || layers.Any(l => l!.K != rows.Width)) continue;
             var result = SearchLinear(aq, layers!, rows);
@@ -80,11 +80,11 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             gain += result.Gain;
             float am = result.Multipliers[^1];
             if (am != 1f)
-                plan.Update(site.WithNote($"interval search: activation step ×{am:0.###}") with { Parameters = StepGrid.ScaledActivation(aq, am) });
+                plan.Update(site.WithNote($"interval search: activation step ×{am:0.###}") with { Parameters = aq.WithStepScaled(am) });
             for (int i = 0; i < layers.Count; i++)
                 if (result.Multipliers[i] is var wm && wm != 1f)
                     plan.Update(plan.For(layers[i]!.Weight.Value).WithNote($"interval search: weight steps ×{wm:0.###} ({layers[i]!.Node.Name})")
-                        with { Parameters = ScaledWeight((UniformQuantizer)layers[i]!.Weight.Parameters!, layers[i]!, wm) });
+                        with { Parameters = ScaledWeight(layers[i]!, wm) });
         }
         context.Progress?.Report(new ProgressReport("interval search", sites.Count, sites.Count, "activations"));
         string summary = $"interval search: {searched} activation(s) with their linear layers, {roundsRun} round(s), mean Pearson gain {(searched == 0 ? 0 : gain / searched):0.#####}";
@@ -104,7 +104,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             context.Progress?.Report(new ProgressReport("interval search", i, nodes.Count, "attention products"));
             var product = ActivationProduct.Of(nodes[i].Node, plan)!;
             if (products == ProductSearch.AttentionScores && !product.IsAttentionScores) continue;
-            if (product.Left.Parameters is not UniformQuantizer { Axis: null } lq || product.Right.Parameters is not UniformQuantizer { Axis: null } rq
+            if (Steppable(product.Left.Parameters) is not { } lq || Steppable(product.Right.Parameters) is not { } rq
                 || product.Left.Uses.Count != 1 || product.Right.Uses.Count != 1) continue;
             if (product.Sample(stats, MaxRows) is not { } sample) { uncaptured++; continue; }
             var result = SearchProduct(lq, rq, sample, product.IsAttentionScores ? product.ScoreScale : null);
@@ -113,9 +113,9 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
             gain += result.Gain;
             var (lm, rm) = (result.Multipliers[0], result.Multipliers[1]);
             if (lm != 1f)
-                plan.Update(product.Left.WithNote($"interval search: step ×{lm:0.###} ({product.Node.Name}, left operand)") with { Parameters = StepGrid.ScaledActivation(lq, lm) });
+                plan.Update(product.Left.WithNote($"interval search: step ×{lm:0.###} ({product.Node.Name}, left operand)") with { Parameters = lq.WithStepScaled(lm) });
             if (rm != 1f)
-                plan.Update(product.Right.WithNote($"interval search: step ×{rm:0.###} ({product.Node.Name}, right operand)") with { Parameters = StepGrid.ScaledActivation(rq, rm) });
+                plan.Update(product.Right.WithNote($"interval search: step ×{rm:0.###} ({product.Node.Name}, right operand)") with { Parameters = rq.WithStepScaled(rm) });
         }
         context.Progress?.Report(new ProgressReport("interval search", nodes.Count, nodes.Count, "attention products"));
         return $"{searched} attention product(s), {roundsRun} round(s), mean objective gain {(searched == 0 ? 0 : gain / searched):0.#####}"
@@ -126,14 +126,14 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
     /// and the objective's gain per output.</summary>
     private sealed record Outcome(float[] Multipliers, int Rounds, double Gain);
 
-    private Outcome SearchLinear(UniformQuantizer aq0, IReadOnlyList<WeightedLinear> layers, RowSampleObserver rows)
+    private Outcome SearchLinear(IAdjustableStep aq0, IReadOnlyList<WeightedLinear> layers, RowSampleObserver rows)
     {
         int count = Math.Min(rows.Count, MaxRows);
         var x = rows.Rows[..(count * rows.Width)].ToArray();
         long[] shape = [count, rows.Width];
         var references = layers.Select(l => l.Multiply(x, count, l.W)).ToArray();
-        var quantizedInput = new LastOf<float[]>(m => Simulated(x, shape, StepGrid.ScaledActivation(aq0, m)));
-        var quantizedWeights = layers.Select(l => new LastOf<float[]>(m => l.Simulated(ScaledWeight((UniformQuantizer)l.Weight.Parameters!, l, m)))).ToArray();
+        var quantizedInput = new LastOf<float[]>(m => Simulated(x, shape, aq0.WithStepScaled(m)));
+        var quantizedWeights = layers.Select(l => new LastOf<float[]>(m => l.Simulated(ScaledWeight(l, m)))).ToArray();
         var layerScores = new Dictionary<(int, float, float), double>();
         double Score(float[] m)
         {
@@ -155,7 +155,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
     // scoreScale: for attention scores, the factor they are scaled by before the Softmax; the
     // objective then compares the attention maps (softmax rows), where clipping the operands
     // flattens the peaks that Pearson on the raw scores does not see. Null for other products.
-    private Outcome SearchProduct(UniformQuantizer lq0, UniformQuantizer rq0, ProductSample sample, float? scoreScale)
+    private Outcome SearchProduct(IAdjustableStep lq0, IAdjustableStep rq0, ProductSample sample, float? scoreScale)
     {
         float[] Output(float[] left, float[] right)
         {
@@ -164,8 +164,8 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
         }
         var reference = Output(sample.Left, sample.Right);
         var pairs = scoreScale is not null ? SimilarityObjective.RankingPairs(sample.N, RankingPairs) : null;
-        var left = new LastOf<float[]>(m => ProductSample.Simulated(sample.Left, sample.LeftShape, StepGrid.ScaledActivation(lq0, m)));
-        var right = new LastOf<float[]>(m => ProductSample.Simulated(sample.Right, sample.RightShape, StepGrid.ScaledActivation(rq0, m)));
+        var left = new LastOf<float[]>(m => ProductSample.Simulated(sample.Left, sample.LeftShape, lq0.WithStepScaled(m)));
+        var right = new LastOf<float[]>(m => ProductSample.Simulated(sample.Right, sample.RightShape, rq0.WithStepScaled(m)));
         var scores = new Dictionary<(float, float), double>();
         double Score(float[] m)
         {
@@ -234,12 +234,10 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
         return xq;
     }
 
-    /// <summary>The fitted weight quantizer with every channel's step scaled by <paramref name="m"/>, codes re-rounded (m = 1: <paramref name="q"/> itself).</summary>
-    internal static UniformQuantizer ScaledWeight(UniformQuantizer q, WeightedLinear layer, float m)
-    {
-        if (m == 1f) return q;
-        var maxAbs = q.Scales.Select(s => s * q.QMax * m).ToArray();
-        var scaled = UniformQuantizer.SymmetricFromMaxAbs(maxAbs, q.Bits, q.Axis);
-        return scaled.WithCodes(scaled.QuantizeAll(layer.W, layer.Shape));
-    }
+    /// <summary>A per-tensor activation quantizer whose step the search may move, or null.</summary>
+    private static IAdjustableStep? Steppable(FittedQuantizer? q) => q is { Granularity: Granularity.PerTensor } and IAdjustableStep step ? step : null;
+
+    /// <summary>The layer's fitted weight quantizer with every channel's step scaled by <paramref name="m"/>, codes re-rounded (m = 1: the quantizer itself).</summary>
+    internal static FittedQuantizer ScaledWeight(WeightedLinear layer, float m) =>
+        ((IAdjustableStep)layer.Weight.Parameters!).WithStepScaled(m, layer.W, layer.Shape);
 }

@@ -116,7 +116,7 @@ public class QuantizedMatMulKernelTests : NativeKernelTest
         foreach (int bits in new[] { 8, 4, 3 })
         {
             var qa = new LogQuantizer("log2", bits, 1, 0.5f);
-            var model = Model(aShape, bShape, [.. LowerActivationProducts.Log2OperandAttributes(qa), .. LowerActivationProducts.OperandAttributes("b", qb)]);
+            var model = Model(aShape, bShape, [.. LowerActivationProducts.Log2OperandAttributes((Log2Form)qa.NativeForm!), .. LowerActivationProducts.OperandAttributes("b", qb)]);
             AssertClose(Run(model, a, aShape, b, bShape), Reference(a, aShape, b, bShape, qa, qb), $"log2 {bits}-bit × {qb}", 1e-5);
         }
     }
