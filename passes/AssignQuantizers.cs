@@ -10,11 +10,10 @@ namespace OnnxViTQ.Passes;
 /// the model before anything else runs: one naming no quantized tensor or node is an error, as is
 /// an override whose kind does not apply to the site.
 /// </summary>
-internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, string recipe) : IPass, IPassContract
+internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, string recipe) : IPass
 {
     public string Name => "assign-quantizers";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan)];
-    public IReadOnlyList<Type> Produces => [typeof(QuantizersAssigned)];
+    public PassContract Contract { get; } = new([Stages.SitesSelected, Stages.RolesTagged], [Stages.QuantizersAssigned], [Stages.Statistics]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -15,11 +15,10 @@ namespace OnnxViTQ.Passes;
 /// their first samples whole (<see cref="LeadingSlicesObserver"/>, for the interval search).
 /// Streaming (see <see cref="ActivationCapture"/>): memory does not grow with the sample count.
 /// </summary>
-internal sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName, bool captureProducts = false) : IPass, IPassContract
+internal sealed class CollectActivationStatistics(ICalibrationSource source, int batchSize, int maxSamples, string modelName, bool captureProducts = false) : IPass
 {
     public string Name => "collect-statistics";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan), typeof(QuantizersAssigned)];
-    public IReadOnlyList<Type> Produces => [typeof(ActivationStatistics)];
+    public PassContract Contract { get; } = new([Stages.QuantizersAssigned], [Stages.Statistics]);
 
     public PassResult Run(Model model, PassContext context)
     {

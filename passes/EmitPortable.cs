@@ -10,11 +10,10 @@ namespace OnnxViTQ.Passes;
 /// each <see cref="FittedQuantizer.EmitPortable"/>) — placed before the site's first use. Only the
 /// planned uses are rewired; other readers keep the float value (e.g. a residual connection).
 /// </summary>
-internal sealed class EmitPortable : IPass, IPassContract
+internal sealed class EmitPortable : IPass
 {
     public string Name => "emit-portable";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted], [Stages.PortableEmitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -7,11 +7,10 @@ namespace OnnxViTQ.Passes;
 
 /// <summary>Fits every site that has a quantizer spec but no parameters yet (a reparameterization
 /// may already have set some), through its kind's <see cref="IQuantizerKind.Fit"/>.</summary>
-internal sealed class FitQuantizers : IPass, IPassContract
+internal sealed class FitQuantizers : IPass
 {
     public string Name => "fit-quantizers";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersAssigned)];
-    public IReadOnlyList<Type> Produces => [typeof(QuantizersFitted)];
+    public PassContract Contract { get; } = new([Stages.QuantizersAssigned], [Stages.Fitted], [Stages.PortableEmitted, Stages.LinearsLowered]);
 
     public PassResult Run(Model model, PassContext context)
     {

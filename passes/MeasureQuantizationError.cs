@@ -12,11 +12,10 @@ namespace OnnxViTQ.Passes;
 /// layer's output error (<see cref="LayerOutputErrors"/>) when <paramref name="layerOutputs"/> is set:
 /// that costs two matrix products per layer, so only runs that write a report pay for it.
 /// </summary>
-internal sealed class MeasureQuantizationError(bool layerOutputs = false) : IPass, IPassContract
+internal sealed class MeasureQuantizationError(bool layerOutputs = false) : IPass
 {
     public string Name => "measure-error";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted], []);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -44,15 +44,17 @@ internal static class Quantizer
 
     /// <summary>Quantizes with the recipe <see cref="QuantizationOptions.Recipe"/> names (built-in or file).</summary>
     public static QuantizationResult Quantize(Model model, string modelName, ICalibrationSource calibration, QuantizationOptions options,
-        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default) =>
-        Quantize(model, modelName, calibration, options, Recipes.Get(options.Recipe), progress, cancel);
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, IReadOnlyList<Stage>? goals = null) =>
+        Quantize(model, modelName, calibration, options, Recipes.Get(options.Recipe), progress, cancel, goals);
 
-    /// <summary>Quantizes with a recipe built in code (e.g. a built-in one with a role's quantizer replaced).</summary>
+    /// <summary>Quantizes with a recipe built in code (e.g. a built-in one with a role's quantizer
+    /// replaced). <c>goals</c>: stages the recipe must reach, checked before calibration with the
+    /// rest of the order (a file written for users must be emitted; a caller may stop at a plan).</summary>
     public static QuantizationResult Quantize(Model model, string modelName, ICalibrationSource calibration, QuantizationOptions options, Recipe recipe,
-        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default)
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, IReadOnlyList<Stage>? goals = null)
     {
         var context = new PassContext { Progress = progress, Cancellation = cancel };
-        var manager = new PassManager(recipe.Build(options, calibration, modelName));
+        var manager = new PassManager(recipe.Build(options, calibration, modelName)) { Goals = goals ?? [] };
         var timings = manager.Run(model, context);
         model.SetMetadata(MetadataKey, $"recipe={recipe.Name};bits={options.Bits}");
         long samples = context.TryGet<ActivationStatistics>(out var stats) ? stats.Samples : 0;

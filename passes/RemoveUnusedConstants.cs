@@ -1,3 +1,4 @@
+using OnnxViTQ.Quantization;
 using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
 
@@ -7,6 +8,7 @@ namespace OnnxViTQ.Passes;
 /// weights replaced by their int8 form). Graph inputs and outputs are kept.</summary>
 internal sealed class RemoveUnusedConstants : IPass
 {
+    public PassContract Contract => PassContract.Anywhere;
     public string Name => "remove-unused-constants";
 
     public PassResult Run(Model model, PassContext context)

@@ -13,15 +13,14 @@ namespace OnnxViTQ.Passes;
 /// to last; <c>Gemm</c> → B along 0 with transB=1 else 1, A along 1 with transA=1 else 0;
 /// <c>Conv</c> → W along 0. Activations start with role <c>other</c>; role tagging refines them.
 /// </summary>
-internal sealed class SelectQuantizationSites : IPass, IPassContract
+internal sealed class SelectQuantizationSites : IPass
 {
     /// <summary>Ops whose presence means the model is already quantized.</summary>
     private static readonly HashSet<string> QuantizedOps =
         ["QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger", "QLinearConv", "ConvInteger", "DynamicQuantizeLinear"];
 
     public string Name => "select-sites";
-    public IReadOnlyList<Type> Requires => [];
-    public IReadOnlyList<Type> Produces => [typeof(QuantizationPlan)];
+    public PassContract Contract { get; } = new([], [Stages.SitesSelected]);
 
     public PassResult Run(Model model, PassContext context)
     {

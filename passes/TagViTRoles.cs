@@ -19,11 +19,10 @@ namespace OnnxViTQ.Passes;
 /// Anything else stays <c>other</c> with a note saying why, and recipes give it the baseline
 /// quantizer: a pattern this pass does not know is never guessed.
 /// </summary>
-internal sealed class TagViTRoles : IPass, IPassContract
+internal sealed class TagViTRoles : IPass
 {
     public string Name => "tag-roles";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.SitesSelected], [Stages.RolesTagged], [Stages.QuantizersAssigned]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -16,6 +16,7 @@ internal sealed class PassContext
 {
     private readonly Dictionary<Type, object> _results = [];
     private readonly List<Diagnostic> _diagnostics = [];
+    private readonly HashSet<string> _stages = [];
 
     public IProgress<ProgressReport>? Progress { get; init; }
     public CancellationToken Cancellation { get; init; }
@@ -31,6 +32,13 @@ internal sealed class PassContext
     public void Set<T>(T result) where T : class => _results[typeof(T)] = result;
 
     public bool Has(Type type) => _results.ContainsKey(type);
+
+    /// <summary>Whether <paramref name="stage"/> holds: a pass of this context established it, or
+    /// the context already has its evidence (a caller's prepared plan or statistics).</summary>
+    public bool Holds(Stage stage) => _stages.Contains(stage.Name) || (stage.Evidence is { } e && Has(e));
+
+    /// <summary>Records that <paramref name="stage"/> holds (the pass manager does, after each pass).</summary>
+    public void Establish(Stage stage) => _stages.Add(stage.Name);
 
     public bool TryGet<T>(out T result) where T : class
     {

@@ -25,21 +25,34 @@ internal sealed class PassManager(IEnumerable<IPass> passes)
 
     public IReadOnlyList<IPass> Passes => _passes;
 
-    /// <summary>Fails unless every pass's <see cref="IPassContract.Requires"/> is produced by an
-    /// earlier pass or already in <paramref name="context"/>.</summary>
+    /// <summary>Stages the whole pass list must establish (a recipe's output must be emitted).</summary>
+    public IReadOnlyList<Stage> Goals { get; init; } = [];
+
+    /// <summary>
+    /// Checks the order before any pass runs (so a wrong recipe fails before minutes of
+    /// calibration, not in the middle): every pass's requirements are produced by an earlier pass
+    /// or already hold in <paramref name="context"/>; no pass runs after a pass that produced a
+    /// stage it invalidates; the goals are reached. Messages name both passes.
+    /// </summary>
     public void CheckOrder(PassContext context)
     {
-        var available = new HashSet<Type>();
+        var producedBy = new Dictionary<string, string>();
         foreach (var pass in _passes)
         {
-            if (pass is IPassContract contract)
-            {
-                foreach (var need in contract.Requires)
-                    if (!available.Contains(need) && !context.Has(need))
-                        throw new OnnxViTQException($"pass '{pass.Name}' needs {need.Name}, which no earlier pass produces (check the recipe's pass order)");
-                available.UnionWith(contract.Produces);
-            }
+            var contract = pass.Contract;
+            foreach (var need in contract.Requires)
+                if (!producedBy.ContainsKey(need.Name) && !context.Holds(need))
+                    throw new OnnxViTQException($"pass '{pass.Name}' requires {need.Name} ({need.Description}), which no earlier pass produces: " +
+                                                $"run '{need.ProducedBy}' before '{pass.Name}'");
+            foreach (var stage in contract.Invalidates)
+                if (producedBy.TryGetValue(stage.Name, out var producer))
+                    throw new OnnxViTQException($"pass '{pass.Name}' invalidates {stage.Name} ({stage.Description}), which '{producer}' produced before it: " +
+                                                $"run '{pass.Name}' before '{producer}'");
+            foreach (var stage in contract.Produces) producedBy[stage.Name] = pass.Name;
         }
+        foreach (var goal in Goals)
+            if (!producedBy.ContainsKey(goal.Name) && !context.Holds(goal))
+                throw new OnnxViTQException($"no pass produces {goal.Name} ({goal.Description}): add '{goal.ProducedBy}'");
     }
 
     public IReadOnlyList<PassTiming> Run(Model model, PassContext context)
@@ -77,6 +90,7 @@ internal sealed class PassManager(IEnumerable<IPass> passes)
                     throw new PassFailedException(pass.Name, ran.ToList(), $"left an invalid graph: {e.Message}", e);
                 }
             }
+            foreach (var stage in pass.Contract.Produces) context.Establish(stage);
             timings.Add(new PassTiming(pass.Name, sw.Elapsed, result.Modified));
             ran.Add(pass.Name);
         }

@@ -104,11 +104,12 @@ internal sealed class Rewriter(Model model, Graph graph, Node anchor)
 /// progress, e.g. remove the node it matched). Declined matches are reported with their reason.
 /// Rules that keep firing past <see cref="MaxRounds"/> rounds are a bug in a rule: the pass fails
 /// rather than stopping silently with a half-rewritten graph.</summary>
-internal sealed class RewriteRulesPass(string name, IReadOnlyList<RewriteRule> rules) : IPass
+internal sealed class RewriteRulesPass(string name, IReadOnlyList<RewriteRule> rules, PassContract? contract = null) : IPass
 {
     public const int MaxRounds = 64;
 
     public string Name => name;
+    public PassContract Contract { get; } = contract ?? PassContract.Anywhere;
     public IReadOnlyList<RewriteRule> Rules => rules;
 
     public PassResult Run(Model model, PassContext context)

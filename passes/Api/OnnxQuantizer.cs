@@ -1,3 +1,4 @@
+using OnnxViTQ.Quantization;
 using OnnxViTQ.Data;
 using OnnxViTQ.Evaluation;
 using OnnxViTQ.PassInfra;
@@ -56,7 +57,8 @@ public static class OnnxQuantizer
         int quantizable = model.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
 
         if (settings.ReportPath is not null || settings.MeasureLayerOutputs) options = options with { MeasureLayerOutputs = true };
-        var result = Quantizer.Quantize(model, modelPath, source, options, progress, cancel);
+        // The file is a quantized model only if the recipe emits one.
+        var result = Quantizer.Quantize(model, modelPath, source, options, progress, cancel, goals: [Stages.PortableEmitted]);
 
         string? dir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
         if (dir is not null) Directory.CreateDirectory(dir);

@@ -17,12 +17,11 @@ namespace OnnxViTQ.Passes.Lowering;
 /// transposes and the shape arithmetic feeding them go. Other forms (timm's 5-D reshape, Swin's
 /// windows with relative position bias, log2 or TanQ probabilities) are left to the other passes.
 /// </summary>
-internal sealed class FuseNativeAttention : IPass, IPassContract
+internal sealed class FuseNativeAttention : IPass
 {
     public const string OpType = "QuantizedAttention";
     public string Name => "fuse-native-attention";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted], [], [Stages.PortableEmitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -1,3 +1,4 @@
+using OnnxViTQ.Quantization;
 using OnnxViTQ.Ir;
 using OnnxViTQ.Passes.Analysis;
 using OnnxViTQ.PassInfra;
@@ -19,6 +20,7 @@ namespace OnnxViTQ.Passes.Lowering;
 internal sealed class FuseNativeGelu : IPass
 {
     public string Name => "fuse-native-gelu";
+    public PassContract Contract { get; } = new([Stages.NativeLinears, Stages.PortableEmitted], []);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -1,3 +1,4 @@
+using OnnxViTQ.Quantization;
 using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Patterns;
@@ -18,6 +19,7 @@ namespace OnnxViTQ.Passes.Lowering;
 internal sealed class FuseNativeLayerNorm : IPass
 {
     public string Name => "fuse-native-layernorm";
+    public PassContract Contract { get; } = new([Stages.NativeLinears, Stages.PortableEmitted], []);
 
     public PassResult Run(Model model, PassContext context)
     {

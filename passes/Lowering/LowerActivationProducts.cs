@@ -22,12 +22,11 @@ namespace OnnxViTQ.Passes.Lowering;
 /// MLAS kernels) on the DeiT-Tiny Q·Kᵀ at batch 8, though faster or level on the other shapes
 /// (BENCHMARKS.md, speed sections).
 /// </summary>
-internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass, IPassContract
+internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
 {
     public const string OpType = "QuantizedMatMul";
     public string Name => "lower-native-products";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted], [], [Stages.PortableEmitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -10,6 +10,9 @@ internal interface ILinearLowering
 {
     string Name { get; }
 
+    /// <summary>The stage its lowered layers establish besides linears-lowered (null: none).</summary>
+    Stage? Produces => null;
+
     /// <summary>Adds the layer's replacement just before <c>layer.Node</c> and returns it, with a
     /// one-line <paramref name="detail"/> for the report; or returns null with the reason in
     /// <paramref name="detail"/> when the layer stays portable.</summary>
@@ -27,11 +30,12 @@ internal sealed record LoweredLayer(Value Output, Node? QuantizedInputReader);
 /// plan, so the portable emitter that runs next writes QDQ only for what is left (attention
 /// matmuls, quantizers without a native form). The layer's output keeps its name and position.
 /// </summary>
-internal sealed class LowerLinearLayers(ILinearLowering target) : IPass, IPassContract
+internal sealed class LowerLinearLayers(ILinearLowering target) : IPass
 {
     public string Name => $"lower-{target.Name}";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted)];
-    public IReadOnlyList<Type> Produces => [];
+
+    /// <summary>It reads the fitted plan and takes uses away from it, so it runs before emission.</summary>
+    public PassContract Contract { get; } = new([Stages.Fitted], [Stages.LinearsLowered, .. target.Produces is { } s ? [s] : Array.Empty<Stage>()], [Stages.PortableEmitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -1,3 +1,4 @@
+using OnnxViTQ.PassInfra;
 using OnnxViTQ.Ir;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Runtime;
@@ -16,6 +17,7 @@ internal sealed class NativeLinearLowering : ILinearLowering
 {
     public const string OpType = "QuantizedLinear";
     public string Name => "native";
+    public Stage? Produces => Stages.NativeLinears;
 
     public LoweredLayer? Emit(LinearLayer layer, Model model, out string detail)
     {

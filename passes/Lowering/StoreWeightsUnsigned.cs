@@ -1,3 +1,4 @@
+using OnnxViTQ.Quantization;
 using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Patterns;
@@ -27,6 +28,7 @@ internal enum UnsignedWeightsPolicy
 internal sealed class StoreWeightsUnsigned(UnsignedWeightsPolicy policy = UnsignedWeightsPolicy.WhenSaturating) : IPass
 {
     public string Name => "store-weights-unsigned";
+    public PassContract Contract { get; } = new([Stages.PortableEmitted], []);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -9,7 +9,16 @@ using OnnxViTQ.Patterns;
 namespace OnnxViTQ;
 
 /// <summary>A pass a recipe can name: its options and how to build it.</summary>
-internal sealed record PassFactory(string Name, string Description, IReadOnlyList<string> Options, Func<RecipeInputs, PassStep, IPass> Create);
+internal sealed record PassFactory(string Name, string Description, IReadOnlyList<string> Options, Func<RecipeInputs, PassStep, IPass> Create)
+{
+    /// <summary>Passes that fill the same place (the format lowerings): an extension is not added
+    /// where a pass of its family already is.</summary>
+    public string Family { get; init; } = Name;
+
+    /// <summary>Passes that come with this one wherever it is (added at their points unless the
+    /// recipe names or removes them).</summary>
+    public IReadOnlyList<PassExtension> Companions { get; init; } = [];
+}
 
 /// <summary>Every pass recipes (built-in and files) can use, by name.</summary>
 internal static class PassRegistry
@@ -17,7 +26,7 @@ internal static class PassRegistry
     public static IReadOnlyList<PassFactory> All { get; } =
     [
         new("canonicalize", "fold Transpose/Identity of constants so weights are constants", [],
-            (_, _) => new RewriteRulesPass("canonicalize", CanonicalizationRules.All)),
+            (_, _) => new RewriteRulesPass("canonicalize", CanonicalizationRules.All, new([], [Quantization.Stages.Canonical], [Quantization.Stages.SitesSelected]))),
         new("select-sites", "one quantization site per tensor read by a MatMul, Gemm or Conv", [],
             (_, _) => new SelectQuantizationSites()),
         new("tag-roles", "recognise post-LayerNorm, post-GELU, post-Softmax, query, key, value and attention-output tensors", [],
@@ -66,7 +75,16 @@ internal static class PassRegistry
         new("measure-error", "SQNR and cosine of every quantizer on calibration data, and of linear-layer outputs when a report asks (for the report)", [],
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),
         new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],
-            (_, _) => new LowerLinearLayers(new NativeLinearLowering())),
+            (_, _) => new LowerLinearLayers(new NativeLinearLowering()))
+        {
+            Family = "lowering",
+            Companions =
+            [
+                new(new PassStep("fuse-native-attention"), PassExtensions.After("lower-native"), ""),
+                new(new PassStep("lower-native-products", new Dictionary<string, string> { ["left"] = "log2" }), PassExtensions.After("lower-native"), ""),
+                new(new PassStep("fuse-native-layernorm"), PassExtensions.AfterEmission, ""),
+            ],
+        },
         new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products): right operand uniform per-tensor, left uniform per-tensor or log2 (as int16 powers of two). left = any (default) | log2. --format native runs it with left=log2 (the portable log2 quantizer is unfused float ops); uniform × uniform products are fused into QuantizedAttention where the attention has nn.MultiheadAttention's form (fuse-native-attention, which --format native runs first); for the others they are opt-in: name the pass after lower-native (not faster than ONNX Runtime's fused QDQ on the DeiT-Tiny Q·Kᵀ at batch 8 in most runs, on all three CPUs measured: BENCHMARKS.md, README)", ["left"],
             (_, step) => new LowerActivationProducts(Choice(step, "left", "any", "log2") == "log2")),
         new("fuse-native-attention", "after lower-native: each multi-head self-attention in nn.MultiheadAttention's exported form (q|k|v slices, Q·Kᵀ, Softmax, softmax·V) with uniform per-tensor Q, K, probabilities and V becomes one com.onnxvitq.QuantizedAttention (operands quantized in the op, exact integer products, no head transposes; part of --format native)", [],
@@ -85,7 +103,11 @@ internal static class PassRegistry
                 "nbits" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulNBits)),
                 "dynamic" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.DynamicQuantizeMatMul)),
                 _ => new LowerLinearLayers(new OrtLinearLowering()),
-            }),
+            })
+        {
+            Family = "lowering",
+            Companions = [new(new PassStep("store-weights-unsigned"), PassExtensions.AfterEmission, "")],
+        },
         new("store-weights-unsigned", "int8 weights that meet uint8 activations in ONNX Runtime's integer kernels stored as uint8 + 128, so a CPU whose u8×s8 kernels saturate (x86 without VNNI) runs them exactly (when: saturating = only on such a CPU, the default of --format ort; always; never)", ["when"],
             (_, step) => new StoreWeightsUnsigned(Choice(step, "when", "saturating", "always", "never") switch
             {

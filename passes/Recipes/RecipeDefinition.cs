@@ -77,10 +77,18 @@ internal sealed record RecipeInputs(QuantizationOptions Options, ICalibrationSou
 /// <summary>
 /// A recipe: a named, ordered list of passes with their options, and the quantizer each tensor
 /// role gets. Every paper's method is such a composition; built-in recipes and recipe files
-/// (<see cref="RecipeFile"/>) are the same thing.
+/// (<see cref="RecipeFile"/>) are the same thing. Formats and options add their passes at the
+/// declared extension points (<see cref="PassExtensions"/>); <see cref="Removed"/> takes passes
+/// out by name, those extensions included.
 /// </summary>
 internal sealed record Recipe(string Name, string Description, IReadOnlyList<PassStep> Passes, QuantizerTable Quantizers)
 {
+    /// <summary>Passes taken out of the completed list (e.g. a companion such as fuse-native-attention).</summary>
+    public IReadOnlyList<string> Removed { get; init; } = [];
+
+    /// <summary>The passes the options make of this recipe, in order, not yet built.</summary>
+    public IReadOnlyList<PassStep> Steps(QuantizationOptions options) => PassExtensions.Complete(Name, Passes, PassExtensions.Of(options), Removed);
+
     /// <summary>The passes, built and checked: every pass exists and accepts its options, every
     /// quantizer choice is valid for the bit widths.</summary>
     public IReadOnlyList<IPass> Build(QuantizationOptions options, ICalibrationSource calibration, string modelName)
@@ -89,54 +97,7 @@ internal sealed record Recipe(string Name, string Description, IReadOnlyList<Pas
         var recipe = this with { Quantizers = table };
         table.Validate(options.Bits, Name);
         var inputs = new RecipeInputs(options, calibration, modelName, recipe);
-        return WithLowering(WithMixedPrecision(Passes, options.MixedPrecision), options.Format).Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
-    }
-
-    /// <summary>The passes with the format's lowering just before the portable emitter (a recipe
-    /// that already names a lowering pass keeps its own). With lower-native, fuse-native-attention
-    /// (whole attentions with uniform operands) and then lower-native-products
-    /// with left=log2 follow it (the log2 softmax·V products) unless the recipe places them, and
-    /// fuse-native-layernorm follows the emitter (LayerNorm into the qkv
-    /// and fc1 ops) unless the recipe places them. With lower-ort, store-weights-unsigned
-    /// follows the emitter unless the recipe places it, so the QDQ ONNX Runtime fuses stays exact
-    /// on a CPU whose u8×s8 kernels saturate.</summary>
-    private IReadOnlyList<PassStep> WithLowering(IReadOnlyList<PassStep> passes, OutputFormat format)
-    {
-        if (format.LoweringPass() is { } lowering && !passes.Any(p => p.Name.StartsWith("lower-", StringComparison.Ordinal)))
-        {
-            int at = passes.ToList().FindIndex(p => p.Name == "emit-portable");
-            if (at < 0) throw new OnnxViTQException($"recipe '{Name}' has no emit-portable pass, so --format {format.Name()} has nowhere to go");
-            passes = [.. passes.Take(at), new PassStep(lowering), .. passes.Skip(at)];
-        }
-        int native = passes.ToList().FindIndex(p => p.Name == "lower-native");
-        if (native >= 0 && passes.All(p => p.Name != "lower-native-products"))
-            passes = [.. passes.Take(native + 1), new PassStep("lower-native-products", new Dictionary<string, string> { ["left"] = "log2" }), .. passes.Skip(native + 1)];
-        if (native >= 0 && passes.All(p => p.Name != "fuse-native-attention"))
-            passes = [.. passes.Take(native + 1), new PassStep("fuse-native-attention"), .. passes.Skip(native + 1)];
-        int emit = passes.ToList().FindIndex(p => p.Name == "emit-portable");
-        if (emit >= 0 && passes.Any(p => p.Name == "lower-native"))
-        {
-            var fusions = new[] { "fuse-native-layernorm" }.Where(f => passes.All(p => p.Name != f)).Select(f => new PassStep(f));
-            passes = [.. passes.Take(emit + 1), .. fusions, .. passes.Skip(emit + 1)];
-        }
-        if (emit < 0 || passes.All(p => p.Name != "lower-ort") || passes.Any(p => p.Name == "store-weights-unsigned")) return passes;
-        return [.. passes.Take(emit + 1), new PassStep("store-weights-unsigned"), .. passes.Skip(emit + 1)];
-    }
-
-    /// <summary>The passes with module bit allocation right after calibration (before any
-    /// reparameterization or fitting reads the widths); a recipe that names it keeps its own.</summary>
-    private IReadOnlyList<PassStep> WithMixedPrecision(IReadOnlyList<PassStep> passes, MixedPrecision? mixed)
-    {
-        if (mixed is null || passes.Any(p => p.Name == "mixed-precision")) return passes;
-        int calibrate = passes.ToList().FindIndex(p => p.Name == "collect-statistics");
-        if (calibrate < 0) throw new OnnxViTQException($"recipe '{Name}' has no collect-statistics pass, so mixed precision has no statistics to score modules with");
-        var step = new PassStep("mixed-precision", new Dictionary<string, string>
-        {
-            ["min"] = mixed.MinBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["max"] = mixed.MaxBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["avg"] = mixed.AverageBits.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
-        return [.. passes.Take(calibrate + 1), step, .. passes.Skip(calibrate + 1)];
+        return Steps(options).Select(step => PassRegistry.Create(step, inputs, Name)).ToList();
     }
 
     private static QuantizerTable WithPercentile(QuantizerTable t, double percentile)

@@ -12,6 +12,7 @@ namespace OnnxViTQ;
 ///   "description": "what it does",
 ///   "extends": "adfq",                       // start from a built-in recipe's passes and quantizers
 ///   "passes": ["canonicalize", "select-sites", ..., {"name": "fold-layernorm", "policy": "repq"}],
+///   "remove": ["fuse-native-attention"],     // passes taken out, including those a format adds
 ///   "quantizers": {                          // by role: weight, default (activations not listed),
 ///     "post-layernorm": {"kind": "outlier-split", "bits": 4, "options": {"max-outlier-ratio": "0.01"}},
 ///     "post-softmax": {"kind": "log2"}       // post-layernorm, post-gelu, post-softmax, query, key,
@@ -43,7 +44,7 @@ internal static class RecipeFile
     {
         string at = $"recipe file '{path}'";
         if (root.ValueKind != JsonValueKind.Object) throw new OnnxViTQException($"{at}: the top level must be an object");
-        var known = new[] { "name", "description", "extends", "passes", "quantizers", "overrides" };
+        var known = new[] { "name", "description", "extends", "passes", "remove", "quantizers", "overrides" };
         foreach (var p in root.EnumerateObject())
             if (!known.Contains(p.Name)) throw new OnnxViTQException($"{at}: unknown key '{p.Name}'; keys: {string.Join(", ", known)}");
 
@@ -78,8 +79,15 @@ internal static class RecipeFile
             foreach (var p in os.EnumerateObject()) overrides[p.Name] = Choice(p.Value, $"{at}: overrides.{p.Name}");
             table = table with { Overrides = overrides };
         }
-        var recipe = new Recipe(name, description, passes, table);
+        var removed = parent?.Removed ?? [];
+        if (root.TryGetProperty("remove", out var rm))
+        {
+            if (rm.ValueKind != JsonValueKind.Array) throw new OnnxViTQException($"{at}: 'remove' must be an array of pass names");
+            removed = [.. removed, .. rm.EnumerateArray().Select((e, i) => String(e, $"{at}: remove[{i}]"))];
+        }
+        var recipe = new Recipe(name, description, passes, table) { Removed = removed };
         foreach (var step in passes) PassRegistry.Get(step.Name);
+        foreach (var pass in removed) PassRegistry.Get(pass);
         // Kinds, options and bit ranges are checked now, for the bit widths a choice fixes itself;
         // the rest is checked again with the run's --bits before anything runs.
         foreach (var role in TensorRoles.All)

@@ -16,11 +16,10 @@ namespace OnnxViTQ.Passes.Reparameterize;
 /// mapped, such as histograms, are dropped), and the linears' weight sites are refitted later.
 /// A LayerNorm that cannot be rewritten is left alone and its sites say why.
 /// </summary>
-internal sealed class FoldLayerNormScales(IFoldPolicy policy, string modelName) : IPass, IPassContract
+internal sealed class FoldLayerNormScales(IFoldPolicy policy, string modelName) : IPass
 {
     public string Name => $"fold-layernorm-{policy.Name}";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizationPlan), typeof(ActivationStatistics)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.QuantizersAssigned, Stages.Statistics], [Stages.LayerNormFolded], [Stages.Fitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

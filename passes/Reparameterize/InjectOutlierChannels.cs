@@ -1,3 +1,4 @@
+using OnnxViTQ.Quantization;
 using System.Globalization;
 using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
@@ -26,6 +27,9 @@ internal sealed class InjectOutlierChannels(double fraction, float minFactor, fl
     public float MaxFactor { get; } = maxFactor >= minFactor ? maxFactor : throw new OnnxViTQException($"--max-factor {maxFactor} must be at least --min-factor {minFactor}");
 
     public string Name => "inject-outlier-channels";
+
+    /// <summary>It changes weights: an FP32 model rewrite, before anything is planned on it.</summary>
+    public PassContract Contract { get; } = new([], [], [Stages.SitesSelected]);
 
     public PassResult Run(Model model, PassContext context)
     {

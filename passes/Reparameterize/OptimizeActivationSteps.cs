@@ -19,12 +19,11 @@ namespace OnnxViTQ.Passes.Reparameterize;
 /// 100-point grid up to 1.2 (its Hessian-weighted error needs the task loss's gradients, which a
 /// model file does not have: here the layer output's squared error stands in).
 /// </summary>
-internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 1.2f, int points = 15) : IPass, IPassContract
+internal sealed class OptimizeActivationSteps(float lower = 0.5f, float upper = 1.2f, int points = 15) : IPass
 {
     public const int MaxRows = 256;
     public string Name => "optimize-activation-steps";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted, Stages.Statistics], [], [Stages.LinearsLowered, Stages.PortableEmitted]);
 
     public IReadOnlyList<float> Multipliers { get; } = StepGrid.Multipliers(lower, upper, points, "activation step grid");
 

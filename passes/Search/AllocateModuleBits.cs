@@ -47,13 +47,12 @@ internal enum ModuleScore
 /// Other sites (patch embedding, head, the image) keep their bits and are outside the average.
 /// Runs after calibration and before fitting: it sets the sites' bit widths, fit-quantizers fits.
 /// </summary>
-internal sealed class AllocateModuleBits(int minBits, int maxBits, double averageBits, PlanCheck check, ModuleScore score = ModuleScore.ModelKl) : IPass, IPassContract
+internal sealed class AllocateModuleBits(int minBits, int maxBits, double averageBits, PlanCheck check, ModuleScore score = ModuleScore.ModelKl) : IPass
 {
     public const int MaxRows = 256;
 
     public string Name => "mixed-precision";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersAssigned), typeof(ActivationStatistics)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.QuantizersAssigned, Stages.Statistics], [Stages.WidthsAllocated], [Stages.LayerNormFolded, Stages.Fitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

@@ -21,11 +21,10 @@ namespace OnnxViTQ.Passes.Search;
 /// percentile are candidates; other quantizers and reparameterized sites are left as they are.
 /// Run it after fit-quantizers, before the search.
 /// </summary>
-internal sealed class ChooseActivationRanges(PlanCheck check, bool measureBefore = false) : IPass, IPassContract
+internal sealed class ChooseActivationRanges(PlanCheck check, bool measureBefore = false) : IPass
 {
     public string Name => "choose-ranges";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted, Stages.Statistics], [], [Stages.LinearsLowered, Stages.PortableEmitted]);
 
     /// <summary>The observed range as a percentile: the histogram's min and max.</summary>
     private const string Observed = "100";

@@ -34,11 +34,10 @@ internal sealed record CalibrationRun(ICalibrationSource Source, int BatchSize, 
 /// on FP32 inputs, but in the quantized network its input already carries the upstream layers'
 /// error, and measured on the reference models the whole set sometimes cost accuracy.
 /// </summary>
-internal sealed class CorrectBias(CalibrationRun calibration, bool measureBefore = false, PlanCheck? check = null) : IPass, IPassContract
+internal sealed class CorrectBias(CalibrationRun calibration, bool measureBefore = false, PlanCheck? check = null) : IPass
 {
     public string Name => "correct-bias";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted, Stages.Statistics], [], [Stages.LinearsLowered, Stages.PortableEmitted]);
 
     public PassResult Run(Model model, PassContext context)
     {

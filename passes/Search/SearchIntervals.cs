@@ -42,7 +42,7 @@ internal enum ProductSearch
 /// 0.3 pt at W4A4 on vit and deit, hence attention maps there.
 /// </summary>
 internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, float alpha = 0.5f, float beta = 1.2f, bool measureBefore = false,
-    double gamma = 1, ProductSearch products = ProductSearch.None) : IPass, IPassContract
+    double gamma = 1, ProductSearch products = ProductSearch.None) : IPass
 {
     public const int MaxRows = 256;
 
@@ -50,8 +50,7 @@ internal sealed class SearchIntervals(int rounds = 20, int candidates = 20, floa
     public const int RankingPairs = 2048;
 
     public string Name => "search-intervals";
-    public IReadOnlyList<Type> Requires => [typeof(QuantizersFitted), typeof(ActivationStatistics)];
-    public IReadOnlyList<Type> Produces => [];
+    public PassContract Contract { get; } = new([Stages.Fitted, Stages.Statistics], [], [Stages.LinearsLowered, Stages.PortableEmitted]);
 
     public IReadOnlyList<float> Multipliers { get; } = StepGrid.Multipliers(alpha, beta, candidates, "interval search (candidates, alpha, beta)");
 

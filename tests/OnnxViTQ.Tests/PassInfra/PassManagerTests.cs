@@ -6,9 +6,10 @@ namespace OnnxViTQ.Tests.PassInfra;
 
 public class PassManagerTests
 {
-    private sealed class LambdaPass(string name, Func<Model, PassContext, PassResult> run) : IPass
+    private sealed class LambdaPass(string name, Func<Model, PassContext, PassResult> run, PassContract? contract = null) : IPass
     {
         public string Name => name;
+        public PassContract Contract => contract ?? PassContract.Anywhere;
         public PassResult Run(Model model, PassContext context) => run(model, context);
     }
 

@@ -31,6 +31,29 @@ public class RecipeFileTests
         Assert.That(r.Quantizers.Overrides.Keys, Is.EqualTo(new[] { "/head/Gemm" }));
     }
 
+    /// <summary>"remove" takes passes out by name, those a format adds included.</summary>
+    [Test]
+    public void ARecipeFileRemovesPasses()
+    {
+        var r = Parse("""{ "extends": "minmax", "remove": ["fuse-native-attention", "measure-error"] }""");
+        Assert.That(r.Removed, Is.EqualTo(new[] { "fuse-native-attention", "measure-error" }));
+        var names = r.Steps(new QuantizationOptions { Format = OutputFormat.Native }).Select(p => p.Name).ToList();
+        Assert.That(names, Does.Contain("lower-native").And.Contain("fuse-native-layernorm").And.Not.Contain("fuse-native-attention").And.Not.Contain("measure-error"));
+    }
+
+    /// <summary>A recipe file whose passes would write an unquantized model is refused before
+    /// calibration, and nothing is written.</summary>
+    [Test]
+    public void ARecipeThatNeverEmitsIsRefusedBeforeCalibration()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("r.json"), """{ "extends": "minmax", "remove": ["emit-portable"] }""");
+        var e = Assert.Throws<OnnxViTQException>(() => OnnxQuantizer.QuantizeFile(Repo.Model("vit.opset17.onnx"), Repo.Calibration, dir.File("out.onnx"),
+            new QuantizationOptions { Recipe = dir.File("r.json"), CalibrationSamples = 8 }))!;
+        Assert.That(e.Message, Is.EqualTo("no pass produces portable-emitted (the plan's remaining quantizers written as standard ONNX): add 'emit-portable'"));
+        Assert.That(File.Exists(dir.File("out.onnx")), Is.False);
+    }
+
     [Test]
     public void APassListWithOptionsIsRead()
     {
@@ -44,7 +67,7 @@ public class RecipeFileTests
         Assert.That(r.Build(new QuantizationOptions(), new NpyTensorSource(Repo.Calibration, null), "m").Select(p => p.Name), Does.Contain("fold-layernorm-mosf"));
     }
 
-    [TestCase("""{ "extends": "adfq", "quantisers": {} }""", "recipe file 'r.json': unknown key 'quantisers'; keys: name, description, extends, passes, quantizers, overrides")]
+    [TestCase("""{ "extends": "adfq", "quantisers": {} }""", "recipe file 'r.json': unknown key 'quantisers'; keys: name, description, extends, passes, remove, quantizers, overrides")]
     [TestCase("""{ "name": "x" }""", "recipe file 'r.json': give 'passes' or 'extends'")]
     [TestCase("""{ "extends": "adaround" }""", "unknown recipe 'adaround'")]
     [TestCase("""{ "extends": "adfq", "quantizers": { "post-ln": { "kind": "log2" } } }""", "quantizers.post-ln: unknown role; roles: default, weight, post-layernorm")]
@@ -55,6 +78,8 @@ public class RecipeFileTests
     [TestCase("""{ "extends": "adfq", "quantizers": { "post-layernorm": { "type": "uniform" } } }""", "quantizers.post-layernorm: unknown key 'type' (kind, bits, options)")]
     [TestCase("""{ "passes": ["canonicalise"] }""", "unknown pass 'canonicalise'; passes: canonicalize, select-sites")]
     [TestCase("""{ "passes": [3] }""", "recipe file 'r.json': passes[0]: expected a pass name or object")]
+    [TestCase("""{ "extends": "adfq", "remove": "measure-error" }""", "recipe file 'r.json': 'remove' must be an array of pass names")]
+    [TestCase("""{ "extends": "adfq", "remove": ["fuse-native-attenton"] }""", "unknown pass 'fuse-native-attenton'; passes: canonicalize")]
     public void MistakesAreNamed(string json, string message) => Assert.That(Error(json), Does.Contain(message));
 
     [Test]
