@@ -53,6 +53,10 @@ internal static class NativeOps
     /// environment variable ONNXVITQ_ISA forces one), or the reason none can be used.</summary>
     public static unsafe string KernelPath => Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)Export("OnnxViTQOpsKernelPath"))()) ?? "";
 
+    /// <summary>The library's own declaration of its ops, one line per input, output and attribute
+    /// (the format of <see cref="NativeOpSchema.Listing"/>).</summary>
+    public static unsafe string Schemas => Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)Export("OnnxViTQOpsSchemas"))()) ?? "";
+
     /// <summary>Paths this CPU supports, fastest first.</summary>
     public static unsafe string SupportedPaths => Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)Export("OnnxViTQOpsSupportedPaths"))()) ?? "";
 

@@ -39,6 +39,17 @@ struct AttributeSpec {
   float float_default = 0;
   FloatDomain domain = FloatDomain::Any;
   std::vector<std::string> values;  // String: the accepted values, the first the default when optional
+  // Optional attributes that one mode of the op needs: required when the string attribute `when`
+  // (its value, or its default) is one of when_values.
+  std::string when;
+  std::vector<std::string> when_values;
+
+  AttributeSpec RequiredWhen(const char* attribute, std::initializer_list<const char*> modes) const {
+    AttributeSpec s = *this;
+    s.when = attribute;
+    for (const char* m : modes) s.when_values.emplace_back(m);
+    return s;
+  }
 
   static AttributeSpec Int(const char* name, int64_t lo, int64_t hi) { return IntSpec(name, true, 0, lo, hi); }
   static AttributeSpec Int(const char* name, int64_t fallback, int64_t lo, int64_t hi) { return IntSpec(name, false, fallback, lo, hi); }
@@ -88,7 +99,15 @@ struct OpSchema {
 
 class AttributeReader {
  public:
-  AttributeReader(const Ort::ConstKernelInfo& info, const OpSchema& schema) : info_(info), schema_(schema) {}
+  // Checks the conditional requirements at once, so a missing attribute is named before any other work.
+  AttributeReader(const Ort::ConstKernelInfo& info, const OpSchema& schema) : info_(info), schema_(schema) {
+    for (const auto& spec : schema_.attributes) {
+      if (spec.when.empty() || Has(spec.name.c_str())) continue;
+      const std::string mode = String(spec.when.c_str());
+      for (const auto& m : spec.when_values)
+        if (m == mode) throw OpError("attribute '" + spec.name + "' is missing (" + spec.when + " '" + mode + "' needs it)");
+    }
+  }
 
   // Whether the node carries the attribute (any type).
   bool Has(const char* name) const { return Read<int64_t>(name) || Read<float>(name) || Read<std::string>(name); }
@@ -101,16 +120,6 @@ class AttributeReader {
       throw OpError("attribute '" + spec.name + "' must be " + std::to_string(spec.lo) + ".." + std::to_string(spec.hi) + ", not " +
                     std::to_string(*value));
     return *value;
-  }
-
-  // Optional attributes that one mode of an op needs (activation_scale of a static activation).
-  int64_t RequiredInt(const char* name) const {
-    Require(name, AttributeType::Int);
-    return Int(name);
-  }
-  float RequiredFloat(const char* name) const {
-    Require(name, AttributeType::Float);
-    return Float(name);
   }
 
   float Float(const char* name) const {
@@ -166,11 +175,6 @@ class AttributeReader {
     return m;
   }
 
-  void Require(const char* name, AttributeType type) const {
-    schema_.Find(name, type);
-    if (!Has(name)) throw OpError(std::string("attribute '") + name + "' is missing");
-  }
-
   template <typename T>
   T Missing(const AttributeSpec& spec, T fallback) const {
     if (Has(spec.name.c_str()))
@@ -184,9 +188,10 @@ class AttributeReader {
   const OpSchema& schema_;
 };
 
-// One line per attribute, tab-separated: op, name, type (int | float | string), required |
-// optional, the default ("-" when required), and the accepted values (lo..hi; positive,
-// non-negative, non-zero or any; a|b|c). OnnxViTQOpsSchemas returns these for every op.
+// One line per attribute, tab-separated: op, "attribute", name, type (int | float | string),
+// required | optional, the default ("-" when required), the accepted values (lo..hi; positive,
+// non-negative, non-zero or any; a|b|c) and when an optional one is required (mode=a|b, or "-").
+// OnnxViTQOpsSchemas returns these for every op, with its inputs and outputs.
 inline std::string ListSchema(const OpSchema& schema) {
   std::string out;
   for (const auto& a : schema.attributes) {
@@ -210,8 +215,13 @@ inline std::string ListSchema(const OpSchema& schema) {
         for (size_t i = 0; i < a.values.size(); ++i) accepted += (i == 0 ? "" : "|") + a.values[i];
         break;
     }
-    out += std::string(schema.op) + "\t" + a.name + "\t" + type + "\t" + (a.required ? "required" : "optional") + "\t" + fallback + "\t" +
-           accepted + "\n";
+    std::string when = "-";
+    if (!a.when.empty()) {
+      when = a.when + "=";
+      for (size_t i = 0; i < a.when_values.size(); ++i) when += (i == 0 ? "" : "|") + a.when_values[i];
+    }
+    out += std::string(schema.op) + "\tattribute\t" + a.name + "\t" + type + "\t" + (a.required ? "required" : "optional") + "\t" + fallback +
+           "\t" + accepted + "\t" + when + "\n";
   }
   return out;
 }

@@ -29,7 +29,7 @@ const OpSchema& QuantizedAttentionSchema() {
                {AttributeSpec::Int("heads", 1, kMaxHeads), AttributeSpec::String("layout", false, {"tbd"}),
                 AttributeSpec::Float("q_divisor", 1.f, FloatDomain::NonZero)}};
     for (const char* p : {"q", "k", "p", "v"})
-      for (auto& spec : OperandQuantizer::Specs(p, true)) s.attributes.push_back(spec);
+      for (auto& spec : OperandQuantizer::Specs(p)) s.attributes.push_back(spec);
     return s;
   }();
   return schema;

@@ -37,14 +37,14 @@ const OpSchema& QuantizedLinearSchema() {
           AttributeSpec::Int("n", 1, 2147483647),
           AttributeSpec::Int("weight_bits", 8, 4, 8),
           AttributeSpec::String("activation", true, {"token", "static", "shift-log2"}),
-          AttributeSpec::Int("activation_bits", 8, 2, 8),
+          AttributeSpec::Int("activation_bits", 8, 2, 8).RequiredWhen("activation", {"shift-log2"}),
           AttributeSpec::Float("outlier_alpha", 0.f, FloatDomain::NonNegative),
-          AttributeSpec::Float("activation_scale", 1.f, FloatDomain::Positive),
-          AttributeSpec::Int("activation_zero_point", 0, 0, 255),
+          AttributeSpec::Float("activation_scale", 1.f, FloatDomain::Positive).RequiredWhen("activation", {"static", "shift-log2"}),
+          AttributeSpec::Int("activation_zero_point", 0, 0, 255).RequiredWhen("activation", {"static"}),
           AttributeSpec::Int("activation_qmin", 0, 0, 255),
           AttributeSpec::Int("activation_qmax", 255, 0, 255),
-          AttributeSpec::Float("activation_shift", 0.f, FloatDomain::Any),
-          AttributeSpec::Float("activation_epsilon", 0.f, FloatDomain::NonNegative),
+          AttributeSpec::Float("activation_shift", 0.f, FloatDomain::Any).RequiredWhen("activation", {"shift-log2"}),
+          AttributeSpec::Float("activation_epsilon", 0.f, FloatDomain::NonNegative).RequiredWhen("activation", {"shift-log2"}),
           AttributeSpec::Float("layernorm_epsilon", 1e-5f, FloatDomain::NonNegative),
           AttributeSpec::String("epilogue", false, {"none", "gelu"}),
       }};
@@ -139,8 +139,8 @@ struct QuantizedLinearKernel {
       activation.alpha = attributes.Float("outlier_alpha");
     } else if (mode == "static") {
       activation.dynamic = false;
-      activation.scale = attributes.RequiredFloat("activation_scale");
-      activation.zero = static_cast<int>(attributes.RequiredInt("activation_zero_point"));
+      activation.scale = attributes.Float("activation_scale");
+      activation.zero = static_cast<int>(attributes.Int("activation_zero_point"));
       activation.qmin = static_cast<int>(attributes.Int("activation_qmin"));
       activation.qmax = static_cast<int>(attributes.Int("activation_qmax"));
       if (activation.qmin > activation.qmax || activation.zero < activation.qmin || activation.zero > activation.qmax)
@@ -148,11 +148,11 @@ struct QuantizedLinearKernel {
     } else {  // shift-log2
       activation.dynamic = false;
       shift_log2.emplace();
-      shift_log2->scale = attributes.RequiredFloat("activation_scale");
-      shift_log2->shift = attributes.RequiredFloat("activation_shift");
+      shift_log2->scale = attributes.Float("activation_scale");
+      shift_log2->shift = attributes.Float("activation_shift");
       // ε = span·2^(−2^k) is 0 in float at 8 bits: x' = 0 is then the lowest level, as in the portable graph.
-      shift_log2->epsilon = attributes.RequiredFloat("activation_epsilon");
-      shift_log2->qmax = (1 << attributes.RequiredInt("activation_bits")) - 1;
+      shift_log2->epsilon = attributes.Float("activation_epsilon");
+      shift_log2->qmax = (1 << attributes.Int("activation_bits")) - 1;
       int max_code = 1;
       for (int64_t c = 0; c < weights.n; ++c)
         for (int64_t kk = 0; kk < weights.k; ++kk) max_code = std::max(max_code, std::abs(weights.Code(kk, c)));

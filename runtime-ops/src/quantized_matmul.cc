@@ -25,8 +25,8 @@ namespace {
 // Shift-Log2 linear's form with shift 0); levels past `top` are added in float.
 ShiftLog2 ReadLog2(const AttributeReader& attributes) {
   ShiftLog2 q;
-  q.scale = attributes.RequiredFloat("a_scale");
-  const int64_t bits = attributes.RequiredInt("a_bits");
+  q.scale = attributes.Float("a_scale");
+  const int64_t bits = attributes.Int("a_bits");
   q.epsilon = 1e-30f;  // the portable graph's Max(x, tiny)
   q.zero_code = static_cast<int>((1 << bits) - 1);
   q.qmax = q.zero_code;
@@ -37,9 +37,11 @@ ShiftLog2 ReadLog2(const AttributeReader& attributes) {
 
 const OpSchema& QuantizedMatMulSchema() {
   static const OpSchema schema = [] {
-    OpSchema s{"QuantizedMatMul", {AttributeSpec::String("a_kind", false, {"uniform", "log2"}), AttributeSpec::Int("a_bits", 8, 2, 8)}};
-    for (auto& spec : OperandQuantizer::Specs("a", false)) s.attributes.push_back(spec);
-    for (auto& spec : OperandQuantizer::Specs("b", true)) s.attributes.push_back(spec);
+    OpSchema s{"QuantizedMatMul",
+               {AttributeSpec::String("a_kind", false, {"uniform", "log2"}), AttributeSpec::Int("a_bits", 8, 2, 8).RequiredWhen("a_kind", {"log2"})}};
+    // A's scale is read in both modes (log2: its largest level); its grid only when uniform.
+    for (auto& spec : OperandQuantizer::Specs("a", "a_kind", "uniform")) s.attributes.push_back(spec);
+    for (auto& spec : OperandQuantizer::Specs("b")) s.attributes.push_back(spec);
     return s;
   }();
   return schema;

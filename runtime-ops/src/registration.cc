@@ -56,12 +56,28 @@ __attribute__((visibility("default"))) double OnnxViTQOpsAvx2PeakGops(double sec
 
 __attribute__((visibility("default"))) const char* OnnxViTQOpsSupportedPaths() { return onnxvitq::SupportedPaths(); }
 
-// Every op's attribute schema, one line per attribute (attributes.h: ListSchema), so that a test
-// can check the C# declarations of the same ops against what the kernels read.
+// Every op's schema, one line per input, output and attribute (attributes.h: ListSchema), so that
+// a test can check the C# declarations of the same ops against what the kernels read.
 __attribute__((visibility("default"))) const char* OnnxViTQOpsSchemas() {
-  static const std::string text = onnxvitq::ListSchema(onnxvitq::QuantizedLinearSchema()) +
-                                  onnxvitq::ListSchema(onnxvitq::QuantizedMatMulSchema()) +
-                                  onnxvitq::ListSchema(onnxvitq::QuantizedAttentionSchema());
+  static const std::string text = [] {
+    auto type = [](ONNXTensorElementDataType t) {
+      return t == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? "float" : t == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 ? "uint8" : "other";
+    };
+    auto signature = [&](const OrtCustomOp* op) {
+      std::string out;
+      const std::string name = op->GetName(op);
+      for (size_t i = 0; i < op->GetInputTypeCount(op); ++i)
+        out += name + "\tinput\t" + std::to_string(i) + "\t" + type(op->GetInputType(op, i)) + "\t" +
+               (op->GetInputCharacteristic(op, i) == INPUT_OUTPUT_OPTIONAL ? "optional" : "required") + "\n";
+      for (size_t i = 0; i < op->GetOutputTypeCount(op); ++i)
+        out += name + "\toutput\t" + std::to_string(i) + "\t" + type(op->GetOutputType(op, i)) + "\t" +
+               (op->GetOutputCharacteristic(op, i) == INPUT_OUTPUT_OPTIONAL ? "optional" : "required") + "\n";
+      return out;
+    };
+    return signature(onnxvitq::QuantizedLinearCustomOp()) + onnxvitq::ListSchema(onnxvitq::QuantizedLinearSchema()) +
+           signature(onnxvitq::QuantizedMatMulCustomOp()) + onnxvitq::ListSchema(onnxvitq::QuantizedMatMulSchema()) +
+           signature(onnxvitq::QuantizedAttentionCustomOp()) + onnxvitq::ListSchema(onnxvitq::QuantizedAttentionSchema());
+  }();
   return text.c_str();
 }
 
