@@ -94,7 +94,7 @@ internal sealed record OpInput(string Name, DataType Type, bool Optional = false
 /// <summary>
 /// A <c>com.onnxvitq</c> op as the C++ kernel reads it: inputs, outputs and typed attributes with
 /// their checks, declared once. Every node of the op the compiler writes — lowerings, fusions,
-/// the bench's single-op models, the kernel tests — goes through <see cref="Node"/>, which checks
+/// the bench's single-op models, the kernel tests — goes through <c>Node</c>, which checks
 /// the node against the declaration, so a misspelt or out-of-range attribute is a compile-time
 /// failure of ours, not a session error on a user's machine.
 /// </summary>
@@ -154,6 +154,17 @@ internal sealed record NativeOpSchema(string OpType, IReadOnlyList<OpInput> Inpu
         if (Problem(inputs, attributes) is { } why) throw new InvalidOperationException($"{Domain}.{OpType} node '{name ?? output}': {why}");
         return graph.AddNode(OpType, inputs, [output], attributes, Domain, name, before: before);
     }
+
+    /// <summary>A node of this op added by a rewrite rule (before its anchor, or <paramref name="before"/>),
+    /// checked against the schema; the rule must declare the <c>com.onnxvitq</c> opset.</summary>
+    public Node Node(Patterns.Rewriter r, IReadOnlyList<Value?> inputs, string output, IReadOnlyList<AttributeValue> attributes, string? name = null, Node? before = null)
+    {
+        if (Problem(inputs, attributes) is { } why) throw new InvalidOperationException($"{Domain}.{OpType} node '{name ?? output}': {why}");
+        return r.AddNode(OpType, inputs, [output], attributes, Domain, name, before);
+    }
+
+    /// <summary>The opset its nodes need.</summary>
+    public static OpsetImport Opset => new(NativeOps.Domain, 1);
 
     /// <summary>The schema listing in the format of the library's OnnxViTQOpsSchemas.</summary>
     public IEnumerable<string> Listing()

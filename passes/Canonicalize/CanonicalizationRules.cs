@@ -43,6 +43,9 @@ internal static class CanonicalizationRules
 
     public static IReadOnlyList<RewriteRule> All { get; } = [FoldConstantTranspose, FoldConstantIdentity];
 
+    /// <summary>Pass <c>canonicalize</c>: it changes constants, so it runs before sites are selected.</summary>
+    public static RewriteRulesPass Pass() => new("canonicalize", All, new PassInfra.PassContract([], [Quantization.Stages.Canonical], [Quantization.Stages.SitesSelected]));
+
     private static string? CheckFoldable(Match m, out Tensor c)
     {
         Constants.TryGetTensor(m.Value("c"), out c);

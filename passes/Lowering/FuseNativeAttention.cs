@@ -17,46 +17,48 @@ namespace OnnxViTQ.Passes.Lowering;
 /// transposes and the shape arithmetic feeding them go. Other forms (timm's 5-D reshape, Swin's
 /// windows with relative position bias, log2 or TanQ probabilities) are left to the other passes.
 /// </summary>
-internal sealed class FuseNativeAttention : IPass
+internal static class FuseNativeAttention
 {
     public const string OpType = "QuantizedAttention";
-    public string Name => "fuse-native-attention";
-    public PassContract Contract { get; } = new([Stages.Fitted], [], [Stages.PortableEmitted]);
+    private static NativeOpSchema Op => NativeOpSchemas.QuantizedAttention;
 
-    public PassResult Run(Model model, PassContext context)
+    public static RewriteRulesPass Pass()
     {
-        var plan = context.Get<QuantizationPlan>();
-        var graph = model.Graph;
-        int fused = 0;
-        foreach (var softmax in graph.Nodes.Where(n => n.OpType == "Softmax" && n.Domain.Length == 0).ToList())
+        var rule = new MatchRule<Attention>("fuse-native-attention",
+            (model, node, context) => node is { OpType: "Softmax", Domain: "" } && Match(node, context.Get<QuantizationPlan>()) is { } m && DeadWith(node.Graph, m) is { } removed
+                ? RuleAttempt.Matched(m with { Removed = removed })
+                : RuleAttempt.NotHere,
+            Fuse) { Opsets = [NativeOpSchema.Opset] };
+        return new RewriteRulesPass("fuse-native-attention", [rule], new PassContract([Stages.Fitted], [], [Stages.PortableEmitted]))
         {
-            if (softmax.IsRemoved || Match(softmax, plan) is not { } m || DeadWith(graph, m) is not { } removed) continue;
-            var output = m.Output.Output();
-            var attributes = new List<AttributeValue>
-            {
-                AttributeValue.Int("heads", m.Heads), AttributeValue.String("layout", "tbd"), AttributeValue.Float("q_divisor", m.QDivisor),
-            };
-            foreach (var (p, site) in new[] { ("q", m.Q), ("k", m.K), ("p", m.P), ("v", m.V) })
-                attributes.AddRange(LowerActivationProducts.OperandAttributes(p, (StaticGridForm)LowerActivationProducts.Form(site)!));
-            var replacement = graph.AddNode(OpType, [m.Qkv], [$"{output.Name}_native"], attributes, NativeOps.Domain,
-                graph.UniqueName($"{softmax.Name}_attention"), before: m.Scores).Output();
-            NodeReplacement.Replace(graph, output, replacement, removed);
-            string note = $"{softmax.Name}: fused into {NativeOps.Domain}.{OpType} ({m.Heads} heads)";
-            plan.Update((m.Q with { Uses = m.Q.Uses.Where(u => u.Node != m.Scores).ToList() }).WithNote(note));
-            plan.Update((m.K with { Uses = m.K.Uses.Where(u => u.Node != m.Scores).ToList() }).WithNote(note));
-            plan.Update((m.P with { Uses = m.P.Uses.Where(u => u.Node != m.Context).ToList() }).WithNote(note));
-            plan.Update((m.V with { Uses = m.V.Uses.Where(u => u.Node != m.Context).ToList() }).WithNote(note));
-            fused++;
-        }
-        if (fused > 0) OpsetImports.Ensure(model, NativeOps.Domain, 1);
-        if (fused > 0) context.Info($"{fused} attention(s) fused into {NativeOps.Domain}.{OpType}");
-        return new PassResult(fused > 0);
+            Summary = done => done.Total == 0 ? null : $"{done.Total} attention(s) fused into {NativeOps.Domain}.{OpType}",
+        };
+    }
+
+    private static void Fuse(Attention m, Rewriter r)
+    {
+        var output = m.Output.Output();
+        var softmax = m.Nodes[1];
+        List<AttributeValue> attributes = [Op.Int("heads", m.Heads), Op.String("layout", "tbd"), Op.Float("q_divisor", m.QDivisor)];
+        foreach (var (p, site) in new[] { ("q", m.Q), ("k", m.K), ("p", m.P), ("v", m.V) })
+            attributes.AddRange(LowerActivationProducts.OperandAttributes(p, (StaticGridForm)LowerActivationProducts.Form(site)!));
+        var replacement = Op.Node(r, [m.Qkv], $"{output.Name}_native", attributes, softmax.Graph.UniqueName($"{softmax.Name}_attention"), before: m.Scores).Output();
+        r.ReplaceOutput(output, replacement, m.Removed!);
+        string note = $"{softmax.Name}: fused into {NativeOps.Domain}.{OpType} ({m.Heads} heads)";
+        r.Consumed(m.Q.Value, new Use(m.Scores, 0), note);
+        r.Consumed(m.K.Value, new Use(m.Scores, 1), note);
+        r.Consumed(m.P.Value, new Use(m.Context, 0), note);
+        r.Consumed(m.V.Value, new Use(m.Context, 1), note);
     }
 
     /// <summary>One matched attention: the nodes from the slices of <see cref="Qkv"/> to the
     /// transpose after softmax·V (<see cref="Output"/>), and the four operand sites.</summary>
     private sealed record Attention(Value Qkv, Node Scores, Node Context, Node Output, List<Node> Nodes, long Heads, float QDivisor,
-        QuantizationSite Q, QuantizationSite K, QuantizationSite P, QuantizationSite V);
+        QuantizationSite Q, QuantizationSite K, QuantizationSite P, QuantizationSite V)
+    {
+        /// <summary>The nodes the op replaces, readers first (<see cref="DeadWith"/>).</summary>
+        public List<Node>? Removed { get; init; }
+    }
 
     private static Attention? Match(Node softmax, QuantizationPlan plan)
     {

@@ -17,27 +17,31 @@ namespace OnnxViTQ.Passes.Lowering;
 /// its output tile is still in cache, instead of ONNX Runtime running a second op over Y.
 /// Tanh-form and sigmoid GELUs are left alone (the epilogue computes the erf form).
 /// </summary>
-internal sealed class FuseNativeGelu : IPass
+internal static class FuseNativeGelu
 {
-    public string Name => "fuse-native-gelu";
-    public PassContract Contract { get; } = new([Stages.NativeLinears, Stages.PortableEmitted], []);
+    private sealed record Fusion(Node Gelu, Node Linear, Value X, List<Node> Nodes);
 
-    public PassResult Run(Model model, PassContext context)
+    public static RewriteRulesPass Pass()
     {
-        var graph = model.Graph;
-        int fused = 0;
-        foreach (var node in graph.Nodes.ToList())
+        var rule = new MatchRule<Fusion>("fuse-native-gelu", (_, node, _) => Match(node), Fuse);
+        return new RewriteRulesPass("fuse-native-gelu", [rule], new PassContract([Stages.NativeLinears, Stages.PortableEmitted], []))
         {
-            if (node.IsRemoved || !ViTPatterns.IsGelu(node, out var x)) continue;
-            if (x.Producer is not { OpType: NativeLinearLowering.OpType, Domain: NativeOps.Domain } linear) continue;
-            if (linear.Attribute("epilogue") is not null || x.IsGraphOutput) continue;
-            if (ErfGeluNodes(node, x) is not { } nodes) continue;
-            linear.SetAttribute(AttributeValue.String("epilogue", "gelu"));
-            NodeReplacement.Replace(graph, node.Output(), x, nodes);
-            fused++;
-        }
-        context.Info($"{fused} GELU(s) fused into the preceding {NativeOps.Domain}.{NativeLinearLowering.OpType}");
-        return new PassResult(fused > 0);
+            Summary = done => $"{done.Total} GELU(s) fused into the preceding {NativeOps.Domain}.{NativeLinearLowering.OpType}",
+        };
+    }
+
+    private static RuleAttempt Match(Node node)
+    {
+        if (!ViTPatterns.IsGelu(node, out var x)) return RuleAttempt.NotHere;
+        if (x.Producer is not { OpType: NativeLinearLowering.OpType, Domain: NativeOps.Domain } linear) return RuleAttempt.NotHere;
+        if (linear.Attribute("epilogue") is not null || x.IsGraphOutput) return RuleAttempt.NotHere;
+        return ErfGeluNodes(node, x) is { } nodes ? RuleAttempt.Matched(new Fusion(node, linear, x, nodes)) : RuleAttempt.NotHere;
+    }
+
+    private static void Fuse(Fusion f, Rewriter r)
+    {
+        f.Linear.SetAttribute(NativeOpSchemas.QuantizedLinear.String("epilogue", "gelu"));
+        r.ReplaceOutput(f.Gelu.Output(), f.X, f.Nodes);
     }
 
     /// <summary>The nodes that compute the GELU <paramref name="output"/> from <paramref name="x"/>,

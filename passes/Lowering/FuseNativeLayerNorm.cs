@@ -16,38 +16,39 @@ namespace OnnxViTQ.Passes.Lowering;
 /// and read back. Not with outlier-split or shift-log2
 /// inputs, whose float residuals read the normalised values.
 /// </summary>
-internal sealed class FuseNativeLayerNorm : IPass
+internal static class FuseNativeLayerNorm
 {
-    public string Name => "fuse-native-layernorm";
-    public PassContract Contract { get; } = new([Stages.NativeLinears, Stages.PortableEmitted], []);
+    private sealed record Fusion(Node Norm, Node Linear, Node? Between);
 
-    public PassResult Run(Model model, PassContext context)
+    public static RewriteRulesPass Pass()
     {
-        var graph = model.Graph;
-        int fused = 0;
-        foreach (var norm in graph.Nodes.ToList())
+        var rule = new MatchRule<Fusion>("fuse-native-layernorm",
+            (_, node, _) => node is { OpType: "LayerNormalization", Domain: "" } && Fusable(node, out var between) is { } linear
+                ? RuleAttempt.Matched(new Fusion(node, linear, between))
+                : RuleAttempt.NotHere,
+            Fuse);
+        return new RewriteRulesPass("fuse-native-layernorm", [rule], new PassContract([Stages.NativeLinears, Stages.PortableEmitted], []))
         {
-            if (norm.IsRemoved || norm is not { OpType: "LayerNormalization", Domain: "" } || Fusable(norm, out var between) is not { } linear) continue;
-            int k = (int)linear.GetInt("k", 0), n = (int)linear.GetInt("n", 0);
-            var gamma = norm.Input(1)!;
-            var beta = norm.Input(2) ?? graph.AddInitializer(graph.UniqueName($"{norm.Name}_beta"), Tensor.FromFloats([k], new float[k]));
-            var bias = linear.Input(3) ?? graph.AddInitializer(graph.UniqueName($"{linear.Name}_bias"), Tensor.FromFloats([n], new float[n]));
-            if (between is not null)
-            {
-                // LayerNorm works row by row, so a Transpose that keeps the last axis commutes with it.
-                between.SetInput(0, norm.Input(0));  // same shape and type: only values move
-            }
-            else linear.SetInput(0, norm.Input(0));
-            linear.SetInput(3, bias);
-            linear.SetInput(4, gamma);
-            linear.SetInput(5, beta);
-            linear.SetAttribute(AttributeValue.Float("layernorm_epsilon", norm.GetFloat("epsilon", 1e-5f)));
-            norm.Output().ReplaceUsesWith(norm.Input(0)!);  // what is left are Shape readers: same shape
-            graph.RemoveNode(norm);
-            fused++;
-        }
-        context.Info($"{fused} LayerNormalization(s) fused into the following {NativeOps.Domain}.{NativeLinearLowering.OpType}");
-        return new PassResult(fused > 0);
+            Summary = done => $"{done.Total} LayerNormalization(s) fused into the following {NativeOps.Domain}.{NativeLinearLowering.OpType}",
+        };
+    }
+
+    private static void Fuse(Fusion f, Rewriter r)
+    {
+        var (norm, linear, between) = (f.Norm, f.Linear, f.Between);
+        int k = (int)linear.GetInt("k", 0), n = (int)linear.GetInt("n", 0);
+        var gamma = norm.Input(1)!;
+        var beta = norm.Input(2) ?? r.AddConstant($"{norm.Name}_beta", Tensor.FromFloats([k], new float[k]));
+        var bias = linear.Input(3) ?? r.AddConstant($"{linear.Name}_bias", Tensor.FromFloats([n], new float[n]));
+        // LayerNorm works row by row, so a Transpose that keeps the last axis commutes with it:
+        // only values move (same shape and type).
+        (between ?? linear).SetInput(0, norm.Input(0));
+        linear.SetInput(3, bias);
+        linear.SetInput(4, gamma);
+        linear.SetInput(5, beta);
+        linear.SetAttribute(NativeOpSchemas.QuantizedLinear.Float("layernorm_epsilon", norm.GetFloat("epsilon", 1e-5f)));
+        norm.Output().ReplaceUsesWith(norm.Input(0)!);  // what is left are Shape readers: same shape
+        r.Graph.RemoveNode(norm);
     }
 
     /// <summary>The op that can take the LayerNorm in, or null; <paramref name="between"/>: a

@@ -1,4 +1,5 @@
 using OnnxViTQ.Ir;
+using OnnxViTQ.Patterns;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Runtime;
@@ -22,47 +23,42 @@ namespace OnnxViTQ.Passes.Lowering;
 /// MLAS kernels) on the DeiT-Tiny Q·Kᵀ at batch 8, though faster or level on the other shapes
 /// (BENCHMARKS.md, speed sections).
 /// </summary>
-internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
+internal static class LowerActivationProducts
 {
     public const string OpType = "QuantizedMatMul";
-    public string Name => "lower-native-products";
-    public PassContract Contract { get; } = new([Stages.Fitted], [], [Stages.PortableEmitted]);
+    private static NativeOpSchema Op => NativeOpSchemas.QuantizedMatMul;
 
-    public PassResult Run(Model model, PassContext context)
+    public static RewriteRulesPass Pass(bool log2LeftOnly = false)
     {
-        var plan = context.Get<QuantizationPlan>();
-        var graph = model.Graph;
-        int lowered = 0;
-        var kept = new List<string>();
-        foreach (var node in graph.Nodes.ToList())
+        var rule = new MatchRule<ActivationProduct>("lower-native-products",
+            (_, node, context) => ActivationProduct.Of(node, context.Get<QuantizationPlan>()) is not { } product ? RuleAttempt.NotHere
+                // left=log2 (what --format native adds) leaves the other products alone, unlisted.
+                : log2LeftOnly && Form(product.Left) is not Log2Form ? RuleAttempt.NotHere
+                : Reason(product) is { } reason ? RuleAttempt.Decline(reason, product)
+                : RuleAttempt.Matched(product),
+            Lower) { Opsets = [NativeOpSchema.Opset] };
+        return new RewriteRulesPass("lower-native-products", [rule], new PassContract([Stages.Fitted], [], [Stages.PortableEmitted]))
         {
-            if (node.IsRemoved) continue;
-            var product = ActivationProduct.Of(node, plan);
-            if (product is null) continue;
-            // left=log2 (what --format native adds) leaves the other products alone, unlisted.
-            if (log2LeftOnly && Form(product.Left) is not Log2Form) continue;
-            if (Reason(product) is { } reason)
-            {
-                kept.Add($"{node.Name} ({reason})");
-                continue;
-            }
-            var left = Form(product.Left)!;
-            var right = (StaticGridForm)Form(product.Right)!;
-            var output = node.Output();
-            var leftAttributes = left is Log2Form log ? Log2OperandAttributes(log) : OperandAttributes("a", (StaticGridForm)left);
-            var replacement = graph.AddNode(OpType, [node.Input(0), node.Input(1)], [$"{output.Name}_native"],
-                [.. leftAttributes, .. OperandAttributes("b", right)], NativeOps.Domain, graph.UniqueName($"{node.Name}_native"), before: node).Output();
-            NodeReplacement.Replace(graph, output, replacement, [node]);
-            string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit {(left is Log2Form ? "log2" : "uniform")} × {right.Bits}-bit codes)";
-            plan.Update((product.Left with { Uses = product.Left.Uses.Where(u => u != new Use(node, 0)).ToList() }).WithNote(detail));
-            plan.Update((product.Right with { Uses = product.Right.Uses.Where(u => u != new Use(node, 1)).ToList() }).WithNote(detail));
-            lowered++;
-        }
-        if (lowered > 0) OpsetImports.Ensure(model, NativeOps.Domain, 1);
-        // As part of --format native (left=log2) on a recipe without log2 probabilities: nothing to say.
-        if (log2LeftOnly && lowered == 0) return new PassResult(false);
-        context.Info($"{lowered} attention product(s) lowered to {NativeOps.Domain}.{OpType}" + (kept.Count == 0 ? "" : $"; {kept.Count} kept portable: {string.Join("; ", kept)}"));
-        return new PassResult(lowered > 0);
+            // As part of --format native (left=log2) on a recipe without log2 probabilities: nothing to say.
+            Summary = done => log2LeftOnly && done.Total == 0 ? null
+                : $"{done.Total} attention product(s) lowered to {NativeOps.Domain}.{OpType}" +
+                  (done.Declined.Count == 0 ? "" : $"; {done.Declined.Count} kept portable: {string.Join("; ", done.Declined.Select(d => $"{d.Node.Name} ({d.Reason})"))}"),
+        };
+    }
+
+    private static void Lower(ActivationProduct product, Rewriter r)
+    {
+        var node = product.Node;
+        var left = Form(product.Left)!;
+        var right = (StaticGridForm)Form(product.Right)!;
+        var output = node.Output();
+        var leftAttributes = left is Log2Form log ? Log2OperandAttributes(log) : OperandAttributes("a", (StaticGridForm)left);
+        var replacement = Op.Node(r, [node.Input(0), node.Input(1)], $"{output.Name}_native", [.. leftAttributes, .. OperandAttributes("b", right)],
+            node.Graph.UniqueName($"{node.Name}_native")).Output();
+        r.ReplaceOutput(output, replacement, [node]);
+        string detail = $"{node.Name}: {NativeOps.Domain}.{OpType} ({left.Bits}-bit {(left is Log2Form ? "log2" : "uniform")} × {right.Bits}-bit codes)";
+        r.Consumed(product.Left.Value, new Use(node, 0), detail);
+        r.Consumed(product.Right.Value, new Use(node, 1), detail);
     }
 
     /// <summary>Why the product stays portable, or null when the op runs it.</summary>
@@ -82,9 +78,9 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
     /// quantizer's scale (its largest level) and bits (the last code is zero).</summary>
     public static IEnumerable<AttributeValue> Log2OperandAttributes(Log2Form q) =>
     [
-        AttributeValue.String("a_kind", "log2"),
-        AttributeValue.Float("a_scale", q.Scale),
-        AttributeValue.Int("a_bits", q.Bits),
+        Op.String("a_kind", "log2"),
+        Op.Float("a_scale", q.Scale),
+        Op.Int("a_bits", q.Bits),
     ];
 
     /// <summary>The op's attributes for operand <paramref name="p"/> ("a" or "b"): the quantizer's
@@ -95,7 +91,7 @@ internal sealed class LowerActivationProducts(bool log2LeftOnly = false) : IPass
         AttributeValue.Int($"{p}_zero_point", q.ZeroPoint),
         AttributeValue.Int($"{p}_qmin", q.QMin),
         AttributeValue.Int($"{p}_qmax", q.QMax),
-    ];
+    ];  // checked against the schema of whichever op takes them (QuantizedMatMul's a, b; QuantizedAttention's q, k, p, v)
 
     /// <summary>The same for a fitted quantizer whose native form is a static grid.</summary>
     public static IEnumerable<AttributeValue> OperandAttributes(string p, FittedQuantizer q) =>

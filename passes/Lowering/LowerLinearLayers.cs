@@ -1,5 +1,6 @@
 using OnnxViTQ.Ir;
 using OnnxViTQ.PassInfra;
+using OnnxViTQ.Patterns;
 using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ.Passes.Lowering;
@@ -13,10 +14,15 @@ internal interface ILinearLowering
     /// <summary>The stage its lowered layers establish besides linears-lowered (null: none).</summary>
     Stage? Produces => null;
 
-    /// <summary>Adds the layer's replacement just before <c>layer.Node</c> and returns it, with a
-    /// one-line <paramref name="detail"/> for the report; or returns null with the reason in
-    /// <paramref name="detail"/> when the layer stays portable.</summary>
-    LoweredLayer? Emit(LinearLayer layer, Model model, out string detail);
+    /// <summary>Operator sets its replacement nodes may use.</summary>
+    IReadOnlyList<OpsetImport> Opsets { get; }
+
+    /// <summary>Why the layer stays portable, or null when <see cref="Emit"/> lowers it.</summary>
+    string? Declines(LinearLayer layer, Model model);
+
+    /// <summary>Adds the layer's replacement through <paramref name="r"/> (before the layer) and
+    /// returns it, with a one-line <paramref name="detail"/> for the report.</summary>
+    LoweredLayer Emit(LinearLayer layer, Rewriter r, out string detail);
 }
 
 /// <summary>A lowered layer: its float output, and the new node that reads the activation as the
@@ -25,81 +31,46 @@ internal interface ILinearLowering
 internal sealed record LoweredLayer(Value Output, Node? QuantizedInputReader);
 
 /// <summary>
-/// Replaces every quantized linear layer the target can run by the target's op, reading the
-/// plan (each site's fitted quantizer) rather than the emitted graph. Lowered uses leave the
-/// plan, so the portable emitter that runs next writes QDQ only for what is left (attention
-/// matmuls, quantizers without a native form). The layer's output keeps its name and position.
+/// Passes <c>lower-native</c> and <c>lower-ort</c>: one rewrite rule that replaces every quantized
+/// linear layer the target can run by the target's ops, reading the plan (each site's fitted
+/// quantizer) rather than the emitted graph. Lowered uses leave the plan, so the portable emitter
+/// that runs next writes QDQ only for what is left (attention matmuls, quantizers without a
+/// native form). The layer's output keeps its name and position.
 /// </summary>
-internal sealed class LowerLinearLayers(ILinearLowering target) : IPass
+internal static class LowerLinearLayers
 {
-    public string Name => $"lower-{target.Name}";
-
-    /// <summary>It reads the fitted plan and takes uses away from it, so it runs before emission.</summary>
-    public PassContract Contract { get; } = new([Stages.Fitted], [Stages.LinearsLowered, .. target.Produces is { } s ? [s] : Array.Empty<Stage>()], [Stages.PortableEmitted]);
-
-    public PassResult Run(Model model, PassContext context)
+    public static RewriteRulesPass Pass(ILinearLowering target)
     {
-        var plan = context.Get<QuantizationPlan>();
-        var graph = model.Graph;
-        var lowered = new List<string>();
-        var kept = new List<string>();
-        foreach (var node in graph.Nodes.ToList())
+        var rule = new MatchRule<LinearLayer>($"lower-{target.Name}",
+            (model, node, context) => LinearLayer.Match(node, context.Get<QuantizationPlan>()) is not { } layer ? RuleAttempt.NotHere
+                : target.Declines(layer, model) is { } why ? RuleAttempt.Decline(why, layer)
+                : RuleAttempt.Matched(layer),
+            (layer, r) => Lower(target, layer, r))
         {
-            if (node.IsRemoved) continue;
-            var layer = LinearLayer.Match(node, plan);
-            if (layer is null) continue;
-            var replacement = target.Emit(layer, model, out string detail);
-            if (replacement is null)
+            Opsets = target.Opsets,
+            OnDeclined = (layer, why, context) =>
             {
-                kept.Add($"{layer.Name} ({detail})");
-                plan.Update(plan.For(layer.Weight.Value).WithNote($"{layer.Name}: kept portable: {detail}"));
-                continue;
-            }
-            var activation = plan.For(layer.Activation.Value);
-            Rewire(graph, layer, replacement.Output);
-            plan.Update(activation with
-            {
-                Uses = activation.Uses.Where(u => u != new Use(layer.Node, 0))
-                    .Concat(replacement.QuantizedInputReader is { } reader ? [new Use(reader, reader.Inputs.ToList().IndexOf(layer.Input))] : []).ToList(),
-            });
-            var weight = plan.For(layer.Weight.Value);
-            var remaining = weight.Uses.Where(u => u != new Use(layer.Node, 1)).ToList();
-            plan.Update((weight with { Uses = remaining }).WithNote($"{layer.Name}: {detail}"));
-            lowered.Add(layer.Name);
-        }
-        context.Set(new LoweredLinearLayers([.. context.TryGet<LoweredLinearLayers>(out var earlier) ? earlier.Nodes : [], .. lowered]));
-        context.Info($"{lowered.Count} linear layer(s) lowered to {target.Name}" + (kept.Count == 0 ? "" : $"; {kept.Count} kept portable: {string.Join("; ", kept)}"));
-        return new PassResult(lowered.Count > 0);
+                var plan = context.Get<QuantizationPlan>();
+                plan.Update(plan.For(layer!.Weight.Value).WithNote($"{layer.Name}: kept portable: {why}"));
+            },
+        };
+        // It reads the fitted plan and takes uses away from it, so it runs before emission.
+        var contract = new PassContract([Stages.Fitted], [Stages.LinearsLowered, .. target.Produces is { } s ? [s] : Array.Empty<Stage>()], [Stages.PortableEmitted]);
+        return new RewriteRulesPass($"lower-{target.Name}", [rule], contract)
+        {
+            Summary = done => $"{done.Total} linear layer(s) lowered to {target.Name}" +
+                              (done.Declined.Count == 0 ? "" : $"; {done.Declined.Count} kept portable: {string.Join("; ", done.Declined.Select(d => $"{d.Node.Name} ({d.Reason})"))}"),
+        };
     }
 
-    private static void Rewire(Graph graph, LinearLayer layer, Value replacement) =>
-        NodeReplacement.Replace(graph, layer.Output, replacement, layer.BiasAdd is { } add ? [add, layer.Node] : [layer.Node]);
-}
-
-/// <summary>Puts a lowered op's output in the place of a value: every reader and the graph
-/// output move to it (which keeps the old name), and the nodes it replaces are removed.</summary>
-internal static class NodeReplacement
-{
-    public static void Replace(Graph graph, Value old, Value replacement, IReadOnlyList<Node> replaced)
+    private static void Lower(ILinearLowering target, LinearLayer layer, Rewriter r)
     {
-        replacement.Type = old.Type;
-        old.ReplaceUsesWith(replacement);
-        string? outputName = old.IsGraphOutput ? old.Name : null;
-        if (outputName is not null) graph.ReplaceOutput(old, replacement);
-        foreach (var node in replaced) graph.RemoveNode(node);
-        if (outputName is not null) graph.Rename(replacement, outputName);
-    }
-}
-
-/// <summary>Imports an op domain at a version (once).</summary>
-internal static class OpsetImports
-{
-    public static void Ensure(Model model, string domain, long version)
-    {
-        long have = model.OpsetVersion(domain);
-        if (have >= version) return;
-        model.OpsetImports.RemoveAll(o => o.Domain == domain);
-        model.OpsetImports.Add(new OpsetImport(domain, version));
+        var replacement = target.Emit(layer, r, out string detail);
+        r.ReplaceOutput(layer.Output, replacement.Output, layer.BiasAdd is { } add ? [add, layer.Node] : [layer.Node]);
+        var reader = replacement.QuantizedInputReader;
+        r.Consumed(layer.Input, new Use(layer.Node, 0), reader: reader is null ? null : new Use(reader, reader.Inputs.ToList().IndexOf(layer.Input)));
+        r.Consumed(layer.Weight.Value, new Use(layer.Node, 1), $"{layer.Name}: {detail}");
+        r.Context.Set(new LoweredLinearLayers([.. r.Context.TryGet<LoweredLinearLayers>(out var earlier) ? earlier.Nodes : [], layer.Name]));
     }
 }
 

@@ -1,5 +1,6 @@
-using OnnxViTQ.PassInfra;
 using OnnxViTQ.Ir;
+using OnnxViTQ.PassInfra;
+using OnnxViTQ.Patterns;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Runtime;
 
@@ -16,32 +17,28 @@ namespace OnnxViTQ.Passes.Lowering;
 internal sealed class NativeLinearLowering : ILinearLowering
 {
     public const string OpType = "QuantizedLinear";
+    private static NativeOpSchema Op => NativeOpSchemas.QuantizedLinear;
     public string Name => "native";
     public Stage? Produces => Stages.NativeLinears;
 
-    public LoweredLayer? Emit(LinearLayer layer, Model model, out string detail)
+    public IReadOnlyList<OpsetImport> Opsets { get; } = [NativeOpSchema.Opset];
+
+    public string? Declines(LinearLayer layer, Model model) => ActivationAttributes(layer.Activation.Parameters, out string why) is null ? why : null;
+
+    public LoweredLayer Emit(LinearLayer layer, Rewriter r, out string detail)
     {
-        var activation = ActivationAttributes(layer.Activation.Parameters, out string activationText);
-        if (activation is null) { detail = activationText; return null; }
+        var activation = ActivationAttributes(layer.Activation.Parameters, out string activationText)!;
         int weightBits = layer.WeightQuantizer.Bits <= 4 ? 4 : 8;
         var graph = layer.Node.Graph;
         string prefix = layer.Node.Name;
-        var packed = graph.AddInitializer(graph.UniqueName($"{prefix}_packed_weight"),
+        var packed = r.AddConstant($"{prefix}_packed_weight",
             Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(layer.K, layer.N, weightBits)], NativeWeightLayout.Pack(layer.Code, layer.K, layer.N, weightBits)));
         var scales = layer.WeightScales;
-        var scale = graph.AddInitializer(graph.UniqueName($"{prefix}_weight_scale"), Tensor.FromFloats([scales.Length], scales));
+        var scale = r.AddConstant($"{prefix}_weight_scale", Tensor.FromFloats([scales.Length], scales));
         var inputs = new List<Value?> { layer.Input, packed, scale };
-        if (layer.Bias is { } bias) inputs.Add(graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([bias.Length], bias)));
-        var attributes = new List<AttributeValue>
-        {
-            AttributeValue.Int("k", layer.K),
-            AttributeValue.Int("n", layer.N),
-            AttributeValue.Int("weight_bits", weightBits),
-        };
-        attributes.AddRange(activation);
-        var node = graph.AddNode(OpType, inputs, [$"{layer.Output.Name}_native"], attributes, NativeOps.Domain,
-            graph.UniqueName($"{prefix}_native"), before: layer.Node);
-        OpsetImports.Ensure(model, NativeOps.Domain, 1);
+        if (layer.Bias is { } bias) inputs.Add(r.AddConstant($"{prefix}_bias", Tensor.FromFloats([bias.Length], bias)));
+        List<AttributeValue> attributes = [Op.Int("k", layer.K), Op.Int("n", layer.N), Op.Int("weight_bits", weightBits), .. activation];
+        var node = Op.Node(r, inputs, $"{layer.Output.Name}_native", attributes, graph.UniqueName($"{prefix}_native"));
         detail = $"{NativeOps.Domain}.{OpType}: int{weightBits} weights ({layer.WeightQuantizer.Bits}-bit codes), {activationText}";
         return new LoweredLayer(node.Output(), null);
     }
@@ -71,28 +68,28 @@ internal sealed class NativeLinearLowering : ILinearLowering
                 text = $"static {(g.Symmetric ? "symmetric" : "asymmetric")} {g.Bits}-bit activations";
                 return
                 [
-                    AttributeValue.String("activation", "static"),
-                    AttributeValue.Float("activation_scale", g.Scale),
-                    AttributeValue.Int("activation_zero_point", g.ZeroPoint + offset),
-                    AttributeValue.Int("activation_qmin", g.QMin + offset),
-                    AttributeValue.Int("activation_qmax", g.QMax + offset),
+                    Op.String("activation", "static"),
+                    Op.Float("activation_scale", g.Scale),
+                    Op.Int("activation_zero_point", g.ZeroPoint + offset),
+                    Op.Int("activation_qmin", g.QMin + offset),
+                    Op.Int("activation_qmax", g.QMax + offset),
                 ];
             }
             case TokenGridForm { OutlierAlpha: 0 } t:
                 text = $"per-token {t.Bits}-bit activations";
-                return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", t.Bits)];
+                return [Op.String("activation", "token"), Op.Int("activation_bits", t.Bits)];
             case TokenGridForm t:
                 text = $"per-token {t.Bits}-bit activations, outliers |x| ≥ {t.OutlierAlpha:g4} in float";
-                return [AttributeValue.String("activation", "token"), AttributeValue.Int("activation_bits", t.Bits), AttributeValue.Float("outlier_alpha", t.OutlierAlpha)];
+                return [Op.String("activation", "token"), Op.Int("activation_bits", t.Bits), Op.Float("outlier_alpha", t.OutlierAlpha)];
             case ShiftLog2Form l:
                 text = $"shift-log2 {l.Bits}-bit activations (powers of two as int16 values)";
                 return
                 [
-                    AttributeValue.String("activation", "shift-log2"),
-                    AttributeValue.Int("activation_bits", l.Bits),
-                    AttributeValue.Float("activation_scale", l.Scale),
-                    AttributeValue.Float("activation_shift", l.Shift),
-                    AttributeValue.Float("activation_epsilon", l.Epsilon),
+                    Op.String("activation", "shift-log2"),
+                    Op.Int("activation_bits", l.Bits),
+                    Op.Float("activation_scale", l.Scale),
+                    Op.Float("activation_shift", l.Shift),
+                    Op.Float("activation_epsilon", l.Epsilon),
                 ];
             default:
                 text = $"{form.GetType().Name} is not a QuantizedLinear input";

@@ -1,4 +1,5 @@
 using OnnxViTQ.Ir;
+using OnnxViTQ.Patterns;
 using OnnxViTQ.Quantization;
 
 namespace OnnxViTQ.Passes.Lowering;
@@ -20,8 +21,14 @@ internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLower
     public const int BlockSize = 32;
 
     public string Name => "ort";
+    public IReadOnlyList<OpsetImport> Opsets { get; } = [new(Domain, 1)];
 
-    public LoweredLayer? Emit(LinearLayer layer, Model model, out string detail)
+    public string? Declines(LinearLayer layer, Model model) =>
+        kernel == OrtContribKernel.MatMulIntegerToFloat && layer.Activation.Parameters is not IIntegerGrid { Axis: null }
+            ? $"{layer.Activation.Parameters?.Kind} activations have no integer codes for MatMulIntegerToFloat"
+            : null;
+
+    public LoweredLayer Emit(LinearLayer layer, Rewriter r, out string detail)
     {
         var graph = layer.Node.Graph;
         string prefix = layer.Node.Name;
@@ -29,26 +36,21 @@ internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLower
         Node node;
         if (kernel == OrtContribKernel.MatMulIntegerToFloat)
         {
-            if (layer.Activation.Parameters is not IIntegerGrid { Axis: null } aq)
-            {
-                detail = $"{layer.Activation.Parameters?.Kind} activations have no integer codes for MatMulIntegerToFloat";
-                return null;
-            }
+            var aq = (IIntegerGrid)layer.Activation.Parameters!;
             var storage = aq.Symmetric ? DataType.Int8 : DataType.UInt8;
             Tensor Code(int v) => storage == DataType.Int8 ? Tensor.From<sbyte>(storage, [], [(sbyte)v]) : Tensor.From<byte>(storage, [], [(byte)v]);
-            var aScale = graph.AddInitializer(graph.UniqueName($"{prefix}_a_scale"), Tensor.FromFloats([], [aq.Scales[0]]));
-            var aZero = graph.AddInitializer(graph.UniqueName($"{prefix}_a_zero_point"), Code(aq.ZeroPoints[0]));
-            var codes = graph.AddNode("QuantizeLinear", [layer.Input, aScale, aZero], [$"{prefix}_a_codes"], before: layer.Node).Output();
+            var aScale = r.AddConstant($"{prefix}_a_scale", Tensor.FromFloats([], [aq.Scales[0]]));
+            var aZero = r.AddConstant($"{prefix}_a_zero_point", Code(aq.ZeroPoints[0]));
+            var codes = r.AddNode("QuantizeLinear", [layer.Input, aScale, aZero], [$"{prefix}_a_codes"]).Output();
             if (aq.Bits < 8)
-                codes = graph.AddNode("Clip", [codes, graph.AddInitializer(graph.UniqueName($"{prefix}_a_qmin"), Code(aq.QMin)),
-                    graph.AddInitializer(graph.UniqueName($"{prefix}_a_qmax"), Code(aq.QMax))], [$"{prefix}_a_codes_{aq.Bits}bit"], before: layer.Node).Output();
-            var b = graph.AddInitializer(graph.UniqueName($"{prefix}_mi_weight"), Tensor.From<sbyte>(DataType.Int8, [layer.K, layer.N], WeightCodes(layer)));
-            var bScale = graph.AddInitializer(graph.UniqueName($"{prefix}_mi_scale"), Tensor.FromFloats([layer.N], scales));
-            var bZero = graph.AddInitializer(graph.UniqueName($"{prefix}_mi_zero_point"), Tensor.From<sbyte>(DataType.Int8, [layer.N], new sbyte[layer.N]));
+                codes = r.AddNode("Clip", [codes, r.AddConstant($"{prefix}_a_qmin", Code(aq.QMin)),
+                    r.AddConstant($"{prefix}_a_qmax", Code(aq.QMax))], [$"{prefix}_a_codes_{aq.Bits}bit"]).Output();
+            var b = r.AddConstant($"{prefix}_mi_weight", Tensor.From<sbyte>(DataType.Int8, [layer.K, layer.N], WeightCodes(layer)));
+            var bScale = r.AddConstant($"{prefix}_mi_scale", Tensor.FromFloats([layer.N], scales));
+            var bZero = r.AddConstant($"{prefix}_mi_zero_point", Tensor.From<sbyte>(DataType.Int8, [layer.N], new sbyte[layer.N]));
             var inputs = new List<Value?> { codes, b, aScale, bScale, aZero, bZero };
-            if (layer.Bias is { } mb) inputs.Add(graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([mb.Length], mb)));
-            node = graph.AddNode("MatMulIntegerToFloat", inputs, [$"{layer.Output.Name}_mi"], [], Domain, graph.UniqueName($"{prefix}_mi"), before: layer.Node);
-            OpsetImports.Ensure(model, Domain, 1);
+            if (layer.Bias is { } mb) inputs.Add(r.AddConstant($"{prefix}_bias", Tensor.FromFloats([mb.Length], mb)));
+            node = r.AddNode("MatMulIntegerToFloat", inputs, [$"{layer.Output.Name}_mi"], [], Domain, graph.UniqueName($"{prefix}_mi"));
             detail = $"{Domain}.MatMulIntegerToFloat: the activation's {aq.Bits}-bit codes × int8 weights ({layer.WeightQuantizer.Bits}-bit codes), bias fused";
             return new LoweredLayer(node.Output(), null);
         }
@@ -58,12 +60,12 @@ internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLower
             var w = new float[layer.K * layer.N];
             for (int k = 0; k < layer.K; k++)
                 for (int n = 0; n < layer.N; n++) w[k * layer.N + n] = layer.Code(k, n) * scales[n];
-            var weight = graph.AddInitializer(graph.UniqueName($"{prefix}_dequantized_weight"), Tensor.FromFloats([layer.K, layer.N], w));
-            var matmul = graph.AddNode("MatMul", [layer.Input, weight], [$"{layer.Output.Name}_float"], [], "", graph.UniqueName($"{prefix}_float"), before: layer.Node);
+            var weight = r.AddConstant($"{prefix}_dequantized_weight", Tensor.FromFloats([layer.K, layer.N], w));
+            var matmul = r.AddNode("MatMul", [layer.Input, weight], [$"{layer.Output.Name}_float"], [], "", graph.UniqueName($"{prefix}_float"));
             var y = matmul.Output();
             if (layer.Bias is { } fb)
-                y = graph.AddNode("Add", [y, graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([fb.Length], fb))],
-                    [$"{layer.Output.Name}_float_biased"], before: layer.Node).Output();
+                y = r.AddNode("Add", [y, r.AddConstant($"{prefix}_bias", Tensor.FromFloats([fb.Length], fb))],
+                    [$"{layer.Output.Name}_float_biased"]).Output();
             detail = $"MatMul with the dequantized weights stored as float ({layer.WeightQuantizer.Bits}-bit codes × scales)";
             return new LoweredLayer(y, matmul);
         }
@@ -83,28 +85,27 @@ internal sealed class OrtContribLowering(OrtContribKernel kernel) : ILinearLower
                 }
             var blockScales = new float[layer.N * blocks];
             for (int n = 0; n < layer.N; n++) Array.Fill(blockScales, scales[n], n * blocks, blocks);
-            var b = graph.AddInitializer(graph.UniqueName($"{prefix}_nbits_weight"), Tensor.From<byte>(DataType.UInt8, [layer.N, blocks, blob], packed));
-            var s = graph.AddInitializer(graph.UniqueName($"{prefix}_nbits_scales"), Tensor.FromFloats([blockScales.Length], blockScales));
-            node = graph.AddNode("MatMulNBits", [layer.Input, b, s], [$"{layer.Output.Name}_nbits"],
+            var b = r.AddConstant($"{prefix}_nbits_weight", Tensor.From<byte>(DataType.UInt8, [layer.N, blocks, blob], packed));
+            var s = r.AddConstant($"{prefix}_nbits_scales", Tensor.FromFloats([blockScales.Length], blockScales));
+            node = r.AddNode("MatMulNBits", [layer.Input, b, s], [$"{layer.Output.Name}_nbits"],
                 [AttributeValue.Int("K", layer.K), AttributeValue.Int("N", layer.N), AttributeValue.Int("bits", bits),
                  AttributeValue.Int("block_size", BlockSize), AttributeValue.Int("accuracy_level", 4)],
-                Domain, graph.UniqueName($"{prefix}_nbits"), before: layer.Node);
+                Domain, graph.UniqueName($"{prefix}_nbits"));
             detail = $"{Domain}.MatMulNBits: {bits}-bit weights ({layer.WeightQuantizer.Bits}-bit codes), blocks of {BlockSize}, int8 compute";
         }
         else
         {
-            var b = graph.AddInitializer(graph.UniqueName($"{prefix}_dq_weight"), Tensor.From<sbyte>(DataType.Int8, [layer.K, layer.N], WeightCodes(layer)));
-            var s = graph.AddInitializer(graph.UniqueName($"{prefix}_dq_scale"), Tensor.FromFloats([layer.N], scales));
-            node = graph.AddNode("DynamicQuantizeMatMul", [layer.Input, b, s], [$"{layer.Output.Name}_dqmm"], [],
-                Domain, graph.UniqueName($"{prefix}_dqmm"), before: layer.Node);
+            var b = r.AddConstant($"{prefix}_dq_weight", Tensor.From<sbyte>(DataType.Int8, [layer.K, layer.N], WeightCodes(layer)));
+            var s = r.AddConstant($"{prefix}_dq_scale", Tensor.FromFloats([layer.N], scales));
+            node = r.AddNode("DynamicQuantizeMatMul", [layer.Input, b, s], [$"{layer.Output.Name}_dqmm"], [],
+                Domain, graph.UniqueName($"{prefix}_dqmm"));
             detail = $"{Domain}.DynamicQuantizeMatMul: int8 weights ({layer.WeightQuantizer.Bits}-bit codes), activations re-quantized to uint8 per tensor";
         }
-        OpsetImports.Ensure(model, Domain, 1);
         var output = node.Output();
         if (layer.Bias is { } bias)
         {
-            var biasValue = graph.AddInitializer(graph.UniqueName($"{prefix}_bias"), Tensor.FromFloats([bias.Length], bias));
-            output = graph.AddNode("Add", [output, biasValue], [$"{layer.Output.Name}_biased"], before: layer.Node).Output();
+            var biasValue = r.AddConstant($"{prefix}_bias", Tensor.FromFloats([bias.Length], bias));
+            output = r.AddNode("Add", [output, biasValue], [$"{layer.Output.Name}_biased"]).Output();
         }
         return new LoweredLayer(output, node);
     }

@@ -36,19 +36,26 @@ internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool an
     private readonly Dictionary<string, (OrtContribKernel Kernel, string Timing)> _choices = [];
 
     public string Name => "ort";
+    public IReadOnlyList<OpsetImport> Opsets { get; } = [new(OrtContribLowering.Domain, 1)];
 
-    public LoweredLayer? Emit(LinearLayer layer, Model model, out string detail)
+    /// <summary>The form each layer gets, chosen (measured) when the layer is first looked at.</summary>
+    private readonly Dictionary<Node, (OrtContribKernel Kernel, string Timing)> _forms = [];
+
+    public string? Declines(LinearLayer layer, Model model)
     {
-        var (chosen, timing) = kernel is { } fixedKernel ? (fixedKernel, "as asked") : Choose(layer, model);
+        var (chosen, timing) = _forms[layer.Node] = kernel is { } fixedKernel ? (fixedKernel, "as asked") : Choose(layer, model);
         if (chosen == OrtContribKernel.Qdq)
-        {
-            detail = HasIntegerCodes(layer)
+            return HasIntegerCodes(layer)
                 ? $"QDQ, which ONNX Runtime fuses into its integer MatMul ({timing})"
                 : $"QDQ, which ONNX Runtime turns into MatMulNBits re-quantizing the activation ({timing})";
-            return null;
-        }
-        var lowered = new OrtContribLowering(chosen).Emit(layer, model, out string what);
-        detail = lowered is null ? $"{what}; QDQ kept" : $"{what} ({timing})";
+        return new OrtContribLowering(chosen).Declines(layer, model) is { } why ? $"{why}; QDQ kept" : null;
+    }
+
+    public LoweredLayer Emit(LinearLayer layer, Rewriter r, out string detail)
+    {
+        var (chosen, timing) = _forms[layer.Node];
+        var lowered = new OrtContribLowering(chosen).Emit(layer, r, out string what);
+        detail = $"{what} ({timing})";
         return lowered;
     }
 
@@ -145,7 +152,7 @@ internal sealed class OrtLinearLowering(OrtContribKernel? kernel = null, bool an
         plan.Add(layer.Weight with { Value = w, Uses = [new Use(matmul, 1)] });
         var context = new PassContext();
         context.Set(plan);
-        if (form != OrtContribKernel.Qdq) new LowerLinearLayers(new OrtContribLowering(form)).Run(micro, context);
+        if (form != OrtContribKernel.Qdq) LowerLinearLayers.Pass(new OrtContribLowering(form)).Run(micro, context);
         new EmitPortable().Run(micro, context);
         // As the model's own pipeline does after emission (--format ort), so the timings are of
         // the weights' final storage.

@@ -26,7 +26,7 @@ internal static class PassRegistry
     public static IReadOnlyList<PassFactory> All { get; } =
     [
         new("canonicalize", "fold Transpose/Identity of constants so weights are constants", [],
-            (_, _) => new RewriteRulesPass("canonicalize", CanonicalizationRules.All, new([], [Quantization.Stages.Canonical], [Quantization.Stages.SitesSelected]))),
+            (_, _) => CanonicalizationRules.Pass()),
         new("select-sites", "one quantization site per tensor read by a MatMul, Gemm or Conv", [],
             (_, _) => new SelectQuantizationSites()),
         new("tag-roles", "recognise post-LayerNorm, post-GELU, post-Softmax, query, key, value and attention-output tensors", [],
@@ -75,7 +75,7 @@ internal static class PassRegistry
         new("measure-error", "SQNR and cosine of every quantizer on calibration data, and of linear-layer outputs when a report asks (for the report)", [],
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),
         new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],
-            (_, _) => new LowerLinearLayers(new NativeLinearLowering()))
+            (_, _) => LowerLinearLayers.Pass(new NativeLinearLowering()))
         {
             Family = "lowering",
             Companions =
@@ -86,23 +86,23 @@ internal static class PassRegistry
             ],
         },
         new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products): right operand uniform per-tensor, left uniform per-tensor or log2 (as int16 powers of two). left = any (default) | log2. --format native runs it with left=log2 (the portable log2 quantizer is unfused float ops); uniform × uniform products are fused into QuantizedAttention where the attention has nn.MultiheadAttention's form (fuse-native-attention, which --format native runs first); for the others they are opt-in: name the pass after lower-native (not faster than ONNX Runtime's fused QDQ on the DeiT-Tiny Q·Kᵀ at batch 8 in most runs, on all three CPUs measured: BENCHMARKS.md, README)", ["left"],
-            (_, step) => new LowerActivationProducts(Choice(step, "left", "any", "log2") == "log2")),
+            (_, step) => LowerActivationProducts.Pass(Choice(step, "left", "any", "log2") == "log2")),
         new("fuse-native-attention", "after lower-native: each multi-head self-attention in nn.MultiheadAttention's exported form (q|k|v slices, Q·Kᵀ, Softmax, softmax·V) with uniform per-tensor Q, K, probabilities and V becomes one com.onnxvitq.QuantizedAttention (operands quantized in the op, exact integer products, no head transposes; part of --format native)", [],
-            (_, _) => new FuseNativeAttention()),
+            (_, _) => FuseNativeAttention.Pass()),
         new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue. Opt-in (name it after emit-portable): ONNX Runtime's own Gelu after the op measured as fast or faster than the epilogue on the DeiT-Tiny fc1 shapes on every CPU measured (BENCHMARKS.md, Fusions)", [],
-            (_, _) => new FuseNativeGelu()),
+            (_, _) => FuseNativeGelu.Pass()),
         new("fuse-native-layernorm", "after emit-portable: a LayerNormalization read only by a com.onnxvitq.QuantizedLinear (static or per-token input) is computed by that op on each row before quantizing (part of --format native)", [],
-            (_, _) => new FuseNativeLayerNorm()),
+            (_, _) => FuseNativeLayerNorm.Pass()),
         new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of the forms that compute the plan exactly: QDQ and MatMulIntegerToFloat on integer activation codes, float weights on other activations; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, float, nbits, dynamic force one)", ["kernel"],
             (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "float", "nbits", "dynamic") switch
             {
-                "any" => new LowerLinearLayers(new OrtLinearLowering(anyForm: true)),
-                "qdq" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.Qdq)),
-                "integer" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulIntegerToFloat)),
-                "float" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.FloatWeights)),
-                "nbits" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.MatMulNBits)),
-                "dynamic" => new LowerLinearLayers(new OrtLinearLowering(OrtContribKernel.DynamicQuantizeMatMul)),
-                _ => new LowerLinearLayers(new OrtLinearLowering()),
+                "any" => LowerLinearLayers.Pass(new OrtLinearLowering(anyForm: true)),
+                "qdq" => LowerLinearLayers.Pass(new OrtLinearLowering(OrtContribKernel.Qdq)),
+                "integer" => LowerLinearLayers.Pass(new OrtLinearLowering(OrtContribKernel.MatMulIntegerToFloat)),
+                "float" => LowerLinearLayers.Pass(new OrtLinearLowering(OrtContribKernel.FloatWeights)),
+                "nbits" => LowerLinearLayers.Pass(new OrtLinearLowering(OrtContribKernel.MatMulNBits)),
+                "dynamic" => LowerLinearLayers.Pass(new OrtLinearLowering(OrtContribKernel.DynamicQuantizeMatMul)),
+                _ => LowerLinearLayers.Pass(new OrtLinearLowering()),
             })
         {
             Family = "lowering",

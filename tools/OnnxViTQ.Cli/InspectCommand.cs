@@ -53,7 +53,7 @@ internal static class InspectCommand
         try
         {
             // What quantize would see: canonical weights, sites, roles (the file is not changed).
-            new PassManager([new RewriteRulesPass("canonicalize", CanonicalizationRules.All), new SelectQuantizationSites(), new TagViTRoles()]).Run(m, context);
+            new PassManager([CanonicalizationRules.Pass(), new SelectQuantizationSites(), new TagViTRoles()]).Run(m, context);
         }
         catch (OnnxViTQException e)
         {

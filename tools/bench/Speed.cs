@@ -130,14 +130,15 @@ internal static class Speed
         var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(k, n, weightBits)], NativeWeightLayout.Pack((a, b) => codes[a * n + b], k, n, weightBits)));
         var s = g.AddInitializer("s", Tensor.FromFloats([n], Enumerable.Repeat(0.01f, n).ToArray()));
         var b = g.AddInitializer("b", Tensor.FromFloats([n], new float[n]));
-        var activation = NativeLinearLowering.ActivationAttributes(new PerTokenQuantizer(8), out _)!;
+        var activation = NativeLinearLowering.ActivationAttributes(new TokenGridForm(8, 0), out _)!;
+        var op = NativeOpSchemas.QuantizedLinear;
         var gamma = g.AddInitializer("gamma", Tensor.FromFloats([k], Enumerable.Range(0, k).Select(_ => 0.5f + (float)rng.NextDouble()).ToArray()));
         var beta = g.AddInitializer("beta", Tensor.FromFloats([k], Enumerable.Range(0, k).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray()));
         Value input = layerNorm == "separate" ? g.AddNode("LayerNormalization", [x, gamma, beta], ["normalised"], [AttributeValue.Float("epsilon", 1e-6f)]).Output() : x;
-        var y = g.AddNode("QuantizedLinear", [input, packed, s, b, .. layerNorm == "fused" ? new[] { gamma, beta } : []], ["y"],
-            [AttributeValue.Int("k", k), AttributeValue.Int("n", n), AttributeValue.Int("weight_bits", weightBits), .. activation,
-             .. gelu == "fused" ? [AttributeValue.String("epilogue", "gelu")] : Array.Empty<AttributeValue>(),
-             .. layerNorm == "fused" ? [AttributeValue.Float("layernorm_epsilon", 1e-6f)] : Array.Empty<AttributeValue>()], NativeOps.Domain, "gemm").Output();
+        var y = op.Node(g, [input, packed, s, b, .. layerNorm == "fused" ? new[] { gamma, beta } : []], "y",
+            [op.Int("k", k), op.Int("n", n), op.Int("weight_bits", weightBits), .. activation,
+             .. gelu == "fused" ? [op.String("epilogue", "gelu")] : Array.Empty<AttributeValue>(),
+             .. layerNorm == "fused" ? [op.Float("layernorm_epsilon", 1e-6f)] : Array.Empty<AttributeValue>()], "gemm").Output();
         if (gelu == "separate")
         {
             Value Scalar(string name, float v) => g.AddInitializer(name, Tensor.FromFloats([], [v]));
@@ -172,17 +173,18 @@ internal static class Speed
         var x = g.AddInput("x", new TensorTypeInfo(DataType.Float, [Dim.Known(slices), Dim.Known(m), Dim.Known(k)]));
         var rng = new Random(2);
         Value b = g.AddInitializer("b", Tensor.FromFloats([slices, k, n], Enumerable.Range(0, slices * k * n).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray()));
-        var q = UniformQuantizer.AsymmetricFromRange(-2f, 2f, 8);
+        var q = IntegerGrids.AsymmetricFromRange(-2f, 2f, 8);
+        var grid = q.Grid();
         Value y;
         switch (form)
         {
             case "native":
-                y = g.AddNode(LowerActivationProducts.OpType, [x, b], ["y"],
-                    [.. LowerActivationProducts.OperandAttributes("a", q), .. LowerActivationProducts.OperandAttributes("b", q)], NativeOps.Domain, "product").Output();
+                y = NativeOpSchemas.QuantizedMatMul.Node(g, [x, b], "y",
+                    [.. LowerActivationProducts.OperandAttributes("a", q), .. LowerActivationProducts.OperandAttributes("b", q)], "product").Output();
                 break;
             case "qdq":
-                var scale = g.AddInitializer("scale", Tensor.FromFloats([], [q.Scales[0]]));
-                var zero = g.AddInitializer("zero", Tensor.From<byte>(DataType.UInt8, [], [(byte)q.ZeroPoints[0]]));
+                var scale = g.AddInitializer("scale", Tensor.FromFloats([], [grid.Scales[0]]));
+                var zero = g.AddInitializer("zero", Tensor.From<byte>(DataType.UInt8, [], [(byte)grid.ZeroPoints[0]]));
                 Value Qdq(Value v, string name) => g.AddNode("DequantizeLinear", [g.AddNode("QuantizeLinear", [v, scale, zero], [$"{name}_q"]).Output(), scale, zero], [$"{name}_dq"]).Output();
                 y = g.AddNode("MatMul", [Qdq(x, "x"), Qdq(b, "b")], ["y"]).Output();
                 break;

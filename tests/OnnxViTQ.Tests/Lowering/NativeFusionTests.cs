@@ -24,8 +24,8 @@ public class NativeFusionTests
         var x = g.AddInput("x", TensorTypeInfo.Of(DataType.Float, 2, K));
         var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(K, N, 8)], NativeWeightLayout.Pack((_, _) => 1, K, N, 8)));
         var s = g.AddInitializer("s", Tensor.FromFloats([N], [0.1f, 0.1f, 0.1f, 0.1f]));
-        var linear = g.AddNode(NativeLinearLowering.OpType, [x, packed, s], ["fc1"],
-            [AttributeValue.Int("k", K), AttributeValue.Int("n", N), AttributeValue.String("activation", "token")], NativeOps.Domain, "fc1");
+        var op = NativeOpSchemas.QuantizedLinear;
+        var linear = op.Node(g, [x, packed, s], "fc1", [op.Int("k", K), op.Int("n", N), op.String("activation", "token")], "fc1");
         var y = linear.Output();
         Value Scalar(string name, float v) => g.AddInitializer(name, Tensor.FromFloats([], [v]));
         Value inner;
@@ -48,7 +48,7 @@ public class NativeFusionTests
     public void ErfGeluBecomesTheEpilogue()
     {
         var (model, linear) = Layer();
-        Assert.That(new FuseNativeGelu().Run(model, new PassContext()).Modified, Is.True);
+        Assert.That(FuseNativeGelu.Pass().Run(model, new PassContext()).Modified, Is.True);
         Assert.That(linear.Attribute("epilogue")?.AsString(), Is.EqualTo("gelu"));
         Assert.That(model.Graph.Nodes.Select(n => n.OpType), Is.EqualTo(new[] { NativeLinearLowering.OpType }), "the GELU nodes are gone");
         Assert.That(model.Graph.Outputs.Single().Name, Is.EqualTo("gelu"), "the model output keeps its name");
@@ -61,7 +61,7 @@ public class NativeFusionTests
     {
         var (model, linear) = Layer(tanh, alsoOutput);
         int nodes = model.Graph.Nodes.Count();
-        Assert.That(new FuseNativeGelu().Run(model, new PassContext()).Modified, Is.False);
+        Assert.That(FuseNativeGelu.Pass().Run(model, new PassContext()).Modified, Is.False);
         Assert.That(linear.Attribute("epilogue"), Is.Null);
         Assert.That(model.Graph.Nodes.Count(), Is.EqualTo(nodes));
     }
@@ -77,9 +77,9 @@ public class NativeFusionTests
         var y = g.AddNode("LayerNormalization", [x, gamma, beta], ["normalised"], [AttributeValue.Float("epsilon", 1e-6f)], name: "ln").Output();
         var packed = g.AddInitializer("w", Tensor.From<byte>(DataType.UInt8, [NativeWeightLayout.Bytes(K, N, 8)], NativeWeightLayout.Pack((_, _) => 1, K, N, 8)));
         var s = g.AddInitializer("s", Tensor.FromFloats([N], [0.1f, 0.1f, 0.1f, 0.1f]));
-        var linear = g.AddNode(NativeLinearLowering.OpType, [y, packed, s], ["fc1"],
-            [AttributeValue.Int("k", K), AttributeValue.Int("n", N), AttributeValue.String("activation", "token"), .. outliers ? [AttributeValue.Float("outlier_alpha", 4f)] : Array.Empty<AttributeValue>()],
-            NativeOps.Domain, "fc1");
+        var op = NativeOpSchemas.QuantizedLinear;
+        var linear = op.Node(g, [y, packed, s], "fc1",
+            [op.Int("k", K), op.Int("n", N), op.String("activation", "token"), .. outliers ? [op.Float("outlier_alpha", 4f)] : Array.Empty<AttributeValue>()], "fc1");
         g.AddOutput(linear.Output());
         if (shared) g.AddOutput(g.AddNode("Relu", [y], ["other"]).Output());
         if (shapeReader) g.AddOutput(g.AddNode("Shape", [y], ["shape"], name: "shape").Output());
@@ -90,7 +90,7 @@ public class NativeFusionTests
     public void LayerNormMovesIntoTheLinear()
     {
         var (model, linear) = Normalised();
-        Assert.That(new FuseNativeLayerNorm().Run(model, new PassContext()).Modified, Is.True);
+        Assert.That(FuseNativeLayerNorm.Pass().Run(model, new PassContext()).Modified, Is.True);
         Assert.That(model.Graph.Nodes.Select(n => n.OpType), Is.EqualTo(new[] { NativeLinearLowering.OpType }));
         Assert.That(linear.Input(0)!.Name, Is.EqualTo("x"));
         Assert.That(linear.Input(4)!.Name, Is.EqualTo("gamma"));
@@ -104,7 +104,7 @@ public class NativeFusionTests
     public void ShapeReadersMoveToTheInput()
     {
         var (model, linear) = Normalised(shapeReader: true);
-        Assert.That(new FuseNativeLayerNorm().Run(model, new PassContext()).Modified, Is.True);
+        Assert.That(FuseNativeLayerNorm.Pass().Run(model, new PassContext()).Modified, Is.True);
         Assert.That(model.Graph.Nodes.Single(n => n.Name == "shape").Input(0)!.Name, Is.EqualTo("x"));
         Assert.That(model.Graph.Nodes.Any(n => n.OpType == "LayerNormalization"), Is.False);
         Assert.That(linear.Input(0)!.Name, Is.EqualTo("x"));
@@ -115,7 +115,7 @@ public class NativeFusionTests
     public void OtherLayerNormsStay(bool shared, bool outliers)
     {
         var (model, linear) = Normalised(shared, outliers);
-        Assert.That(new FuseNativeLayerNorm().Run(model, new PassContext()).Modified, Is.False);
+        Assert.That(FuseNativeLayerNorm.Pass().Run(model, new PassContext()).Modified, Is.False);
         Assert.That(linear.Inputs, Has.Count.EqualTo(3));
     }
 

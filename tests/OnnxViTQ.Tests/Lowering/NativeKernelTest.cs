@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
+using OnnxViTQ.Ir;
 using OnnxViTQ.Runtime;
 using OnnxViTQ.Tests.Support;
 
@@ -58,6 +59,12 @@ public abstract class NativeKernelTest
             foreach (var v in values) v.Dispose();
         }
     }
+
+    /// <summary>A node of <paramref name="op"/> in <paramref name="g"/>, checked against the op's
+    /// schema as the compiler's own nodes are — unless <paramref name="check"/> is false: the tests
+    /// of the kernels' own refusals write nodes the schema would not let through.</summary>
+    private protected static Value Node(Graph g, NativeOpSchema op, IReadOnlyList<Value?> inputs, IEnumerable<AttributeValue> attributes, string name, bool check) =>
+        (check ? op.Node(g, inputs, "y", attributes.ToList(), name) : g.AddNode(op.OpType, inputs, ["y"], attributes, op.Domain, name)).Output();
 
     protected static void AssertClose(float[] actual, float[] expected, string what, double relative)
     {
