@@ -10,7 +10,7 @@ namespace OnnxViTQ.Passes.Lowering;
 /// <summary>
 /// Recipe pass <c>fuse-native-gelu</c> (opt-in, after the emitter; not part of <c>--format native</c>
 /// because ONNX Runtime's own Gelu after the op measured as fast or faster than the epilogue on the
-/// DeiT-Tiny fc1 shapes, fused 0.84–1.00× on the three CPUs measured, BENCHMARKS.md "Fusions"): a
+/// DeiT-Tiny fc1 shapes, BENCHMARKS.md "Fusions"): a
 /// <c>com.onnxvitq.QuantizedLinear</c> whose output is read only by an exact GELU — the
 /// exporter's x·½(1 + erf(x/√2)) nodes, or a <c>Gelu</c> op computing that form — gets
 /// <c>epilogue = "gelu"</c> and takes the GELU's place: the MLP's fc1 then writes GELU(Y) while

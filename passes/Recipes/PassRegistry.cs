@@ -85,13 +85,13 @@ internal static class PassRegistry
                 new(new PassStep("fuse-native-layernorm"), PassExtensions.AfterEmission, ""),
             ],
         },
-        new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products): right operand uniform per-tensor, left uniform per-tensor or log2 (as int16 powers of two). left = any (default) | log2. --format native runs it with left=log2 (the portable log2 quantizer is unfused float ops); uniform × uniform products are fused into QuantizedAttention where the attention has nn.MultiheadAttention's form (fuse-native-attention, which --format native runs first); for the others they are opt-in: name the pass after lower-native (not faster than ONNX Runtime's fused QDQ on the DeiT-Tiny Q·Kᵀ at batch 8 in most runs, on all three CPUs measured: BENCHMARKS.md, README)", ["left"],
+        new("lower-native-products", "attention products (Q·Kᵀ, softmax·V) as com.onnxvitq.QuantizedMatMul (runtime-ops: both operands quantized in the op, exact integer products): right operand uniform per-tensor, left uniform per-tensor or log2 (as int16 powers of two). left = any (default) | log2. Comes with lower-native as left=log2 (the portable log2 quantizer is unfused float ops); uniform × uniform products are fused into QuantizedAttention where the attention has nn.MultiheadAttention's form (fuse-native-attention, which runs first); for the others name the pass with left=any after lower-native (speed: BENCHMARKS.md, attention products)", ["left"],
             (_, step) => LowerActivationProducts.Pass(Choice(step, "left", "any", "log2") == "log2")),
-        new("fuse-native-attention", "after lower-native: each multi-head self-attention in nn.MultiheadAttention's exported form (q|k|v slices, Q·Kᵀ, Softmax, softmax·V) with uniform per-tensor Q, K, probabilities and V becomes one com.onnxvitq.QuantizedAttention (operands quantized in the op, exact integer products, no head transposes; part of --format native)", [],
+        new("fuse-native-attention", "comes with lower-native: each multi-head self-attention in nn.MultiheadAttention's exported form (q|k|v slices, Q·Kᵀ, Softmax, softmax·V) with uniform per-tensor Q, K, probabilities and V becomes one com.onnxvitq.QuantizedAttention (operands quantized in the op, exact integer products, no head transposes)", [],
             (_, _) => FuseNativeAttention.Pass()),
-        new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue. Opt-in (name it after emit-portable): ONNX Runtime's own Gelu after the op measured as fast or faster than the epilogue on the DeiT-Tiny fc1 shapes on every CPU measured (BENCHMARKS.md, Fusions)", [],
+        new("fuse-native-gelu", "after emit-portable: a com.onnxvitq.QuantizedLinear read only by an exact (erf) GELU computes the GELU in its epilogue. Opt-in: name it after emit-portable (speed: BENCHMARKS.md, fusions)", [],
             (_, _) => FuseNativeGelu.Pass()),
-        new("fuse-native-layernorm", "after emit-portable: a LayerNormalization read only by a com.onnxvitq.QuantizedLinear (static or per-token input) is computed by that op on each row before quantizing (part of --format native)", [],
+        new("fuse-native-layernorm", "comes with lower-native, after emit-portable: a LayerNormalization read only by a com.onnxvitq.QuantizedLinear (static or per-token input) is computed by that op on each row before quantizing", [],
             (_, _) => FuseNativeLayerNorm.Pass()),
         new("lower-ort", "linear layers in the form a stock ONNX Runtime runs fastest here, measured per layer shape (kernel: auto = fastest of the forms that compute the plan exactly: QDQ and MatMulIntegerToFloat on integer activation codes, float weights on other activations; any = also MatMulNBits and DynamicQuantizeMatMul, which re-quantize activations; qdq, integer, float, nbits, dynamic force one)", ["kernel"],
             (_, step) => Choice(step, "kernel", "auto", "any", "qdq", "integer", "float", "nbits", "dynamic") switch
@@ -108,7 +108,7 @@ internal static class PassRegistry
             Family = "lowering",
             Companions = [new(new PassStep("store-weights-unsigned"), PassExtensions.AfterEmission, "")],
         },
-        new("store-weights-unsigned", "int8 weights that meet uint8 activations in ONNX Runtime's integer kernels stored as uint8 + 128, so a CPU whose u8×s8 kernels saturate (x86 without VNNI) runs them exactly (when: saturating = only on such a CPU, the default of --format ort; always; never)", ["when"],
+        new("store-weights-unsigned", "comes with lower-ort, after emit-portable: int8 weights that meet uint8 activations in ONNX Runtime's integer kernels stored as uint8 + 128, so a CPU whose u8×s8 kernels saturate (x86 without VNNI) runs them exactly (when: saturating = only on such a CPU, the default; always; never)", ["when"],
             (_, step) => new StoreWeightsUnsigned(Choice(step, "when", "saturating", "always", "never") switch
             {
                 "always" => UnsignedWeightsPolicy.Always,
