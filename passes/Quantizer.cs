@@ -3,6 +3,7 @@ using OnnxViTQ.Ir;
 using OnnxViTQ.Observers;
 using OnnxViTQ.PassInfra;
 using OnnxViTQ.Quantization;
+using OnnxViTQ.Runtime;
 using OnnxViTQ.Passes;
 
 namespace OnnxViTQ;
@@ -55,7 +56,8 @@ internal static class Quantizer
     {
         var context = new PassContext { Progress = progress, Cancellation = cancel };
         var manager = new PassManager(recipe.Build(options, calibration, modelName)) { Goals = goals ?? [] };
-        var timings = manager.Run(model, context);
+        IReadOnlyList<PassTiming> timings;
+        using (ExecutionDevice.Use(ExecutionDevice.Parse(options.Device))) timings = manager.Run(model, context);
         model.SetMetadata(MetadataKey, $"recipe={recipe.Name};bits={options.Bits}");
         long samples = context.TryGet<ActivationStatistics>(out var stats) ? stats.Samples : 0;
         return new QuantizationResult(recipe, context.Get<QuantizationPlan>(), timings, context.Diagnostics, samples)

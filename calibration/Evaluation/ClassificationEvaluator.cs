@@ -89,6 +89,38 @@ internal static class ClassificationEvaluator
         }
     }
 
+    /// <summary>Predictions of an image-bytes model file (<see cref="EmbeddedPreprocessing"/>): each
+    /// image file's encoded bytes fed as they are, one run per image.</summary>
+    public static int[] PredictEncodedFiles(string modelPath, IReadOnlyList<string> imageFiles, IProgress<ProgressReport>? progress = null,
+        CancellationToken cancel = default)
+    {
+        using var session = OrtRuntime.CreateSession(modelPath);
+        string input = session.InputNames[0], output = session.OutputNames[0];
+        using var runOptions = new RunOptions();
+        var predictions = new int[imageFiles.Count];
+        for (int i = 0; i < imageFiles.Count; i++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelPath)}", i, imageFiles.Count, "images"));
+            var bytes = File.ReadAllBytes(imageFiles[i]);
+            using var x = OrtValue.CreateTensorValueFromMemory(bytes, [bytes.Length]);
+            try
+            {
+                using var results = session.Run(runOptions, [input], [x], [output]);
+                var row = results[0].GetTensorDataAsSpan<float>();
+                int best = 0;
+                for (int c = 1; c < row.Length; c++) if (row[c] > row[best]) best = c;
+                predictions[i] = best;
+            }
+            catch (OnnxRuntimeException e)
+            {
+                throw new OnnxViTQException($"ONNX Runtime failed running '{modelPath}' on '{imageFiles[i]}': {OrtRuntime.FirstLine(e.Message)}", e);
+            }
+        }
+        progress?.Report(new ProgressReport($"evaluating {Path.GetFileName(modelPath)}", imageFiles.Count, imageFiles.Count, "images"));
+        return predictions;
+    }
+
     public static ClassificationResult Score(IReadOnlyList<int> predictions, IReadOnlyList<long> labels)
     {
         if (predictions.Count != labels.Count)

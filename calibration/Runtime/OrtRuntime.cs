@@ -92,12 +92,16 @@ internal static class OrtRuntime
         configure?.Invoke(options);
         try
         {
+            ExecutionDevice.Current.AddTo(options);
             NativeOps.RegisterIfAvailable(options);
+            OrtExtensionsLibrary.RegisterIfAvailable(options);
             return open(options);
         }
         catch (OnnxRuntimeException e)
         {
-            string hint = e.Message.Contains(NativeOps.Domain) && NativeOps.Unavailable is { } why ? $" (the model uses {NativeOps.Domain} ops: {why})" : "";
+            string hint = e.Message.Contains(NativeOps.Domain) && NativeOps.Unavailable is { } why ? $" (the model uses {NativeOps.Domain} ops: {why})"
+                : e.Message.Contains(Data.EmbeddedPreprocessing.ExtensionsDomain) && OrtExtensionsLibrary.Unavailable is { } missing ? $" (the model uses {Data.EmbeddedPreprocessing.ExtensionsDomain} ops: {missing})"
+                : "";
             throw new OnnxViTQException($"ONNX Runtime cannot load '{modelName}': {FirstLine(e.Message)}{hint}", e);
         }
         finally

@@ -81,6 +81,17 @@ internal sealed class Graph
         return v;
     }
 
+    /// <summary>Removes a graph input nothing reads any more (an input replaced by another, e.g. an
+    /// image tensor computed from encoded image bytes), with its value.</summary>
+    public void RemoveInput(Value input)
+    {
+        if (!_inputs.Contains(input) || input.IsInitializer) throw new InvalidOperationException($"'{input.Name}' is not an input of graph '{Name}'");
+        if (input.Consumers.Count > 0 || input.IsGraphOutput) throw new InvalidOperationException($"input '{input.Name}' is still read");
+        _inputs.Remove(input);
+        input.IsGraphInput = false;
+        ForgetValue(input);
+    }
+
     /// <summary>Registers an existing initializer as a graph input too (IR &lt; 4 style overridable constant).</summary>
     internal void AddInitializerAsInput(Value initializer)
     {

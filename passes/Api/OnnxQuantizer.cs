@@ -41,6 +41,7 @@ public static class OnnxQuantizer
     {
         options ??= new QuantizationOptions();
         settings ??= new QuantizeFileSettings();
+        ExecutionDevice.Parse(options.Device).EnsureAvailable();
         ExistingFile(modelPath, "model file");
         if (SameFile(modelPath, outputPath))
             throw new OnnxViTQException($"output '{outputPath}' is the input model; choose another output so the original is not overwritten");
@@ -52,7 +53,10 @@ public static class OnnxQuantizer
 
         var model = OnnxModelReader.Load(modelPath);
         var input = ImageInput.Of(model, modelPath);
-        var source = CalibrationSources.Open(calibrationPath, (settings.ImageData ?? new ImageDataOptions()).Resolve(model, input));
+        var preprocessing = (settings.ImageData ?? new ImageDataOptions()).Resolve(model, input);
+        if (settings.EmbedPreprocessing && OrtExtensionsLibrary.Unavailable is { } noExtensions)
+            throw new OnnxViTQException($"--embed-preprocessing: {noExtensions}");
+        var source = CalibrationSources.Open(calibrationPath, preprocessing);
         input.EnsureFits(source);
         int quantizable = model.Graph.Nodes.Count(n => n.OpType is "MatMul" or "Gemm" or "Conv");
 
@@ -62,6 +66,8 @@ public static class OnnxQuantizer
 
         string? dir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
         if (dir is not null) Directory.CreateDirectory(dir);
+        // The calibration data's own preprocessing, in the model: it then takes encoded images.
+        if (settings.EmbedPreprocessing) EmbeddedPreprocessing.Embed(model, input, preprocessing, modelPath);
         OnnxModelWriter.Save(model, outputPath, new OnnxWriteOptions { ExternalData = settings.ExternalData });
         if (settings.ReportPath is { } report)
         {
@@ -83,9 +89,14 @@ public static class OnnxQuantizer
     /// <param name="labelsPath">An int64 (or int32) .npy with one label per sample.</param>
     /// <param name="imageData">Preprocessing overrides for 8-bit images.</param>
     /// <param name="limit">Evaluate at most this many samples.</param>
-    /// <exception cref="OnnxViTQException">A missing or malformed file, or fewer labels than samples.</exception>
-    public static AccuracyResult EvaluateAccuracy(string modelPath, string dataPath, string labelsPath, ImageDataOptions? imageData = null, int? limit = null)
+    /// <param name="device">Where ONNX Runtime runs it: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c> (see <see cref="QuantizationOptions.Device"/>).</param>
+    /// <exception cref="OnnxViTQException">A missing or malformed file, fewer labels than samples, or a device this build or machine cannot use.</exception>
+    public static AccuracyResult EvaluateAccuracy(string modelPath, string dataPath, string labelsPath, ImageDataOptions? imageData = null, int? limit = null,
+        string device = "cpu")
     {
+        var executionDevice = ExecutionDevice.Parse(device);
+        executionDevice.EnsureAvailable();
+        using var _ = ExecutionDevice.Use(executionDevice);
         ExistingFile(modelPath, "model file");
         var model = OnnxModelReader.Load(modelPath);
         var input = ImageInput.Of(model, modelPath);
@@ -96,6 +107,31 @@ public static class OnnxQuantizer
             throw new OnnxViTQException($"labels '{labelsPath}' has {labels.Length} entries but data '{dataPath}' has {source.Count} samples");
         var predictions = ClassificationEvaluator.PredictFile(modelPath, input, source.Take(n));
         return new AccuracyResult(ClassificationEvaluator.Score(predictions, labels.Take(n).ToArray()).Top1, n);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="modelPath"/> (FP32 or quantized) as a model whose input is one encoded
+    /// image — PNG or JPEG bytes, a uint8 1-D tensor — decoded by ONNX Runtime Extensions'
+    /// DecodeImage, then resized, center-cropped and normalized in standard ONNX ops with the
+    /// preprocessing calibration uses (the model's metadata, or <paramref name="imageData"/>).
+    /// Sessions that run it register the Extensions library (<c>SessionOptions.RegisterOrtExtensions()</c>).
+    /// </summary>
+    /// <param name="modelPath">A model with one float image input [N,C,H,W] (dynamic or unit batch).</param>
+    /// <param name="outputPath">Where the image-bytes model goes (written atomically); must differ from <paramref name="modelPath"/>.</param>
+    /// <param name="imageData">Mean, std and crop overrides.</param>
+    /// <exception cref="OnnxViTQException">A missing or unsuitable model, or the Extensions library missing.</exception>
+    public static void EmbedPreprocessing(string modelPath, string outputPath, ImageDataOptions? imageData = null)
+    {
+        ExistingFile(modelPath, "model file");
+        if (SameFile(modelPath, outputPath))
+            throw new OnnxViTQException($"output '{outputPath}' is the input model; choose another output so the original is not overwritten");
+        if (OrtExtensionsLibrary.Unavailable is { } why) throw new OnnxViTQException(why);
+        var model = OnnxModelReader.Load(modelPath);
+        var input = ImageInput.Of(model, modelPath);
+        EmbeddedPreprocessing.Embed(model, input, (imageData ?? new ImageDataOptions()).Resolve(model, input), modelPath);
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        OnnxModelWriter.Save(model, outputPath, new OnnxWriteOptions());
     }
 
     internal static string ExistingFile(string path, string what)
@@ -131,6 +167,10 @@ public sealed record QuantizeFileSettings
 
     /// <summary>When set, a JSON report (every quantized tensor with its quantizer, parameters and measured error, pass timings) is written here.</summary>
     public string? ReportPath { get; init; }
+
+    /// <summary>Write a model that takes one encoded image (PNG/JPEG bytes) instead of a float tensor:
+    /// the calibration data's preprocessing runs inside it (see <see cref="OnnxQuantizer.EmbedPreprocessing"/>).</summary>
+    public bool EmbedPreprocessing { get; init; }
 
     /// <summary>Measure each linear layer's output error even without a JSON report (the tool's HTML report needs it).</summary>
     internal bool MeasureLayerOutputs { get; init; }

@@ -28,6 +28,11 @@ public sealed record QuantizationOptions
     /// <summary>When set, attention and MLP modules get per-module widths under an average (see <see cref="OnnxViTQ.MixedPrecision"/>).</summary>
     public MixedPrecision? MixedPrecision { get; init; }
 
+    /// <summary>Where ONNX Runtime runs calibration, the searches' model runs and evaluation: <c>cpu</c>
+    /// (default), <c>cuda</c> or <c>cuda:N</c> (the GPU build, with CUDA 13 and cuDNN installed). The
+    /// quantized model is the same file either way, up to the float summation order of the device.</summary>
+    public string Device { get; init; } = "cpu";
+
     /// <summary>Measure every linear layer's output error for the reports (set when one is written).</summary>
     internal bool MeasureLayerOutputs { get; init; }
 }

@@ -27,13 +27,15 @@ internal static class BenchCommand
         var data = new Option<string?>("--data") { Description = "Images to feed (.npy or folder, preprocessed as for eval; the first batch is reused every round). Default: random values — an outlier-split model's cost depends on real data" };
         var json = new Option<string?>("--json") { Description = "Also write the figures as JSON to this file" };
         var pre = new PreprocessingOptions();
+        var device = new DeviceOption();
         var cmd = new Command("bench", "Latency of a model in ONNX Runtime on this machine, per batch size, optionally against a reference model timed in the same rounds")
         {
-            model, reference, batches, threads, rounds, warmup, data, json,
+            model, reference, batches, threads, rounds, warmup, data, json, device.Option,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
+            using var onDevice = ExecutionDevice.Use(device.Read(r));
             Run(io, new BenchSettings(r.GetValue(model)!, r.GetValue(reference), ParseBatches(r.GetValue(batches)!), r.GetValue(threads),
                 r.GetValue(rounds), r.GetValue(warmup), r.GetValue(data), r.GetValue(json)), r, pre);
             return ExitCodes.Ok;

@@ -11,6 +11,9 @@ internal sealed record BundledModels(string Root)
     public string EvalImages => Path.Combine(ModelsDir, "data", "eval_2000_images_u8.npy");
     public string EvalLabels => Path.Combine(ModelsDir, "data", "eval_2000_labels.npy");
 
+    /// <summary>The first 16 evaluation images as PNG files (their labels: the first 16 of <see cref="EvalLabels"/>).</summary>
+    public string PngFolder => Path.Combine(ModelsDir, "data", "png");
+
     /// <summary>Finds the repository's models/ folder above the working directory or the
     /// executable (the CLI runs from its build output inside the repository).</summary>
     public static BundledModels Locate()

@@ -54,6 +54,25 @@ internal sealed class PreprocessingOptions
     }
 }
 
+/// <summary><c>--device</c> of quantize, eval and bench: where ONNX Runtime runs the sessions.</summary>
+internal sealed class DeviceOption
+{
+    public Option<string> Option { get; } = new("--device")
+    {
+        Description = "Where ONNX Runtime runs calibration, searches, evaluation and timing: cpu, cuda or cuda:N. CUDA needs the GPU build " +
+                      "(-p:OnnxRuntimeFlavor=Gpu) and CUDA 13 with cuDNN; com.onnxvitq ops (--format native) are CPU kernels and run on the CPU either way",
+        DefaultValueFactory = _ => "cpu",
+    };
+
+    /// <summary>The device asked for, checked at once: an unusable device fails before anything is read or written.</summary>
+    public ExecutionDevice Read(ParseResult r)
+    {
+        var device = ExecutionDevice.Parse(r.GetValue(Option));
+        device.EnsureAvailable();
+        return device;
+    }
+}
+
 internal static class Paths
 {
     /// <summary>Fails with a clear message unless <paramref name="path"/> is an existing file.</summary>

@@ -18,10 +18,12 @@ internal static class EvalCommand
         var batch = new Option<int>("--batch-size") { Description = "Inference batch size", DefaultValueFactory = _ => 64 };
         var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N samples" };
         var pre = new PreprocessingOptions();
-        var cmd = new Command("eval", "Top-1 accuracy of a classifier on labelled data, optionally against a reference model") { model, data, labels, reference, batch, limit };
+        var device = new DeviceOption();
+        var cmd = new Command("eval", "Top-1 accuracy of a classifier on labelled data, optionally against a reference model") { model, data, labels, reference, batch, limit, device.Option };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
+            using var onDevice = ExecutionDevice.Use(device.Read(r));
             Evaluate(io, r.GetValue(model)!, r.GetValue(data)!, r.GetValue(labels)!, r.GetValue(reference), r.GetValue(batch), r.GetValue(limit), r, pre);
             return ExitCodes.Ok;
         }));
@@ -34,6 +36,11 @@ internal static class EvalCommand
         if (batchSize <= 0) throw new OnnxViTQException($"--batch-size must be positive, got {batchSize}");
         var model = OnnxModelReader.Load(Paths.ExistingFile(modelPath, "model file"));
         var refModel = refPath is null ? null : OnnxModelReader.Load(Paths.ExistingFile(refPath, "reference model"));
+        if (EmbeddedPreprocessing.TakesImageBytes(model))
+        {
+            EvaluateEncoded(io, modelPath, dataPath, labelsPath, refPath, refModel, limit, r, pre);
+            return;
+        }
         var input = ImageInput.Of(model, modelPath);
         var source = CalibrationSources.Open(dataPath, pre.Resolve(r, model, input));
         var allLabels = NpyFile.Open(Paths.ExistingFile(labelsPath, "labels file")).ReadAllInt64();
@@ -76,6 +83,42 @@ internal static class EvalCommand
             io.Out.WriteLine($"note: the first row runs the model's QuantizeLinear/DequantizeLinear as written (the model's meaning, the same on every CPU); " +
                              $"the second as ONNX Runtime fuses them into its integer kernels here, which differs: {string.Join("; ", fusedReasons)}. " +
                              "--format ort emits forms ONNX Runtime runs exactly.");
+    }
+
+    /// <summary>An image-bytes model (<c>--embed-preprocessing</c>): fed each image file's bytes; a
+    /// reference model with a tensor input is fed the same images preprocessed as usual.</summary>
+    private static void EvaluateEncoded(CliIO io, string modelPath, string dataPath, string labelsPath, string? refPath, OnnxViTQ.Ir.Model? refModel, int? limit,
+        ParseResult r, PreprocessingOptions pre)
+    {
+        var files = EmbeddedPreprocessing.ImageFiles(dataPath, modelPath);
+        var allLabels = NpyFile.Open(Paths.ExistingFile(labelsPath, "labels file")).ReadAllInt64();
+        int n = Math.Min(limit ?? int.MaxValue, files.Count);
+        if (allLabels.Length < n)
+            throw new OnnxViTQException($"labels '{labelsPath}' has {allLabels.Length} entries but data '{dataPath}' has {files.Count} images");
+        var labels = allLabels.Take(n).ToArray();
+        var (pred, refPred) = ConsoleProgress.Run(io, progress =>
+        {
+            var p = ClassificationEvaluator.PredictEncodedFiles(modelPath, files.Take(n).ToList(), progress);
+            int[]? rp = null;
+            if (refModel is not null)
+            {
+                var input = ImageInput.Of(refModel, refPath!);
+                rp = ClassificationEvaluator.PredictFile(refPath!, input, CalibrationSources.Open(dataPath, pre.Resolve(r, refModel, input)).Take(n), progress: progress);
+            }
+            return (p, rp);
+        });
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("model").AddColumn(new TableColumn("top-1").RightAligned());
+        double top1 = ClassificationEvaluator.Score(pred, labels).Top1;
+        if (refPred is not null)
+        {
+            double refTop1 = ClassificationEvaluator.Score(refPred, labels).Top1;
+            table.AddColumn(new TableColumn("drop (pt)").RightAligned()).AddColumn(new TableColumn("agreement").RightAligned());
+            table.AddRow(Markup.Escape(refPath!), Pct(refTop1), "", "");
+            table.AddRow(Markup.Escape($"{modelPath} (encoded images)"), Pct(top1), $"{100 * (refTop1 - top1):0.00}", Pct(ClassificationEvaluator.Agreement(pred, refPred)));
+        }
+        else table.AddRow(Markup.Escape($"{modelPath} (encoded images)"), Pct(top1));
+        io.Out.WriteLine($"Evaluated {n} images of {dataPath}");
+        io.Console.Write(table);
     }
 
     private static string Pct(double v) => $"{100 * v:0.00} %";

@@ -49,17 +49,27 @@ internal static class QuantizeCommand
                           "ONNX Runtime runs fastest here, measured per layer: QDQ or com.microsoft.MatMulIntegerToFloat)",
             DefaultValueFactory = _ => "portable",
         };
+        var embed = new Option<bool>("--embed-preprocessing")
+        {
+            Description = "Write a model whose input is one encoded image (PNG/JPEG bytes, uint8 1-D): ONNX Runtime Extensions' DecodeImage, then the " +
+                          "calibration data's resize, center crop and normalization in standard ONNX ops (sessions must register the Extensions library); " +
+                          "--eval-data must then be a folder of images",
+        };
         var pre = new PreprocessingOptions();
+        var device = new DeviceOption();
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, external, report, html, evalData, evalLabels,
+            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, external, report, html, evalData, evalLabels, embed, device.Option,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
+            var executionDevice = device.Read(r);
+            using var onDevice = ExecutionDevice.Use(executionDevice);
             var options = new QuantizationOptions
             {
+                Device = executionDevice.ToString(),
                 Recipe = r.GetValue(recipe)!,
                 Bits = MixedPrecision.IsMixed(r.GetValue(bits)!) ? BitWidths.W8A8 : BitWidths.Parse(r.GetValue(bits)!),
                 MixedPrecision = MixedPrecision.IsMixed(r.GetValue(bits)!)
@@ -70,7 +80,7 @@ internal static class QuantizeCommand
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
                 Format = OutputFormats.Parse(r.GetValue(format)!),
             };
-            var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels));
+            var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels)) { EmbedPreprocessing = r.GetValue(embed) };
             if ((reports.EvalData is null) != (reports.EvalLabels is null))
                 throw new OnnxViTQException("--eval-data and --eval-labels go together; give both or neither");
             string? modelPath = r.GetValue(model);
@@ -89,6 +99,9 @@ internal static class QuantizeCommand
     /// <summary>The report files a run writes and the evaluation data its accuracy comes from.</summary>
     internal sealed record ReportPaths(string? Json, string? Html, string? EvalData, string? EvalLabels)
     {
+        /// <summary>The output takes encoded images (--embed-preprocessing).</summary>
+        public bool EmbedPreprocessing { get; init; }
+
         public static readonly ReportPaths None = new(null, null, null, null);
     }
 
@@ -99,13 +112,19 @@ internal static class QuantizeCommand
             if (path is not null && (Paths.SameFile(path, outPath) || Paths.SameFile(path, modelPath)))
                 throw new OnnxViTQException($"{option} '{path}' would overwrite the model; choose another file");
         if (reports.EvalData is not null) Paths.ExistingFile(reports.EvalLabels!, "--eval-labels file");
+        if (reports.EmbedPreprocessing && reports.EvalData is { } images && !Directory.Exists(images))
+            throw new OnnxViTQException($"--embed-preprocessing writes a model that takes encoded images: --eval-data must be a folder of PNG/JPEG images, not '{images}'");
         var sw = Stopwatch.StartNew();
         string widths = options.MixedPrecision is { } mixed
             ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"mixed {mixed.MinBits}-{mixed.MaxBits} bits, average {mixed.AverageBits}")
             : options.Bits.ToString();
         io.Out.WriteLine($"Quantizing {modelPath} ({options.Recipe}, {widths}, {options.Format.Name()} format) with up to {options.CalibrationSamples} samples of {calibPath}");
         var imageData = pre.Read(r);
-        var settings = new QuantizeFileSettings { ImageData = imageData, ExternalData = external, ReportPath = reports.Json, MeasureLayerOutputs = reports.Html is not null };
+        var settings = new QuantizeFileSettings
+        {
+            ImageData = imageData, ExternalData = external, ReportPath = reports.Json, MeasureLayerOutputs = reports.Html is not null,
+            EmbedPreprocessing = reports.EmbedPreprocessing,
+        };
         var summary = ConsoleProgress.Run(io, progress => OnnxQuantizer.QuantizeFile(modelPath, calibPath, outPath, options, settings, progress));
         var result = summary.Result;
         AccuracyComparison? accuracy = null;
@@ -161,7 +180,8 @@ internal static class QuantizeCommand
         outPath ??= Path.Combine("artifacts", $"{Path.GetFileNameWithoutExtension(modelPath)}.{options.Recipe}-{options.Bits}.onnx");
         QuantizeFile(io, modelPath, outPath, calibPath ?? bundled.Calibration, options, r, pre, external, reports);
         io.Out.WriteLine();
-        EvalCommand.Evaluate(io, outPath, bundled.EvalImages, bundled.EvalLabels, modelPath, 64, null, r, pre);
+        // An image-bytes model is fed image files: the bundled PNGs (the first 16 evaluation images).
+        EvalCommand.Evaluate(io, outPath, reports.EmbedPreprocessing ? bundled.PngFolder : bundled.EvalImages, bundled.EvalLabels, modelPath, 64, null, r, pre);
         return ExitCodes.Ok;
     }
 }

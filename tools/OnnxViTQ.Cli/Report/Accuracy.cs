@@ -20,8 +20,13 @@ internal static class Accuracy
             throw new OnnxViTQException($"labels '{labelsPath}' has {labels.Length} entries but data '{dataPath}' has {source.Count} samples");
         var truth = labels.Take(source.Count).ToArray();
         var fp32 = ClassificationEvaluator.PredictFile(fp32Path, input, source, progress: progress);
-        var quantized = ClassificationEvaluator.PredictFile(quantizedPath, input, source, progress: progress);
-        var reasons = OrtInt8Kernels.FusedExecutionDiffers(OnnxModelReader.Load(quantizedPath));
+        var quantizedModel = OnnxModelReader.Load(quantizedPath);
+        // An image-bytes model (--embed-preprocessing) is fed the image files themselves.
+        bool encoded = EmbeddedPreprocessing.TakesImageBytes(quantizedModel);
+        var quantized = encoded
+            ? ClassificationEvaluator.PredictEncodedFiles(quantizedPath, EmbeddedPreprocessing.ImageFiles(dataPath, quantizedPath), progress)
+            : ClassificationEvaluator.PredictFile(quantizedPath, input, source, progress: progress);
+        var reasons = encoded ? [] : OrtInt8Kernels.FusedExecutionDiffers(quantizedModel);
         int[]? fused = reasons.Count > 0
             ? ClassificationEvaluator.PredictFile(quantizedPath, input, source, progress: progress, qdq: QdqExecution.Fused)
             : null;
