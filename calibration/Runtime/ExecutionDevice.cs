@@ -63,7 +63,7 @@ internal sealed record ExecutionDevice(bool Cuda, int Id)
             // ONNX Runtime's exception only says "Failed to load shared library"; what is missing is
             // in dlopen's message for its CUDA provider library, which the same load reproduces.
             string why = ProviderLoadError() ?? OrtRuntime.FirstLine(e.Message);
-            throw new OnnxViTQException($"--device {this}: ONNX Runtime cannot use CUDA: {why} (install CUDA 13 and cuDNN 9, or use --device cpu)");
+            throw new OnnxViTQException($"--device {this} cannot be used: ONNX Runtime could not load CUDA: {why} (install CUDA 13 and cuDNN 9, or use --device cpu)");
         }
     }
 
@@ -84,9 +84,9 @@ internal sealed record ExecutionDevice(bool Cuda, int Id)
             }
             catch (DllNotFoundException e)
             {
-                // .NET's message lists every path it tried; dlopen's own text follows the file's.
-                int at = e.Message.IndexOf(path + ": ", StringComparison.Ordinal);
-                return at >= 0 ? e.Message[(at + path.Length + 2)..].Split('\n')[0].Trim() : OrtRuntime.FirstLine(e.Message);
+                // .NET's advice comes first; dlopen's own message is the last line.
+                var lines = e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                return lines.Length > 1 ? lines[^1] : OrtRuntime.FirstLine(e.Message);
             }
         }
         return null;

@@ -61,6 +61,13 @@ internal sealed record QuantizeRequest(string Model, string Calibration, string 
             extraInputs.Add(Full(evalData, projectDirectory));
             extraInputs.Add(Full(labels, projectDirectory));
         }
+        switch (Value(item, "EmbedPreprocessing")?.ToLowerInvariant())
+        {
+            case null or "false": break;
+            case "true": args.Add("--embed-preprocessing"); break;
+            case var other:
+                throw new RequestException(ErrorCodes.InvalidOptions, model, $"EmbedPreprocessing of '{item.ItemSpec}' must be true or false, not '{other}'");
+        }
         if (Value(item, "Arguments") is { } extra) args.AddRange(SplitArguments(extra));
         string targetPath = Value(item, "TargetPath") ?? outputName;
         return new QuantizeRequest(model, calibration, output, json, html, targetPath, args, extraInputs);

@@ -69,8 +69,8 @@ internal sealed class Bench
     public List<string> Committed { get; }
     public string Runtime { get; }
 
-    /// <summary>The whole-file report (sections without markers write here).</summary>
-    public StringBuilder Report { get; } = new();
+    /// <summary>The section being written (Program gives each section its own, then puts it between its markers).</summary>
+    public StringBuilder Report { get; set; } = new();
 
     /// <summary>Every quantize + evaluate of this run (verdict lines and the time section read them).</summary>
     public List<(string Model, string Recipe, string Bits, Outcome O)> Outcomes { get; } = [];
@@ -112,7 +112,8 @@ internal sealed class Bench
 
     /// <summary>The "Regenerate this table" line of a section of the whole-file report.</summary>
     public void Regenerate(string section) =>
-        Report.AppendLine($"Regenerate this table: `dotnet run --project tools/bench -c Release -- --only {section}{(section == "extra" ? " --extra <folder>" : section.Contains("time") ? " --deit-tiny <model> --deit-tiny-calib <images>" : "")} --out <file>`.");
+        Report.AppendLine($"Regenerate this table: `dotnet run --project tools/bench -c Release -- --only {section}{(section == "extra" ? " --extra <folder>" : section.Contains("time") ? " --deit-tiny <model> --deit-tiny-calib <images>" : "")}` " +
+                          $"(refreshes this section of BENCHMARKS.md alone; this run: {DateTime.UtcNow:yyyy-MM-dd}, {Runtime}).");
 
     public static string Pct(double v) => $"{100 * v:0.00} %";
 

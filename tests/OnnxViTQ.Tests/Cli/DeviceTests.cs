@@ -70,7 +70,7 @@ public class DeviceTests
         if (!ExecutionDevice.GpuBuild)
             Assert.That(lines[0], Does.Contain("needs the GPU build").And.Contain("-p:OnnxRuntimeFlavor=Gpu"));
         else
-            Assert.That(lines[0], Does.Contain("ONNX Runtime cannot use CUDA: ").And.Contain(".so"), "names the library ONNX Runtime could not load");
+            Assert.That(lines[0], Does.Contain("cannot be used: ONNX Runtime could not load CUDA: ").And.Contain(".so"), "names the library ONNX Runtime could not load");
         Assert.That(r.Out, Does.Not.Contain("Quantizing"), "refused before any work");
         Assert.That(Directory.EnumerateFiles(tmp.Path), Is.Empty, "nothing written");
 

@@ -57,6 +57,8 @@ public class PackageTests
         var run = Dotnet(Sample, ["bin/Debug/net10.0/QuantizeAtBuild.dll"], consumer: false);
         Assert.That(run.Exit, Is.EqualTo(0), run.Output);
         Assert.That(run.Output, Does.Contain("vit.w8a8.onnx: ").And.Contain("10 logits"), "the application runs the quantized model");
+        Assert.That(run.Output, Does.Contain("vit.w8a8.image-bytes.onnx: class 9 for images/sample.png"),
+            "and the image-bytes model on the PNG's bytes, with the Extensions library registered (0000_9.png is class 9)");
     }
 
     [Test, Order(2)]

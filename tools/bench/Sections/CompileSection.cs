@@ -15,7 +15,6 @@ internal static class CompileSection
     public static StringBuilder Write(Bench b, string deitTiny, string deitTinyCalib)
     {
         var r = new StringBuilder();
-        r.AppendLine("<!-- compile:begin -->");
         r.AppendLine("## Liu et al. 2021: compile time");
         r.AppendLine();
         r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only compile --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>` ({DateTime.UtcNow:yyyy-MM-dd}, {b.Runtime}, {MachineInfo.CpuName()}).");
@@ -37,7 +36,6 @@ internal static class CompileSection
             r.AppendLine($"| {label} | {sw.Elapsed.TotalSeconds:0.0} s | {passes} |");
         }
         r.AppendLine();
-        r.AppendLine("<!-- compile:end -->");
         r.AppendLine();
         return r;
     }

@@ -13,7 +13,6 @@ internal static class MemorySection
     public static StringBuilder Write(Bench b)
     {
         var mr = new StringBuilder();
-        mr.AppendLine("<!-- memory:begin -->");
         mr.AppendLine("## Calibration memory");
         mr.AppendLine();
         mr.AppendLine("Regenerate this table: `dotnet run --project tools/bench -c Release -- --only memory` (refreshes this section of BENCHMARKS.md alone).");
@@ -42,7 +41,6 @@ internal static class MemorySection
                 File.Delete(tmp);
             }
         mr.AppendLine();
-        mr.AppendLine("<!-- memory:end -->");
         mr.AppendLine();
         return mr;
     }

@@ -25,7 +25,6 @@ internal static class MixedSection
                       new PassStep("mixed-precision", new Dictionary<string, string> { ["min"] = "4", ["max"] = "8", ["avg"] = average.ToString(CultureInfo.InvariantCulture), ["score"] = score }),
                       .. liu.Passes.Skip(calibrate + 1)],
         };
-        r.AppendLine("<!-- mixed:begin -->");
         r.AppendLine("## Liu et al. 2021: mixed precision");
         r.AppendLine();
         r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only mixed{(b.ModelFilter is null ? "" : $" --models {string.Join(",", b.ModelFilter)}")}{(b.EvalImages == b.CommittedEval ? "" : " --eval-images <" + Path.GetFileName(b.EvalImages) + "> --eval-labels <labels.npy>")}` ({DateTime.UtcNow:yyyy-MM-dd}, {b.Runtime}, {MachineInfo.CpuName()}); compile time: the next section.");
@@ -73,7 +72,6 @@ internal static class MixedSection
                          $"and level on {Count(v => v.Drop == "≈" && v.Agreement == "≈")}.");
             r.AppendLine();
         }
-        r.AppendLine("<!-- mixed:end -->");
         r.AppendLine();
         return r;
     }

@@ -14,7 +14,6 @@ internal static class SearchSection
     {
         var r = new StringBuilder();
         string[] searchBits = ["W8A8", "W6A6", "W4A4"];
-        r.AppendLine("<!-- search:begin -->");
         r.AppendLine("## Liu et al. 2021: interval search and bias correction");
         r.AppendLine();
         r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only search` ({DateTime.UtcNow:yyyy-MM-dd}, {b.Runtime}, {MachineInfo.CpuName()}); mixed precision and compile time: the next sections.");
@@ -64,7 +63,6 @@ internal static class SearchSection
         r.AppendLine();
         r.AppendLine($"Bias correction: the largest accuracy cost over all rows is {worstBiasHarm:0.00} pt ({worstBiasAt}; positive = correction lost accuracy; criterion ≤ 0.10).");
         r.AppendLine();
-        r.AppendLine("<!-- search:end -->");
         r.AppendLine();
         return r;
     }

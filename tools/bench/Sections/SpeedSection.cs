@@ -31,12 +31,11 @@ internal static class SpeedSection
 
     public static StringBuilder Write(Bench b)
     {
-        string kernelPath = KernelPath, speedMarker = Marker;
+        string kernelPath = KernelPath;
 
         var r = new StringBuilder();
         int rounds = int.Parse(b.Arg("--rounds", "30"));
         bool vnni = kernelPath == "avx512vnni";
-        r.AppendLine($"<!-- {speedMarker}:begin -->");
         r.AppendLine($"## Runtime speed: native ops against ONNX Runtime ({(vnni ? "AVX-512 VNNI CPU" : $"CPU without VNNI, native path `{kernelPath}`")})");
         r.AppendLine();
         r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only speed{(b.DeitTiny is null ? "" : " --deit-tiny <model.onnx> --deit-tiny-calib <images.npy>")}` " +
@@ -192,7 +191,6 @@ internal static class SpeedSection
                          $"{perBatch[1][unfused] / perBatch[1][native8]:0.00}× at batch 1, {perBatch[8][unfused] / perBatch[8][native8]:0.00}× at batch 8.");
             r.AppendLine();
         }
-        r.AppendLine($"<!-- {speedMarker}:end -->");
         r.AppendLine();
         return r;
     }
