@@ -61,17 +61,28 @@ internal static class EmbeddedPreprocessing
             AttributeValue.Ints("perm", [2, 0, 1])), Longs("batch_axis", 0)]);
 
         // The resized size, as ImagePreprocessing.Apply computes it in float32.
-        var shape = Op("Shape", "decoded_shape", [decoded]);
-        Value Side(int axis, string name) => Op("Cast", $"{name}_float", [Op("Gather", name, [shape, g.AddInitializer(g.UniqueName($"preprocess_{name}_axis"), Tensor.From<long>(DataType.Int64, [], [axis]))],
-            AttributeValue.Int("axis", 0))], AttributeValue.Int("to", (long)DataType.Float));
-        var h = Side(0, "source_height");
-        var w = Side(1, "source_width");
-        float scaledShort = MathF.Floor(Math.Min(pre.Height, pre.Width) / pre.CropFraction);
-        var shortSide = Op("Min", "short_side", [h, w]);
-        var scale = Op("Div", "resize_scale", [Float("scaled_short", scaledShort), shortSide]);
-        var heightIsShort = Op("Equal", "height_is_short", [shortSide, h]);
-        var resizedH = Op("Where", "resized_height", [heightIsShort, Float("scaled_short_h", scaledShort), Op("Round", "resized_height_raw", [Op("Mul", "scaled_height", [h, scale])])]);
-        var resizedW = Op("Where", "resized_width", [heightIsShort, Op("Round", "resized_width_raw", [Op("Mul", "scaled_width", [w, scale])]), Float("scaled_short_w", scaledShort)]);
+        Value resizedH, resizedW;
+        if (pre.Height != pre.Width)
+        {
+            // A non-square input: resized to (⌊H/crop⌋, ⌊W/crop⌋) whatever the image's shape.
+            var (fixedH, fixedW) = pre.ResizedSize(1, 1);
+            resizedH = Float("resized_height_fixed", fixedH);
+            resizedW = Float("resized_width_fixed", fixedW);
+        }
+        else
+        {
+            var shape = Op("Shape", "decoded_shape", [decoded]);
+            Value Side(int axis, string name) => Op("Cast", $"{name}_float", [Op("Gather", name, [shape, g.AddInitializer(g.UniqueName($"preprocess_{name}_axis"), Tensor.From<long>(DataType.Int64, [], [axis]))],
+                AttributeValue.Int("axis", 0))], AttributeValue.Int("to", (long)DataType.Float));
+            var h = Side(0, "source_height");
+            var w = Side(1, "source_width");
+            float scaledShort = MathF.Floor(Math.Min(pre.Height, pre.Width) / pre.CropFraction);
+            var shortSide = Op("Min", "short_side", [h, w]);
+            var scale = Op("Div", "resize_scale", [Float("scaled_short", scaledShort), shortSide]);
+            var heightIsShort = Op("Equal", "height_is_short", [shortSide, h]);
+            resizedH = Op("Where", "resized_height", [heightIsShort, Float("scaled_short_h", scaledShort), Op("Round", "resized_height_raw", [Op("Mul", "scaled_height", [h, scale])])]);
+            resizedW = Op("Where", "resized_width", [heightIsShort, Op("Round", "resized_width_raw", [Op("Mul", "scaled_width", [w, scale])]), Float("scaled_short_w", scaledShort)]);
+        }
         Value Int64(Value v, string name) => Op("Unsqueeze", $"{name}_1d", [Op("Cast", $"{name}_int", [v], AttributeValue.Int("to", (long)DataType.Int64)), Longs($"{name}_axis", 0)]);
         var sizes = Op("Concat", "resize_sizes", [Longs("batch_channels", 1, 3), Int64(resizedH, "resized_height"), Int64(resizedW, "resized_width")], AttributeValue.Int("axis", 0));
         var resized = g.AddNode("Resize", [pixels, null, null, sizes], [g.UniqueName("resized")],

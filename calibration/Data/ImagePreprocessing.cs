@@ -24,19 +24,24 @@ internal sealed record ImagePreprocessing(int Height, int Width, int Channels, f
     /// </summary>
     public static ImagePreprocessing ForModel(Model model, int channels, int height, int width)
     {
-        var mean = ParseList(model.GetMetadata("onnxvitq.preprocess.mean"), channels);
-        var std = ParseList(model.GetMetadata("onnxvitq.preprocess.std"), channels);
+        var mean = ParseList(model.GetMetadata("onnxvitq.preprocess.mean"), channels, "onnxvitq.preprocess.mean");
+        var std = ParseList(model.GetMetadata("onnxvitq.preprocess.std"), channels, "onnxvitq.preprocess.std");
+        // Metadata is part of an untrusted file: a crop past 1 would crop outside the resized image.
         float crop = model.GetMetadata("onnxvitq.preprocess.crop_pct") is { } c
-            ? float.Parse(c, CultureInfo.InvariantCulture)
+            ? float.TryParse(c, NumberStyles.Float, CultureInfo.InvariantCulture, out float parsed) && parsed is > 0 and <= 1 ? parsed
+                : throw new OnnxViTQException($"the model's metadata onnxvitq.preprocess.crop_pct = '{c}' must be a number in (0, 1] (override it with --crop-pct)")
             : mean is not null ? 1f : DefaultCropFraction;
+        if (std is not null && std.Any(s => !(s > 0) || !float.IsFinite(s)))
+            throw new OnnxViTQException($"the model's metadata onnxvitq.preprocess.std = '{model.GetMetadata("onnxvitq.preprocess.std")}' must be positive numbers (override it with --std)");
         return new ImagePreprocessing(height, width, channels,
             mean ?? Fit(ImageNetMean, channels), std ?? Fit(ImageNetStd, channels), crop);
     }
 
-    private static float[]? ParseList(string? text, int channels)
+    private static float[]? ParseList(string? text, int channels, string key)
     {
         if (text is null) return null;
-        var values = text.Split(',').Select(s => float.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToArray();
+        var values = text.Split(',').Select(s => float.TryParse(s.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) ? v
+            : throw new OnnxViTQException($"the model's metadata {key} = '{text}' is not a comma-separated list of numbers")).ToArray();
         return values.Length == channels ? values : values.Length == 1 ? Enumerable.Repeat(values[0], channels).ToArray() : null;
     }
 
@@ -50,11 +55,10 @@ internal sealed record ImagePreprocessing(int Height, int Width, int Channels, f
     {
         if (destination.Length != SampleLength) throw new ArgumentException("destination has the wrong length");
         // Resize so the shorter side is size/crop, then take the centered crop: both done by
-        // mapping each output pixel straight to source coordinates (one bilinear sample).
-        float scaledShort = MathF.Floor(Math.Min(Height, Width) / CropFraction);
-        float scale = scaledShort / Math.Min(srcHeight, srcWidth);
-        float resizedH = MathF.Round(srcHeight * scale), resizedW = MathF.Round(srcWidth * scale);
-        if (Math.Min(srcHeight, srcWidth) == srcHeight) resizedH = scaledShort; else resizedW = scaledShort;
+        // mapping each output pixel straight to source coordinates (one bilinear sample). A
+        // non-square input is resized to (⌊H/crop⌋, ⌊W/crop⌋) exactly, as timm does for one: the
+        // shorter-side rule could leave the resized image narrower than the crop.
+        var (resizedH, resizedW) = ResizedSize(srcHeight, srcWidth);
         float top = MathF.Round((resizedH - Height) / 2f), left = MathF.Round((resizedW - Width) / 2f);
         float sy = srcHeight / resizedH, sx = srcWidth / resizedW;
         bool identity = resizedH == srcHeight && resizedW == srcWidth;
@@ -74,6 +78,18 @@ internal sealed record ImagePreprocessing(int Height, int Width, int Channels, f
                 }
             }
         }
+    }
+
+    /// <summary>The size an image of <paramref name="srcHeight"/>×<paramref name="srcWidth"/> is resized
+    /// to before the crop (float32 arithmetic, which EmbeddedPreprocessing repeats op for op).</summary>
+    public (float Height, float Width) ResizedSize(int srcHeight, int srcWidth)
+    {
+        if (Height != Width) return (MathF.Floor(Height / CropFraction), MathF.Floor(Width / CropFraction));
+        float scaledShort = MathF.Floor(Math.Min(Height, Width) / CropFraction);
+        float scale = scaledShort / Math.Min(srcHeight, srcWidth);
+        float resizedH = MathF.Round(srcHeight * scale), resizedW = MathF.Round(srcWidth * scale);
+        if (Math.Min(srcHeight, srcWidth) == srcHeight) resizedH = scaledShort; else resizedW = scaledShort;
+        return (resizedH, resizedW);
     }
 
     /// <summary>Value of output channel <paramref name="c"/>: grey replicated to RGB, RGB reduced

@@ -27,6 +27,12 @@ internal sealed record ImageInput(string Name, int Channels, int Height, int Wid
             throw new OnnxViTQException($"'{modelName}' input '{input.Name}' is {input.Type.ElementType.OnnxName()}; only float32 image inputs are supported (export the model in float32)");
         if (shape.Skip(1).Any(d => d.Size is null))
             throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has shape [{string.Join(",", shape)}]; channels, height and width must be fixed");
+        // A fixed batch must be a usable count: 0 (which ONNX Runtime accepts) would make every
+        // calibration source step by 0 forever, and a huge one would wrap as an int.
+        if (shape[0].Size is { } fixedBatch && fixedBatch is < 1 or > 65536)
+            throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has a fixed batch of {fixedBatch}; it must be 1 to 65536 (or dynamic)");
+        if (shape.Skip(1).Any(d => d.Size is < 1 or > 1 << 20))
+            throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has shape [{string.Join(",", shape)}]; channels, height and width must be 1 to {1 << 20}");
         int? batch = shape[0].Size is { } b ? (int)b : null;
         return new ImageInput(input.Name, (int)shape[1].Size!, (int)shape[2].Size!, (int)shape[3].Size!, batch);
     }

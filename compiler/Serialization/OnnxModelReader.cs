@@ -251,17 +251,25 @@ internal static class OnnxModelReader
             return t;
         }
 
+        /// <summary>Bytes read so far from each external file (by its real path): regions of one file
+        /// never overlap in a real model, so tensors claiming more than the file holds are refused
+        /// instead of multiplying one region in memory.</summary>
+        private readonly Dictionary<string, long> _externalBytesRead = new(StringComparer.Ordinal);
+
         private ReadOnlyMemory<byte> ReadExternal(TensorProto t, string what, long expectedBytes)
         {
             string? location = null;
             long offset = 0, length = -1;
+            long Number(string key, string text) =>
+                long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v)
+                    ? v : throw new OnnxFormatException($"'{sourceName}': {what} has external {key} '{text}', not a non-negative integer");
             foreach (var kv in t.ExternalData)
             {
                 switch (kv.Key)
                 {
                     case "location": location = kv.Value; break;
-                    case "offset": offset = long.Parse(kv.Value, System.Globalization.CultureInfo.InvariantCulture); break;
-                    case "length": length = long.Parse(kv.Value, System.Globalization.CultureInfo.InvariantCulture); break;
+                    case "offset": offset = Number("offset", kv.Value); break;
+                    case "length": length = Number("length", kv.Value); break;
                 }
             }
             if (location is null) throw new OnnxFormatException($"'{sourceName}': {what} is external but names no location");
@@ -276,9 +284,19 @@ internal static class OnnxModelReader
             if (length != expectedBytes)
                 throw new OnnxFormatException($"'{sourceName}': {what} has {length} external bytes, its shape needs {expectedBytes}");
             using var handle = File.OpenHandle(file);
+            // The file actually opened, links resolved, must lie in the model's real folder: a link
+            // placed beside the model must not pull any file of the machine into the output.
+            string real = RealPath(handle, file);
+            string folder = Path.TrimEndingDirectorySeparator(RealFolder(externalDataDirectory)) + Path.DirectorySeparatorChar;
+            if (!real.StartsWith(folder, StringComparison.Ordinal))
+                throw new OnnxFormatException($"'{sourceName}': external data file '{file}' of {what} is '{real}', outside the model's folder");
             long fileLength = RandomAccess.GetLength(handle);
-            if (offset < 0 || offset + length > fileLength)
-                throw new OnnxFormatException($"'{sourceName}': {what} reads bytes {offset}..{offset + length} of '{file}', which has {fileLength}");
+            if (offset > fileLength || length > fileLength - offset)
+                throw new OnnxFormatException($"'{sourceName}': {what} reads {length} bytes at offset {offset} of '{file}', which has {fileLength}");
+            long total = _externalBytesRead.GetValueOrDefault(real) + length;
+            if (total > fileLength)
+                throw new OnnxFormatException($"'{sourceName}': the tensors stored in '{file}' claim {total} bytes of its {fileLength} (overlapping regions; {what} is one)");
+            _externalBytesRead[real] = total;
             var buffer = new byte[length];
             int read = 0;
             while (read < length)
@@ -289,6 +307,16 @@ internal static class OnnxModelReader
             }
             return buffer;
         }
+
+        /// <summary>The path of the file <paramref name="handle"/> has open, from the kernel where it can
+        /// say (Linux: /proc/self/fd), else realpath(3) of the path.</summary>
+        private static string RealPath(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path)
+        {
+            if (OperatingSystem.IsLinux() && new FileInfo($"/proc/self/fd/{handle.DangerousGetHandle()}").LinkTarget is { } target) return target;
+            return RealPaths.Of(path);
+        }
+
+        private static string RealFolder(string folder) => RealPaths.Of(folder);
 
         /// <summary>Typed repeated fields (float_data, int32_data...) re-encoded as raw bytes.</summary>
         private ReadOnlyMemory<byte> TypedFieldsToRaw(TensorProto t, Ir.DataType type, long count, string what)

@@ -22,8 +22,13 @@ internal sealed record OnnxWriteOptions
 /// the modelled fields filled in from the IR; nodes in topological order.</summary>
 internal static class OnnxModelWriter
 {
-    /// <summary>Saves atomically. With external data, tensors go to "&lt;file name&gt;.data" next
-    /// to the model, written and renamed before the model file.</summary>
+    /// <summary>
+    /// Saves atomically. With external data, tensors go to "&lt;file name&gt;.&lt;content hash&gt;.data"
+    /// beside the model: a name no earlier write used for other bytes, so renaming it into place
+    /// cannot change what an existing model reads. The model is renamed last (the switch), then the
+    /// data files of earlier writes to this path are removed. A crash at any point leaves a model
+    /// whose data file holds its own bytes.
+    /// </summary>
     public static void Save(Model model, string path, OnnxWriteOptions? options = null)
     {
         options ??= new OnnxWriteOptions();
@@ -39,13 +44,16 @@ internal static class OnnxModelWriter
             AtomicFile.Write(path, s => proto.WriteTo(s));
             return;
         }
-        string dataName = Path.GetFileName(path) + ".data";
-        var sink = new ExternalSink(dataName, options.ExternalMinBytes);
+        var sink = new ExternalSink(options.ExternalMinBytes);
         var modelProto = new Writer(sink).WriteModel(model);
+        string dataName = $"{Path.GetFileName(path)}.{sink.ContentHash()}.data";
+        sink.Name(dataName);
+        string folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         AtomicFile.WriteAll([
-            (Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, dataName), sink.WriteTo),
+            (Path.Combine(folder, dataName), sink.WriteTo),
             (path, s => modelProto.WriteTo(s)),
         ]);
+        foreach (var stale in ExternalDataFiles.Of(path).Where(f => Path.GetFileName(f) != dataName)) File.Delete(stale);
     }
 
     /// <summary>The model as inline protobuf bytes (for ONNX Runtime sessions and tests).
@@ -89,10 +97,31 @@ internal static class OnnxModelWriter
 
     /// <summary>Collects external tensor bytes in write order (4 KiB aligned, as ONNX's own
     /// writer does, so they can be memory-mapped).</summary>
-    private sealed class ExternalSink(string location, long minBytes)
+    private sealed class ExternalSink(long minBytes)
     {
         private readonly List<(long Offset, ReadOnlyMemory<byte> Data)> _chunks = [];
+        private readonly List<StringStringEntryProto> _locations = [];
         private long _end;
+
+        /// <summary>16 hex digits of the SHA-256 of the data file's bytes (layout included).</summary>
+        public string ContentHash()
+        {
+            using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            long position = 0;
+            foreach (var (offset, data) in _chunks)
+            {
+                if (offset > position) hash.AppendData(new byte[offset - position]);
+                hash.AppendData(data.Span);
+                position = offset + data.Length;
+            }
+            return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
+        }
+
+        /// <summary>Sets the file name every placed tensor's location names.</summary>
+        public void Name(string location)
+        {
+            foreach (var entry in _locations) entry.Value = location;
+        }
 
         public bool Accepts(Tensor t) => t.DataType != Ir.DataType.String && t.RawBytes.Length >= minBytes;
 
@@ -102,7 +131,9 @@ internal static class OnnxModelWriter
             _chunks.Add((offset, t.RawMemory));
             _end = offset + t.RawBytes.Length;
             proto.DataLocation = TensorProto.Types.DataLocation.External;
-            proto.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
+            var entry = new StringStringEntryProto { Key = "location", Value = "" };
+            _locations.Add(entry);
+            proto.ExternalData.Add(entry);
             proto.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(CultureInfo.InvariantCulture) });
             proto.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = t.RawBytes.Length.ToString(CultureInfo.InvariantCulture) });
         }

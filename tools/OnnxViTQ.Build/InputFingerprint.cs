@@ -35,6 +35,10 @@ internal static class InputFingerprint
         Text("onnxvitq-build fingerprint v1");
         foreach (var a in request.Arguments) Text(a);
         FileContent(request.Model);
+        // Its external data: the weights of a large model live there, not in the .onnx file.
+        string modelFolder = Path.GetDirectoryName(request.Model)!;
+        foreach (var location in ExternalDataFiles.ReferencedBy(request.Model))
+            if (Path.Combine(modelFolder, location) is var data && File.Exists(data)) FileContent(data);
         FileOrFolder(request.Calibration);
         foreach (var extra in request.ExtraInputs) FileOrFolder(extra);
         foreach (var f in ToolFiles(toolDirectory)) FileContent(f);

@@ -77,6 +77,15 @@ public sealed class QuantizeOnnxModels : Microsoft.Build.Utilities.Task, ICancel
             model.SetMetadata("TargetPath", request.TargetPath);
             model.SetMetadata("SourceModel", request.Model);
             produced.Add(model);
+            // A model past 2 GiB reads its weights from a file beside it: it travels with the model.
+            foreach (var data in ExternalDataFiles.Of(request.Output))
+            {
+                var sidecar = new TaskItem(data);
+                string targetFolder = Path.GetDirectoryName(request.TargetPath) ?? "";
+                sidecar.SetMetadata("TargetPath", Path.Combine(targetFolder, Path.GetFileName(data)));
+                sidecar.SetMetadata("SourceModel", request.Model);
+                produced.Add(sidecar);
+            }
             written.AddRange(request.Outputs.Append(stamp).Where(File.Exists).Select(p => new TaskItem(p)));
         }
         QuantizedModels = [.. produced];
@@ -93,6 +102,8 @@ public sealed class QuantizeOnnxModels : Microsoft.Build.Utilities.Task, ICancel
         }
         Directory.CreateDirectory(Path.GetDirectoryName(request.Output)!);
         File.Delete(stamp); // a run that fails half way must not look up to date
+        // What the outputs were before the run: a failure removes only what the run wrote.
+        var before = request.Outputs.Where(File.Exists).ToDictionary(p => p, File.GetLastWriteTimeUtc);
         Log.LogMessage(MessageImportance.High, $"OnnxQuantize: quantizing {item.ItemSpec} -> {request.Output}");
         Log.LogMessage(MessageImportance.Low, $"onnxvitq {request}");
 
@@ -143,7 +154,10 @@ public sealed class QuantizeOnnxModels : Microsoft.Build.Utilities.Task, ICancel
             Log.LogMessage(MessageImportance.High, $"OnnxQuantize: {item.ItemSpec} quantized in {clock.Elapsed.TotalSeconds:0.0} s");
             return true;
         }
-        foreach (var path in request.Outputs) File.Delete(path); // no partial or stale output survives a failure
+        // No output this run wrote survives its failure (the tool writes atomically, so this is a
+        // report or model it finished before failing); files it did not touch are left alone.
+        foreach (var path in request.Outputs)
+            if (File.Exists(path) && (!before.TryGetValue(path, out var time) || File.GetLastWriteTimeUtc(path) != time)) File.Delete(path);
         string message = errors.FirstOrDefault(l => l.StartsWith("error: ", StringComparison.Ordinal)) is { } first ? first["error: ".Length..]
             : errors.Count > 0 ? string.Join(" ", errors) : $"onnxvitq exited with code {exit}";
         string code = _cancelled ? ErrorCodes.QuantizationFailed : exit switch

@@ -69,13 +69,26 @@ internal sealed record QuantizeRequest(string Model, string Calibration, string 
                 throw new RequestException(ErrorCodes.InvalidOptions, model, $"EmbedPreprocessing of '{item.ItemSpec}' must be true or false, not '{other}'");
         }
         if (Value(item, "Arguments") is { } extra) args.AddRange(SplitArguments(extra));
+        // A report path is written, and deleted when a run fails: it must not name a file this item
+        // reads (Report="m.onnx" on the item for m.onnx would destroy the model) or the output.
+        var reads = new[] { model, calibration }.Concat(extraInputs).ToList();
+        foreach (var (metadata, path) in new[] { ("Report", json), ("HtmlReport", html) })
+        {
+            if (path is null) continue;
+            if (reads.FirstOrDefault(r => SamePath(r, path) || (Directory.Exists(r) && Inside(path, r))) is { } input)
+                throw new RequestException(ErrorCodes.InvalidOptions, model, $"{metadata} '{path}' of '{item.ItemSpec}' would overwrite an input ('{input}'); choose another path");
+            if (SamePath(path, output) || ExternalDataFiles.IsDataFileOf(path, output))
+                throw new RequestException(ErrorCodes.InvalidOptions, model, $"{metadata} '{path}' of '{item.ItemSpec}' is the quantized model's own path; choose another path");
+        }
+        if (json is not null && html is not null && SamePath(json, html))
+            throw new RequestException(ErrorCodes.InvalidOptions, model, $"Report and HtmlReport of '{item.ItemSpec}' are the same file '{json}'");
         string targetPath = Value(item, "TargetPath") ?? outputName;
         return new QuantizeRequest(model, calibration, output, json, html, targetPath, args, extraInputs);
     }
 
-    /// <summary>The outputs a successful run leaves (the model, its external data, the reports).</summary>
+    /// <summary>The outputs a run leaves (the model, its external data files as they are now, the reports).</summary>
     public IEnumerable<string> Outputs =>
-        new[] { Output, Output + ".data", JsonReport, HtmlReport }.Where(p => p is not null).Select(p => p!);
+        new[] { Output, JsonReport, HtmlReport }.Concat(ExternalDataFiles.Of(Output)).Where(p => p is not null).Select(p => p!);
 
     /// <summary>"true" puts the report beside the quantized model in obj/; a path is taken relative to the project.</summary>
     private static string? ReportPath(ITaskItem item, string metadata, string projectDirectory, string output, string suffix) =>
@@ -90,6 +103,23 @@ internal sealed record QuantizeRequest(string Model, string Calibration, string 
     private static string? Value(ITaskItem item, string name) => item.GetMetadata(name) is { Length: > 0 } v ? v.Trim() : null;
 
     private static string Full(string path, string projectDirectory) => Path.GetFullPath(Path.Combine(projectDirectory, path));
+
+    private static bool SamePath(string a, string b) => string.Equals(Resolved(a), Resolved(b), StringComparison.Ordinal);
+
+    private static bool Inside(string path, string folder) =>
+        Resolved(path).StartsWith(Resolved(folder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+
+    /// <summary>The full path with symbolic links resolved (a link to the model is the model).</summary>
+    private static string Resolved(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            if (File.Exists(full) && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target) return target.FullName;
+        }
+        catch (IOException) { }
+        return full;
+    }
 
     /// <summary>Splits free-form extra arguments on spaces, keeping "double-quoted" parts together.</summary>
     internal static IEnumerable<string> SplitArguments(string text)

@@ -86,6 +86,58 @@ public class QuantizeOnnxModelsTaskTests
         Assert.That(log.Errors.Single().Message, Does.Contain("W9A9"));
     }
 
+    /// <summary>A model written with external data: its weights file is a quantized model item too,
+    /// with a target path beside the model's, so the build copies it to bin/ and publish/.</summary>
+    [Test]
+    public void TheExternalDataFileTravelsWithTheModel()
+    {
+        using var project = new TempDir();
+        File.Copy(Repo.Model("vit.opset17.onnx"), project.File("vit.onnx"));
+        var item = Vit(project.Path);
+        item.SetMetadata("ExternalData", "Always");
+        item.SetMetadata("TargetPath", "models/vit.q.onnx");
+        var (ok, log, task) = Run(project.Path, item);
+        Assert.That(ok, Is.True, log.Text);
+        Assert.That(task.QuantizedModels, Has.Length.EqualTo(2));
+        var data = task.QuantizedModels[1];
+        Assert.That(Path.GetFileName(data.ItemSpec), Does.Match(@"^vit\.quantized\.onnx\.[0-9a-f]{16}\.data$"));
+        Assert.That(data.GetMetadata("TargetPath"), Is.EqualTo(Path.Combine("models", Path.GetFileName(data.ItemSpec))));
+        Assert.That(task.FilesWritten.Select(f => f.ItemSpec), Does.Contain(data.ItemSpec));
+    }
+
+    /// <summary>A failed run removes only what it wrote: a report path naming a file the user had
+    /// (here an unrelated notes file) is left as it was (it used to be deleted with the outputs).</summary>
+    [Test]
+    public void AFailedRunDeletesOnlyWhatItWrote()
+    {
+        using var project = new TempDir();
+        File.Copy(Repo.Model("vit.opset17.onnx"), project.File("vit.onnx"));
+        File.WriteAllText(project.File("notes.json"), "the user's own file");
+        var item = Vit(project.Path);
+        item.SetMetadata("Bits", "W9A9");
+        item.SetMetadata("Report", "notes.json");
+        var (ok, log, _) = Run(project.Path, item);
+        Assert.That(ok, Is.False, log.Text);
+        Assert.That(File.ReadAllText(project.File("notes.json")), Is.EqualTo("the user's own file"));
+    }
+
+    /// <summary>Report="vit.onnx" on the item for vit.onnx is refused before the tool runs, and the model survives.</summary>
+    [Test]
+    public void AReportPathNamingTheModelIsRefusedAndTheModelSurvives()
+    {
+        using var project = new TempDir();
+        File.Copy(Repo.Model("vit.opset17.onnx"), project.File("vit.onnx"));
+        long size = new FileInfo(project.File("vit.onnx")).Length;
+        var item = Vit(project.Path);
+        item.SetMetadata("Report", "vit.onnx");
+        var (ok, log, _) = Run(project.Path, item);
+        Assert.That(ok, Is.False);
+        Assert.That(log.Errors.Single().Code, Is.EqualTo(ErrorCodes.InvalidOptions));
+        Assert.That(log.Errors.Single().Message, Does.Contain("Report").And.Contain("would overwrite an input"));
+        Assert.That(log.Text, Does.Not.Contain("quantizing"));
+        Assert.That(new FileInfo(project.File("vit.onnx")).Length, Is.EqualTo(size));
+    }
+
     [Test]
     public void MissingModelIsOvq0001WithoutRunningTheTool()
     {

@@ -53,6 +53,9 @@ public class QuantizeRequestTests
     [TestCase("OutputName", "sub/out.onnx", "must be a file name")]
     [TestCase("EvalData", "eval.npy", "has EvalData but no EvalLabels")]
     [TestCase("EmbedPreprocessing", "yes", "EmbedPreprocessing of 'm.onnx' must be true or false, not 'yes'")]
+    [TestCase("Report", "m.onnx", "Report '")]
+    [TestCase("HtmlReport", "calib.npy", "would overwrite an input")]
+    [TestCase("Report", "obj/m.quantized.onnx", "is the quantized model's own path")]
     public void InvalidMetadataIsOvq0003(string name, string value, string message)
     {
         using var project = new TempDir();
@@ -85,6 +88,24 @@ public class QuantizeRequestTests
         Assert.That(Fingerprint(), Is.EqualTo(first));
         File.WriteAllText(project.File("calib/2.npy"), "two");
         Assert.That(Fingerprint(), Is.Not.EqualTo(first), "an added calibration file");
+    }
+
+    /// <summary>A model with external data: editing the weights file (not the .onnx) redoes the work.</summary>
+    [Test]
+    public void FingerprintFollowsTheModelsExternalData()
+    {
+        using var project = new TempDir();
+        OnnxViTQ.Serialization.OnnxModelWriter.Save(OnnxViTQ.Serialization.OnnxModelReader.Load(Repo.Model("vit.opset17.onnx")), project.File("m.onnx"),
+            new OnnxViTQ.Serialization.OnnxWriteOptions { ExternalData = OnnxViTQ.ExternalDataMode.Always });
+        File.WriteAllText(project.File("calib.npy"), "calib");
+        string Fingerprint() => InputFingerprint.Compute(QuantizeRequest.From(Item("m.onnx", ("Calibration", "calib.npy")), project.Path, project.File("obj")), project.File("no-tool"));
+        string data = OnnxViTQ.Serialization.ExternalDataFiles.Of(project.File("m.onnx")).Single();
+        Assert.That(OnnxViTQ.Serialization.ExternalDataFiles.ReferencedBy(project.File("m.onnx")), Is.EqualTo(new[] { Path.GetFileName(data) }));
+        string first = Fingerprint();
+        var bytes = File.ReadAllBytes(data);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(data, bytes);
+        Assert.That(Fingerprint(), Is.Not.EqualTo(first), "the weights file's content counts");
     }
 
     [Test]

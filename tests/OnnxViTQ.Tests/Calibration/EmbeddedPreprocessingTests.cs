@@ -110,6 +110,26 @@ public class EmbeddedPreprocessingTests
         AssertWithinOneCode(RunBytes(bytesModel, File.ReadAllBytes(file)).Tensor, CSharpTensor(file, pre), pre, $"{height}×{width} RGB");
     }
 
+    /// <summary>A non-square input (24×40) is resized to (⌊H/crop⌋, ⌊W/crop⌋) then cropped, in C# and in
+    /// the model alike (the shorter-side rule used to leave the resized image narrower than the crop:
+    /// an index error).</summary>
+    [Test]
+    public void NonSquareInputsAreResizedToCoverTheCrop()
+    {
+        var g = new Graph("non_square");
+        var x = g.AddInput("pixel_values", new TensorTypeInfo(DataType.Float, [Dim.Named("batch"), Dim.Known(3), Dim.Known(24), Dim.Known(40)]));
+        var y = g.AddNode("Identity", [x], ["logits"]).Output();
+        y.Type = x.Type;
+        g.AddOutput(y);
+        var model = TinyModels.NewModel(g);
+        var input = ImageInput.Of(model, "non_square");
+        var pre = new ImageDataOptions { CropFraction = 0.9f }.Resolve(model, input);
+        Assert.That(pre.ResizedSize(28, 28), Is.EqualTo((26f, 44f)));
+        var bytesModel = ImageBytesModel(model, pre);
+        foreach (var png in Pngs.Take(3))
+            AssertWithinOneCode(RunBytes(bytesModel, File.ReadAllBytes(png)).Tensor, CSharpTensor(png, pre), pre, $"{Path.GetFileName(png)} as 24×40");
+    }
+
     /// <summary>The check: the default model quantized with --embed-preprocessing classifies
     /// the bundled PNGs exactly as the same plan with a tensor input does.</summary>
     [Test]

@@ -35,6 +35,33 @@ public class InputValidationTests
         Assert.That(e.Message, Is.EqualTo($"'half.onnx' input 'pixel_values' is {type.OnnxName()}; only float32 image inputs are supported (export the model in float32)"));
     }
 
+    /// <summary>A fixed batch of 0 (ONNX Runtime accepts it) made every calibration source step by
+    /// 0 forever; 2^32 truncated to 0 as an int. Both are refused when the input is read.</summary>
+    [TestCase(0L)]
+    [TestCase(1L << 32)]
+    public void AFixedBatchOfZeroIsRefusedInsteadOfLoopingForever(long batch)
+    {
+        var g = new Graph("g");
+        var x = g.AddInput("pixel_values", new TensorTypeInfo(DataType.Float, [Dim.Known(batch), Dim.Known(3), Dim.Known(28), Dim.Known(28)]));
+        g.AddOutput(g.AddNode("Identity", [x], ["y"]).Output());
+        var e = Assert.Throws<OnnxViTQException>(() => ImageInput.Of(TinyModels.NewModel(g), "m.onnx"))!;
+        Assert.That(e.Message, Is.EqualTo($"'m.onnx' input 'pixel_values' has a fixed batch of {batch}; it must be 1 to 65536 (or dynamic)"));
+    }
+
+    /// <summary>Preprocessing metadata is part of an untrusted file: a crop past 1 used to crop
+    /// outside the resized image (an index error, exit 70), a non-number threw a FormatException.</summary>
+    [TestCase("onnxvitq.preprocess.crop_pct", "1.5", "crop_pct = '1.5' must be a number in (0, 1]")]
+    [TestCase("onnxvitq.preprocess.crop_pct", "wide", "crop_pct = 'wide' must be a number in (0, 1]")]
+    [TestCase("onnxvitq.preprocess.mean", "0.5,x,0.5", "mean = '0.5,x,0.5' is not a comma-separated list of numbers")]
+    [TestCase("onnxvitq.preprocess.std", "0.2,0,0.2", "std = '0.2,0,0.2' must be positive numbers")]
+    public void BadPreprocessingMetadataIsAClearError(string key, string value, string message)
+    {
+        var model = OnnxViTQ.Serialization.OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
+        model.SetMetadata(key, value);
+        var e = Assert.Throws<OnnxViTQException>(() => ImagePreprocessing.ForModel(model, 3, 28, 28))!;
+        Assert.That(e.Message, Does.Contain(message));
+    }
+
     [Test]
     public void Int64LabelsAreReadExactly()
     {

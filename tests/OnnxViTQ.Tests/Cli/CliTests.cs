@@ -169,7 +169,7 @@ public class CliTests
         string output = tmp.File("deit.q.onnx");
         var q = Run("quantize", Repo.Model("deit.opset13.onnx"), "-o", output, "--calib", Repo.Calibration, "--samples", "64", "--external-data", "Always");
         Assert.That(q.Code, Is.Zero, q.Err);
-        Assert.That(File.Exists(output + ".data"));
+        Assert.That(ExternalDataFiles.Of(output), Has.Count.EqualTo(1), "one weights file beside the model");
 
         var e = Run("eval", output, "--data", Repo.EvalImages, "--labels", Repo.EvalLabels, "--limit", "200");
         Assert.That(e.Code, Is.Zero, e.Err);
