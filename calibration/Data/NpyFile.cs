@@ -39,7 +39,7 @@ internal sealed partial class NpyFile
         if (stream.Read(head) < 10 || !head.AsSpan(0, 6).SequenceEqual(Magic))
             throw new OnnxViTQException($"'{path}' is not a .npy file (no NUMPY magic)");
         int major = head[6];
-        int headerLength;
+        long headerLength;
         long offset;
         if (major == 1)
         {
@@ -50,12 +50,15 @@ internal sealed partial class NpyFile
         {
             var extra = new byte[2];
             if (stream.Read(extra) < 2) throw new OnnxViTQException($"'{path}' has a truncated .npy header");
-            headerLength = checked((int)BinaryPrimitives.ReadUInt32LittleEndian([head[8], head[9], extra[0], extra[1]]));
+            headerLength = BinaryPrimitives.ReadUInt32LittleEndian([head[8], head[9], extra[0], extra[1]]);
             offset = 12;
         }
         else throw new OnnxViTQException($"'{path}' uses .npy format version {major}, which is not supported");
+        // The length is the file's claim: bound it by the file before allocating for it.
+        if (headerLength > MaxHeaderBytes || headerLength > stream.Length - offset)
+            throw new OnnxViTQException($"'{path}' claims a {headerLength}-byte .npy header; the file has {stream.Length} bytes and headers are at most {MaxHeaderBytes}");
         var header = new byte[headerLength];
-        if (stream.ReadAtLeast(header, headerLength, throwOnEndOfStream: false) < headerLength)
+        if (stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < headerLength)
             throw new OnnxViTQException($"'{path}' has a truncated .npy header");
         string text = Encoding.Latin1.GetString(header);
         var descr = DescrRegex().Match(text);
@@ -66,9 +69,17 @@ internal sealed partial class NpyFile
             throw new OnnxViTQException($"'{path}' is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)");
         var dtype = ParseDType(descr.Groups[1].Value, path);
         long[] dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+            .Select(d => ParseDim(d, path, text)).ToArray();
         var file = new NpyFile(path, dtype, dims, offset + headerLength);
-        long expected = file.DataOffset + file.ElementCount * file.ElementSize;
+        // Checked in this order so that a product past the file's size cannot wrap into range.
+        long elements = 1;
+        foreach (long d in dims)
+        {
+            if (d != 0 && elements > (stream.Length / file.ElementSize) / d)
+                throw new OnnxViTQException($"'{path}' is truncated: shape ({string.Join(", ", dims)}) needs more bytes than the file's {stream.Length}");
+            elements *= d;
+        }
+        long expected = file.DataOffset + elements * file.ElementSize;
         if (stream.Length < expected)
             throw new OnnxViTQException($"'{path}' is truncated: shape ({string.Join(", ", dims)}) needs {expected} bytes, the file has {stream.Length}");
         return file;
@@ -143,6 +154,18 @@ internal sealed partial class NpyFile
             s.Write(Encoding.Latin1.GetBytes(header));
             s.Write(bytes);
         });
+    }
+
+    /// <summary>Longest header accepted: NumPy writes tens of bytes, and its own reader stops at 10 000.</summary>
+    private const int MaxHeaderBytes = 1 << 20;
+
+    /// <summary>One dimension of the header's shape tuple; Python 2's NumPy wrote longs with an 'L' suffix.</summary>
+    private static long ParseDim(string text, string path, string header)
+    {
+        string digits = text.EndsWith('L') ? text[..^1] : text;
+        return long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long d)
+            ? d
+            : throw new OnnxViTQException($"'{path}' has a .npy shape entry '{text}' that is not a non-negative integer: {header.Trim()}");
     }
 
     private static NpyDType ParseDType(string descr, string path) => descr switch

@@ -33,8 +33,25 @@ internal sealed record ImageInput(string Name, int Channels, int Height, int Wid
             throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has a fixed batch of {fixedBatch}; it must be 1 to 65536 (or dynamic)");
         if (shape.Skip(1).Any(d => d.Size is < 1 or > 1 << 20))
             throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has shape [{string.Join(",", shape)}]; channels, height and width must be 1 to {1 << 20}");
+        long sample = shape[1].Size!.Value * shape[2].Size!.Value * shape[3].Size!.Value;
+        if (sample > MaxSampleElements)
+            throw new OnnxViTQException($"'{modelName}' input '{input.Name}' has shape [{string.Join(",", shape)}]: {sample} values per image, more than the {MaxSampleElements} this tool feeds");
         int? batch = shape[0].Size is { } b ? (int)b : null;
-        return new ImageInput(input.Name, (int)shape[1].Size!, (int)shape[2].Size!, (int)shape[3].Size!, batch);
+        var result = new ImageInput(input.Name, (int)shape[1].Size!, (int)shape[2].Size!, (int)shape[3].Size!, batch);
+        if (batch is { } fixedSize) result.EnsureBatchFits(fixedSize, modelName);
+        return result;
+    }
+
+    /// <summary>Values in one image (C·H·W) and in one batch: every batch buffer is one float array.</summary>
+    public const long MaxSampleElements = 1L << 26, MaxBatchElements = 1L << 28;
+
+    public long SampleElements => (long)Channels * Height * Width;
+
+    /// <summary>Fails unless a batch of <paramref name="batch"/> images fits one buffer.</summary>
+    public void EnsureBatchFits(int batch, string what)
+    {
+        if (batch < 1 || batch * SampleElements > MaxBatchElements)
+            throw new OnnxViTQException($"'{what}': a batch of {batch} images of [{string.Join(",", SampleShape)}] is {batch * SampleElements} values; batches hold 1 image up to {MaxBatchElements} values (lower the batch size)");
     }
 
     /// <summary>Fails unless <paramref name="source"/>'s samples fit this input.</summary>
@@ -53,6 +70,7 @@ internal sealed record ImageInput(string Name, int Channels, int Height, int Wid
     public IEnumerable<(SampleBatch Batch, int Real)> Batches(ICalibrationSource source, int requestedBatchSize, int maxSamples = int.MaxValue)
     {
         EnsureFits(source);
+        EnsureBatchFits(FixedBatch ?? requestedBatchSize, source.Name);
         foreach (var read in source.ReadBatches(FixedBatch ?? requestedBatchSize, maxSamples))
             yield return (FixedBatch is { } b ? read.PadTo(b) : read, read.Count);
     }

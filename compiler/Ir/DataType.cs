@@ -49,6 +49,7 @@ internal static class DataTypes
     {
         int bits = t.BitWidth();
         if (bits == 0) throw new ArgumentException($"{t} has no raw encoding");
+        if (count < 0 || count > (long.MaxValue - 7) / bits) throw new ArgumentException($"{count} elements of {t.OnnxName()} do not fit in a byte count");
         return (count * bits + 7) / 8;
     }
 

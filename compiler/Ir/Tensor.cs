@@ -17,7 +17,7 @@ internal sealed class Tensor
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("big-endian hosts are not supported");
         DataType = type;
         Dims = dims;
-        ElementCount = dims.Aggregate(1L, (a, d) => a * d);
+        ElementCount = CountOf(dims);
         if (type == DataType.String)
         {
             _strings = strings ?? throw new ArgumentNullException(nameof(strings));
@@ -31,6 +31,20 @@ internal sealed class Tensor
             if (_raw.Length != expected)
                 throw new ArgumentException($"{type.OnnxName()} tensor of shape [{string.Join(",", dims)}] needs {expected} bytes, got {_raw.Length}");
         }
+    }
+
+    /// <summary>The element count of a shape; a negative dimension, or a product past 2^62 (which
+    /// would wrap to a small number and pass every size check), is an <see cref="ArgumentException"/>.</summary>
+    public static long CountOf(IReadOnlyList<long> dims)
+    {
+        long count = 1;
+        foreach (long d in dims)
+        {
+            if (d < 0) throw new ArgumentException($"shape [{string.Join(",", dims)}] has a negative dimension");
+            if (d != 0 && count > (1L << 62) / d) throw new ArgumentException($"shape [{string.Join(",", dims)}] has more than 2^62 elements");
+            count *= d;
+        }
+        return count;
     }
 
     public DataType DataType { get; }

@@ -48,6 +48,8 @@ internal static class OnnxModelReader
             throw new OnnxFormatException(bytes.Length == 0
                 ? $"'{sourceName}' is empty, not an ONNX model"
                 : $"'{sourceName}' is not an ONNX model (no graph, IR version or opset import)");
+        if (proto.Graph.Output.Count == 0)
+            throw new OnnxFormatException($"'{sourceName}' has a graph with no outputs; an ONNX model names at least one");
         return new Reader(externalDataDirectory, sourceName).ReadModel(proto);
     }
 
@@ -188,8 +190,8 @@ internal static class OnnxModelReader
                 AttributeKind.Float => AttributeValue.Float(a.Name, a.F),
                 AttributeKind.Int => AttributeValue.Int(a.Name, a.I),
                 AttributeKind.String => AttributeValue.Bytes(a.Name, a.S.ToByteArray()),
-                AttributeKind.Tensor => AttributeValue.Tensor(a.Name, ReadTensor(a.T, where)),
-                AttributeKind.Graph => AttributeValue.Graph(a.Name, ReadGraph(a.G, owner)),
+                AttributeKind.Tensor => AttributeValue.Tensor(a.Name, ReadTensor(a.T ?? throw Missing("tensor"), where)),
+                AttributeKind.Graph => AttributeValue.Graph(a.Name, ReadGraph(a.G ?? throw Missing("graph"), owner)),
                 AttributeKind.Floats => AttributeValue.Floats(a.Name, a.Floats),
                 AttributeKind.Ints => AttributeValue.Ints(a.Name, a.Ints),
                 AttributeKind.Strings => AttributeValue.Strings(a.Name, a.Strings.Select(s => s.ToByteArray())),
@@ -199,6 +201,9 @@ internal static class OnnxModelReader
             };
             value.Origin ??= origin;
             return value;
+
+            OnnxFormatException Missing(string payload) =>
+                new($"'{sourceName}': {where} is typed {kind.ToString().ToUpperInvariant()} but holds no {payload}");
         }
 
         /// <summary>Files written before ONNX made <c>type</c> required omit it; the payload tells.</summary>
@@ -219,8 +224,9 @@ internal static class OnnxModelReader
         {
             var type = (Ir.DataType)t.DataType;
             var dims = t.Dims.ToArray();
-            if (dims.Any(d => d < 0)) throw new OnnxFormatException($"'{sourceName}': {what} has a negative dimension");
-            long count = dims.Aggregate(1L, (a, d) => a * d);
+            long count;
+            try { count = Tensor.CountOf(dims); }
+            catch (ArgumentException e) { throw new OnnxFormatException($"'{sourceName}': {what} is malformed: {e.Message}", e); }
             var origin = t.Clone();
             origin.Dims.Clear(); origin.ClearDataType(); // the name stays: attribute tensors keep theirs, initializers get the value's
             origin.ClearRawData(); origin.FloatData.Clear(); origin.Int32Data.Clear(); origin.StringData.Clear();
@@ -321,55 +327,57 @@ internal static class OnnxModelReader
         /// <summary>Typed repeated fields (float_data, int32_data...) re-encoded as raw bytes.</summary>
         private ReadOnlyMemory<byte> TypedFieldsToRaw(TensorProto t, Ir.DataType type, long count, string what)
         {
+            // The values present bound the buffer: a shape claiming billions of elements over an
+            // empty field is refused before anything is allocated.
+            int available = type switch
+            {
+                Ir.DataType.Float or Ir.DataType.Complex64 => t.FloatData.Count,
+                Ir.DataType.Double or Ir.DataType.Complex128 => t.DoubleData.Count,
+                Ir.DataType.Int64 => t.Int64Data.Count,
+                Ir.DataType.UInt32 or Ir.DataType.UInt64 => t.Uint64Data.Count,
+                Ir.DataType.Int32 or Ir.DataType.Int16 or Ir.DataType.UInt16 or Ir.DataType.Float16 or Ir.DataType.BFloat16
+                    or Ir.DataType.Int8 or Ir.DataType.UInt8 or Ir.DataType.Bool or Ir.DataType.Float8E4M3FN
+                    or Ir.DataType.Float8E4M3FNUZ or Ir.DataType.Float8E5M2 or Ir.DataType.Float8E5M2FNUZ => t.Int32Data.Count,
+                _ => throw new OnnxFormatException($"'{sourceName}': {what} stores {type.OnnxName()} in typed fields, which this reader does not decode"),
+            };
+            long needed = type is Ir.DataType.Complex64 or Ir.DataType.Complex128 ? 2 * count : count;
+            if (available != needed)
+                throw new OnnxFormatException($"'{sourceName}': {what} has {available} values, its shape needs {needed}");
+            int n = (int)count;
             byte[] raw = new byte[type.RawByteCount(count)];
             var span = raw.AsSpan();
-            void Check(int available, int needed)
-            {
-                if (available != needed)
-                    throw new OnnxFormatException($"'{sourceName}': {what} has {available} values, its shape needs {needed}");
-            }
-            int n = checked((int)count);
             switch (type)
             {
                 case Ir.DataType.Float or Ir.DataType.Complex64: // a complex number is two floats
                 {
                     int m = type == Ir.DataType.Complex64 ? 2 * n : n;
-                    Check(t.FloatData.Count, m);
                     for (int i = 0; i < m; i++) System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(span[(4 * i)..], t.FloatData[i]);
                     break;
                 }
                 case Ir.DataType.Double or Ir.DataType.Complex128:
                 {
                     int m = type == Ir.DataType.Complex128 ? 2 * n : n;
-                    Check(t.DoubleData.Count, m);
                     for (int i = 0; i < m; i++) System.Buffers.Binary.BinaryPrimitives.WriteDoubleLittleEndian(span[(8 * i)..], t.DoubleData[i]);
                     break;
                 }
                 case Ir.DataType.Int64:
-                    Check(t.Int64Data.Count, n);
                     for (int i = 0; i < n; i++) System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(span[(8 * i)..], t.Int64Data[i]);
                     break;
                 case Ir.DataType.UInt32 or Ir.DataType.UInt64:
-                    Check(t.Uint64Data.Count, n);
                     for (int i = 0; i < n; i++)
                         if (type == Ir.DataType.UInt32) System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(span[(4 * i)..], (uint)t.Uint64Data[i]);
                         else System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(span[(8 * i)..], t.Uint64Data[i]);
                     break;
                 case Ir.DataType.Int32:
-                    Check(t.Int32Data.Count, n);
                     for (int i = 0; i < n; i++) System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(span[(4 * i)..], t.Int32Data[i]);
                     break;
                 case Ir.DataType.Int16 or Ir.DataType.UInt16 or Ir.DataType.Float16 or Ir.DataType.BFloat16:
-                    Check(t.Int32Data.Count, n);
                     for (int i = 0; i < n; i++) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(span[(2 * i)..], (ushort)t.Int32Data[i]);
                     break;
                 case Ir.DataType.Int8 or Ir.DataType.UInt8 or Ir.DataType.Bool or Ir.DataType.Float8E4M3FN
                     or Ir.DataType.Float8E4M3FNUZ or Ir.DataType.Float8E5M2 or Ir.DataType.Float8E5M2FNUZ:
-                    Check(t.Int32Data.Count, n);
                     for (int i = 0; i < n; i++) raw[i] = (byte)t.Int32Data[i];
                     break;
-                default:
-                    throw new OnnxFormatException($"'{sourceName}': {what} stores {type.OnnxName()} in typed fields, which this reader does not decode");
             }
             return raw;
         }

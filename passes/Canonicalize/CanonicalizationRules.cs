@@ -41,7 +41,34 @@ internal static class CanonicalizationRules
             r.RemoveDead(op);
         });
 
-    public static IReadOnlyList<RewriteRule> All { get; } = [FoldConstantTranspose, FoldConstantIdentity];
+    /// <summary>
+    /// A <c>Constant</c> node holding a float tensor of rank ≥ 1 → an initializer of the same name.
+    /// paddle2onnx, tf2onnx and older exporters store weights that way; as initializers they are
+    /// weights to every later pass (folds rewrite them, searches and lowerings quantize them).
+    /// Scalars and integer tensors (shapes, axes) stay nodes: nothing quantizes them.
+    /// </summary>
+    public static readonly RewriteRule ConstantNodeToInitializer = new(
+        "constant-node-to-initializer",
+        Pattern.Op("Constant").Named("op"),
+        m => m.Node("op") switch
+        {
+            var op when op.Output().IsGraphOutput => "its output is a graph output",
+            var op when op.Attribute("value") is not { Kind: AttributeKind.Tensor } => "it holds no tensor 'value'",
+            var op when op.Attribute("value")!.AsTensor() is { } t && (!t.DataType.IsFloatingPoint() || t.Rank == 0) => "not a float tensor of rank ≥ 1",
+            _ => null,
+        },
+        (m, r) =>
+        {
+            var op = m.Node("op");
+            var output = op.Output();
+            string name = output.Name;
+            var initializer = r.AddConstant(name + "_weight", op.Attribute("value")!.AsTensor());
+            r.Replace(output, initializer);
+            r.RemoveDead(op);
+            r.Graph.Rename(initializer, name);
+        });
+
+    public static IReadOnlyList<RewriteRule> All { get; } = [ConstantNodeToInitializer, FoldConstantTranspose, FoldConstantIdentity];
 
     /// <summary>Pass <c>canonicalize</c>: it changes constants, so it runs before sites are selected.</summary>
     public static RewriteRulesPass Pass() => new("canonicalize", All, new PassInfra.PassContract([], [Quantization.Stages.Canonical], [Quantization.Stages.SitesSelected]));

@@ -7,9 +7,10 @@ using OnnxViTQ.Serialization;
 
 // Writes BENCHMARKS.md: one file per section under Sections/ (its doc comment gives its command).
 // Usage:
-//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,extra,memory,search,mixed,compile,speed,gemm]
+//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,extra,memory,search,mixed,compile,speed,gemm,fuzz]
 //       [--extra <folder of .onnx>] [--deit-tiny <model.onnx> --deit-tiny-calib <images.npy>]
 //       [--models vit,swin-outliers] [--recipes minmax,adfq] [--bits W4A4] [--eval-images <images.npy> --eval-labels <labels.npy>] [--rounds N] [--no-write]
+//       [--mutants N --seed S] (fuzz: hostile model files, only when named)
 // --extra adds separately trained exports (tools/zoo/zoo.py train --variant alt), each with an
 // outlier variant made in memory by the same tool as the committed ones. Sections between markers
 // (memory, search, mixed, compile, speed) can be refreshed alone, leaving the rest of the file as it is.
@@ -34,7 +35,7 @@ if (only.Contains("gemm"))
 // section's marker names the kernel path: a run on another kind of CPU keeps the others'.
 string speedMarker = SpeedSection.Marker;
 string MarkerOf(string section) => section == "speed" ? speedMarker : section;
-string[] order = ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed"];
+string[] order = ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed", "fuzz"];
 var sections = new Dictionary<string, string>();
 void Write(string section, Action<Bench> write)
 {
@@ -53,6 +54,7 @@ Write("search", bench => bench.Report.Append(SearchSection.Write(bench)));
 Write("mixed", bench => bench.Report.Append(MixedSection.Write(bench)));
 if (b.DeitTiny is { } tiny && b.DeitTinyCalib is { } tinyCalib) Write("compile", bench => bench.Report.Append(CompileSection.Write(bench, tiny, tinyCalib)));
 Write("speed", bench => bench.Report.Append(SpeedSection.Write(bench)));
+Write("fuzz", FuzzSection.Write);
 
 if (b.Write && b.ListedExplicitly("--only") && File.Exists(b.OutPath))
 {
@@ -101,7 +103,7 @@ foreach (var section in order)
     if (sections.TryGetValue(section, out var text)) file.AppendLine(text);
 // Speed sections of other kinds of CPU, measured on those machines, stay.
 if (File.Exists(b.OutPath))
-    foreach (Match m in Regex.Matches(File.ReadAllText(b.OutPath), @"<!-- (speed-[a-z0-9]+):begin -->.*?<!-- \1:end -->", RegexOptions.Singleline))
+    foreach (Match m in Regex.Matches(File.ReadAllText(b.OutPath), @"<!-- (speed-[a-z0-9-]+):begin -->.*?<!-- \1:end -->", RegexOptions.Singleline))
         if (m.Groups[1].Value != speedMarker) file.AppendLine(m.Value).AppendLine();
 
 if (b.Write)

@@ -10,6 +10,7 @@ dataset-fashion-mnist):
     /usr/bin/python3 tools/zoo/zoo.py train swin --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py deit-tiny            # DeiT-Tiny-shaped random model + 256 images (benchmarks)
     /usr/bin/python3 tools/zoo/zoo.py test-split           # the whole 10 000-image test split (bench --eval-images)
+    /usr/bin/python3 tools/zoo/zoo.py constant-nodes models/vit.opset13.onnx models/exports/vit-constant-nodes.opset13.onnx
 
 `train` writes <out>/<name>.opset17.onnx (LayerNormalization op) and
 <out>/<name>.opset13.onnx (LayerNorm decomposed by the exporter), plus <name>.json with the
@@ -403,6 +404,32 @@ def write_pngs(args):
     print(f"wrote {args.pngs} PNG images to {folder}")
 
 
+def cmd_constant_nodes(args):
+    """Rewrites an export the way paddle2onnx and tf2onnx store weights: every initializer becomes
+    a Constant node (same output name, the tensor in its 'value'), placed first, and the graph has
+    no initializers; the producer name says which convention it copies. Same computation."""
+    import onnx
+    from onnx import helper
+    m = onnx.load(args.model)
+    g = m.graph
+    constants = []
+    for t in g.initializer:
+        constants.append(helper.make_node("Constant", [], [t.name], name=f"Constant_{t.name}", value=t))
+    names = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in names]
+    del g.input[:]
+    g.input.extend(inputs)
+    del g.initializer[:]
+    nodes = constants + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    m.producer_name = "onnxvitq-zoo (paddle2onnx/tf2onnx Constant-node weights)"
+    onnx.checker.check_model(m)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    onnx.save(m, args.out)
+    print(f"wrote {args.out}: {len(constants)} initializers as Constant nodes")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -436,8 +463,12 @@ def main():
     i = sub.add_parser("pngs")
     i.add_argument("--pngs", type=int, default=16)
     i.add_argument("--out", default="models/data")
+    cn = sub.add_parser("constant-nodes")
+    cn.add_argument("model")
+    cn.add_argument("out")
     args = p.parse_args()
-    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny, "test-split": cmd_test_split}[args.cmd](args)
+    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny, "test-split": cmd_test_split,
+     "constant-nodes": cmd_constant_nodes}[args.cmd](args)
 
 
 if __name__ == "__main__":

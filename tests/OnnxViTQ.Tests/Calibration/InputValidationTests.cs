@@ -93,4 +93,41 @@ public class InputValidationTests
         var lines = PlanSummary.Lines(plan).ToList();
         Assert.That(lines.Single(), Is.EqualTo(("weight", "1 uniform 4-bit per-tensor")));
     }
+
+    /// <summary>An image header is a claim: a 28×28 PNG whose header says 16000×16000 asks the decoder
+    /// for 768 MB of RGB (under its own 1 GiB limit). The header is read first and bounded; a file
+    /// the decoder cannot read is bad input named by path.</summary>
+    [Test]
+    public void ImageHeadersAreBoundedBeforeDecoding()
+    {
+        using var tmp = new TempDir();
+        var png = File.ReadAllBytes(Directory.GetFiles(Repo.PngFolder, "*.png", SearchOption.AllDirectories).Order().First());
+        var lying = (byte[])png.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(lying.AsSpan(16), 16000); // IHDR width
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(lying.AsSpan(20), 16000); // IHDR height
+        File.WriteAllBytes(tmp.File("big.png"), lying);
+        var e = Assert.Throws<OnnxViTQException>(() => ImageFolderSource.Decode(tmp.File("big.png")))!;
+        Assert.That(e.Message, Is.EqualTo($"image '{tmp.File("big.png")}' is 16000×16000; images up to 32768 pixels a side and 134217728 pixels in all are read"));
+
+        File.WriteAllBytes(tmp.File("cut.png"), png[..40]);
+        Assert.That(Assert.Throws<OnnxViTQException>(() => ImageFolderSource.Decode(tmp.File("cut.png")))!.Message, Does.StartWith($"cannot decode image '{tmp.File("cut.png")}'"));
+    }
+
+    /// <summary>Per-image and per-batch sizes multiply into one float array: dims each under the
+    /// limit still overflowed an int (exit 70) where the batch buffer was sized.</summary>
+    [Test]
+    public void InputsTooLargeForOneBatchBufferAreRefused()
+    {
+        var g = new Graph("g");
+        var x = g.AddInput("pixel_values", new TensorTypeInfo(DataType.Float, [Dim.Named("batch"), Dim.Known(3), Dim.Known(1 << 20), Dim.Known(1 << 20)]));
+        g.AddOutput(g.AddNode("Identity", [x], ["y"]).Output());
+        Assert.That(Assert.Throws<OnnxViTQException>(() => ImageInput.Of(TinyModels.NewModel(g), "m.onnx"))!.Message,
+            Is.EqualTo("'m.onnx' input 'pixel_values' has shape [batch,3,1048576,1048576]: 3298534883328 values per image, more than the 67108864 this tool feeds"));
+
+        var fixedBatch = new Graph("g");
+        var y = fixedBatch.AddInput("pixel_values", new TensorTypeInfo(DataType.Float, [Dim.Known(65536), Dim.Known(3), Dim.Known(224), Dim.Known(224)]));
+        fixedBatch.AddOutput(fixedBatch.AddNode("Identity", [y], ["z"]).Output());
+        Assert.That(Assert.Throws<OnnxViTQException>(() => ImageInput.Of(TinyModels.NewModel(fixedBatch), "b.onnx"))!.Message,
+            Does.StartWith("'b.onnx': a batch of 65536 images of [3,224,224] is 9865003008 values"));
+    }
 }

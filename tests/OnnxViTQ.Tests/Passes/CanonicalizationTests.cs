@@ -83,4 +83,47 @@ public class CanonicalizationTests
                     Assert.That(o[k * 6 + i * 3 + j], Is.EqualTo(values[i * 12 + j * 4 + k]));
         Assert.That(TensorOps.Transpose(Tensor.FromFloats([2, 3], values[..6]), null).AsSpan<float>().ToArray(), Is.EqualTo(new float[] { 0, 3, 1, 4, 2, 5 }));
     }
+
+    /// <summary>paddle2onnx/tf2onnx weights: Constant nodes holding float tensors become initializers
+    /// of the same name (then foldable like any weight); a scalar, an integer shape and a constant
+    /// that is a graph output stay nodes.</summary>
+    [Test]
+    public void ConstantNodeWeightsBecomeInitializersOfTheSameName()
+    {
+        var g = new Graph("constant_nodes");
+        var x = g.AddInput("x", TensorTypeInfo.Of(DataType.Float, 2, 3));
+        var w = g.AddNode("Constant", [], ["fc.weight"], [AttributeValue.Tensor("value", Tensor.FromFloats([3, 4], TinyModels.Random(12, 1)))], name: "weight_node").Output();
+        var h = g.AddNode("MatMul", [x, w], ["h"], name: "fc").Output();
+        var scale = g.AddNode("Constant", [], ["scale"], [AttributeValue.Tensor("value", Tensor.Scalar(0.5f))], name: "scale_node").Output();
+        var s = g.AddNode("Mul", [h, scale], ["s"], name: "mul").Output();
+        var shape = g.AddNode("Constant", [], ["shape"], [AttributeValue.Tensor("value", Tensor.FromInt64s([2], [4, 2]))], name: "shape_node").Output();
+        var y = g.AddNode("Reshape", [s, shape], ["y"], name: "reshape").Output();
+        var exposed = g.AddNode("Constant", [], ["bias_out"], [AttributeValue.Tensor("value", Tensor.FromFloats([2], [1f, 2f]))], name: "exposed").Output();
+        g.AddOutput(y);
+        g.AddOutput(exposed);
+        y.Type = TensorTypeInfo.Of(DataType.Float, 4, 2);
+        exposed.Type = TensorTypeInfo.Of(DataType.Float, 2);
+        var model = TinyModels.NewModel(g);
+        var input = TinyModels.Random(6, 3);
+        var before = Ort.Run(Ort.Bytes(model), "x", input, [2, 3]);
+        var context = new PassContext();
+
+        Assert.That(new RewriteRulesPass("canonicalize", CanonicalizationRules.All).Run(model, context).Modified);
+
+        Assert.That(GraphPrinter.Print(model.Graph), Is.EqualTo("""
+            input %x: float32[2,3]
+            %h = MatMul(%x, %fc.weight)
+            %scale = Constant()  {value=float32[]}
+            %s = Mul(%h, %scale)
+            %shape = Constant()  {value=int64[2]}
+            %y = Reshape(%s, %shape)
+            %bias_out = Constant()  {value=float32[2]}
+            output %y
+            output %bias_out
+
+            """.ReplaceLineEndings()));
+        Assert.That(model.Graph.Lookup("fc.weight")!.Initializer, Is.Not.Null);
+        Assert.That(context.Diagnostics.Select(d => d.Message), Does.Contain("constant-node-to-initializer declined at node 'exposed': its output is a graph output"));
+        Assert.That(Ort.Run(Ort.Bytes(model), "x", input, [2, 3]), Is.EqualTo(before));
+    }
 }

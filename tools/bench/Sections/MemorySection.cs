@@ -15,7 +15,7 @@ internal static class MemorySection
         var mr = new StringBuilder();
         mr.AppendLine("## Calibration memory");
         mr.AppendLine();
-        mr.AppendLine("Regenerate this table: `dotnet run --project tools/bench -c Release -- --only memory` (refreshes this section of BENCHMARKS.md alone).");
+        mr.AppendLine($"Regenerate this table: `dotnet run --project tools/bench -c Release -- --only memory` (refreshes this section of BENCHMARKS.md alone; this run: {DateTime.UtcNow:yyyy-MM-dd}, {b.Runtime}).");
         mr.AppendLine("Peak working set of `onnxvitq quantize models/vit.opset17.onnx --calib models/data/eval_2000_images_u8.npy --samples N` (batch 32),");
         mr.AppendLine("one process per row, recipes minmax, adfq and liu2021 with mixed precision (interval search, bias correction and module widths work on");
         mr.AppendLine("fixed-size row samples). Memory is bounded by the batch size, not by the number of calibration samples.");

@@ -16,7 +16,16 @@ using OnnxViTQ.Serialization;
 internal static class SpeedSection
 {
     public static string KernelPath => NativeOps.IsAvailable ? NativeOps.KernelPath : "none";
-    public static string Marker => $"speed-{KernelPath}";
+    /// <summary>One section per kernel path and CPU maker: ratios differ between an AMD and an Intel
+    /// core of the same ISA, and a run on one keeps the other's figures.</summary>
+    public static string Marker => $"speed-{KernelPath}-{CpuMaker}";
+
+    public static string CpuMaker => MachineInfo.CpuName() switch
+    {
+        var n when n.Contains("AMD", StringComparison.OrdinalIgnoreCase) => "amd",
+        var n when n.Contains("Intel", StringComparison.OrdinalIgnoreCase) => "intel",
+        _ => "other",
+    };
 
     /// <summary>The peak and the per-GEMM table, printed, not written (they are part of the speed
     /// section, which is regenerated whole).</summary>

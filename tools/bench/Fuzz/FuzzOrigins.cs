@@ -1,0 +1,23 @@
+using OnnxViTQ.Cli;
+
+namespace OnnxViTQ.Fuzz;
+
+/// <summary>The models mutants are made from: every committed reference model (both opsets, with
+/// the outlier variants) and a <c>--format native</c> model of vit.opset17.onnx, quantized here so
+/// its <c>com.onnxvitq</c> nodes are the ones this build writes.</summary>
+internal static class FuzzOrigins
+{
+    public static IReadOnlyList<ModelMutator> Create(string modelsFolder, string workFolder)
+    {
+        Directory.CreateDirectory(workFolder);
+        var origins = Directory.EnumerateFiles(modelsFolder, "*.onnx").Order(StringComparer.Ordinal)
+            .Select(p => new ModelMutator(Path.GetFileName(p), File.ReadAllBytes(p))).ToList();
+        string native = Path.Combine(workFolder, "vit.native.onnx");
+        var err = new StringWriter();
+        int code = CliApp.Run(["quantize", Path.Combine(modelsFolder, "vit.opset17.onnx"), "-o", native, "--calib", Path.Combine(modelsFolder, "data", "calib_512.npy"),
+            "--samples", "64", "--format", "native"], TextWriter.Null, err);
+        if (code != 0) throw new InvalidOperationException($"the native-format origin could not be made: {err}");
+        origins.Add(new ModelMutator("vit.native.onnx", File.ReadAllBytes(native)));
+        return origins;
+    }
+}
