@@ -87,9 +87,33 @@ internal static class OrtRuntime
     public static InferenceSession CreateSession(Model model, string modelName, QdqExecution qdq = QdqExecution.Reference) =>
         CreateSession(OnnxModelWriter.ToBytes(model), modelName, qdq);
 
-    /// <summary>A session on the file itself (ONNX Runtime resolves its external data).</summary>
+    /// <summary>A session on the file itself (ONNX Runtime resolves its external data). A file with
+    /// a LayerNormalization naming a trailing input "" goes through this project's reader and writer
+    /// instead, which leave such inputs out: ONNX Runtime 1.32 crashes the process on it
+    /// (the writer leaves them out of LayerNormalization nodes).</summary>
     public static InferenceSession CreateSession(string modelPath, QdqExecution qdq = QdqExecution.Reference, SessionThreads? threads = null) =>
-        Create(options => new InferenceSession(modelPath, options), modelPath, qdq, threads);
+        NamesTrailingEmptyInputs(modelPath)
+            ? CreateSession(OnnxModelWriter.ToBytes(OnnxModelReader.Load(modelPath)), modelPath, qdq, threads)
+            : Create(options => new InferenceSession(modelPath, options), modelPath, qdq, threads);
+
+    private static bool NamesTrailingEmptyInputs(string modelPath)
+    {
+        Onnx.ModelProto proto;
+        try
+        {
+            using var stream = File.OpenRead(modelPath);
+            proto = Onnx.ModelProto.Parser.ParseFrom(stream);
+        }
+        catch (Exception e) when (e is Google.Protobuf.InvalidProtocolBufferException or IOException)
+        {
+            return false; // ONNX Runtime reports what is wrong with the file
+        }
+        return proto.Graph is { } graph && Any(graph);
+
+        static bool Any(Onnx.GraphProto g) => g.Node.Any(n =>
+            (n.OpType == "LayerNormalization" && n.Domain is "" or "ai.onnx" && n.Input.Count > 0 && n.Input[^1].Length == 0)
+            || n.Attribute.Any(a => (a.G is { } sub && Any(sub)) || a.Graphs.Any(Any)));
+    }
 
     /// <summary>A session on serialized model bytes; <paramref name="configure"/> adds settings of the
     /// caller's own (the benchmarks' profiling) after this project's.</summary>

@@ -183,13 +183,24 @@ internal static class OnnxModelWriter
             return p;
         }
 
+        /// <summary>
+        /// Nodes written with trailing absent inputs left out rather than named "" (the same model:
+        /// ONNX allows both). Only LayerNormalization: ONNX Runtime 1.32 crashes the process (a
+        /// segfault while it optimizes the session, found by the fuzz harness) on one whose bias is
+        /// named ""; every other node is written as read.
+        /// </summary>
+        private static bool OmitsTrailingAbsentInputs(Node n) => n.OpType == "LayerNormalization" && n.Domain is "" or "ai.onnx";
+
         private NodeProto WriteNode(Node n)
         {
             var p = (n.Origin as NodeProto)?.Clone() ?? new NodeProto();
             if (n.Name.Length > 0 || p.HasName) p.Name = n.Name;
             p.OpType = n.OpType;
             if (n.Domain.Length > 0 || p.HasDomain) p.Domain = n.Domain;
-            foreach (var v in n.Inputs) p.Input.Add(v?.Name ?? "");
+            int inputs = n.Inputs.Count;
+            if (OmitsTrailingAbsentInputs(n))
+                while (inputs > 0 && n.Inputs[inputs - 1] is null) inputs--;
+            for (int i = 0; i < inputs; i++) p.Input.Add(n.Inputs[i]?.Name ?? "");
             foreach (var v in n.Outputs) p.Output.Add(v?.Name ?? "");
             foreach (var a in n.Attributes) p.Attribute.Add(WriteAttribute(a));
             return p;

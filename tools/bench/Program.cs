@@ -17,6 +17,7 @@ using OnnxViTQ.Serialization;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+if (args.Contains(FuzzSection.ChildFlag)) return FuzzSection.Child(args);
 var b = new Bench(args);  // reads arguments and .npy headers only: ONNX Runtime is not started yet
 var only = b.Only;
 // The speed section's sessions share one spinning thread pool, which must be made with the
@@ -28,7 +29,7 @@ if (only.Contains("compile") && (b.DeitTiny is null || b.DeitTinyCalib is null) 
 if (only.Contains("gemm"))
 {
     SpeedSection.PrintGemm(b);
-    if (only.Count == 1) return;
+    if (only.Count == 1) return 0;
 }
 
 // Every section between its own markers, so `--only <section>` refreshes it alone. The speed
@@ -82,7 +83,7 @@ if (b.Write && b.ListedExplicitly("--only") && File.Exists(b.OutPath))
     }
     AtomicFile.Write(b.OutPath, s => s.Write(Encoding.UTF8.GetBytes(existing)));
     Console.WriteLine($"wrote the {string.Join(", ", sections.Keys)} section(s) of {b.OutPath}");
-    return;
+    return 0;
 }
 
 var file = new StringBuilder();
@@ -112,3 +113,4 @@ if (b.Write)
     Console.WriteLine($"wrote {b.OutPath}");
 }
 else Console.WriteLine(file);
+return 0;

@@ -67,4 +67,45 @@ public class HostileModelFileTests
         w.Dims[0] = -w.Dims[0];
         Assert.That(Refused(proto).Message, Does.StartWith("'hostile.onnx': initializer 'w' is malformed: shape [").And.EndsWith("] has a negative dimension"));
     }
+
+    /// <summary>Found by the fuzz harness: ONNX Runtime 1.32 kills the process (SIGSEGV while it
+    /// optimizes the session) on a LayerNormalization whose bias is named "" instead of omitted — a
+    /// valid model. The writer leaves trailing absent inputs of standard ops out, and a session on
+    /// such a file goes through the reader and writer, so quantize and eval handle it (before, this
+    /// test took the test host down).</summary>
+    [Test]
+    public void ALayerNormalizationNamingAnEmptyBiasNeitherCrashesQuantizeNorEval()
+    {
+        using var tmp = new TempDir();
+        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Repo.Model("deit.opset17.onnx")));
+        var ln = proto.Graph.Node.First(n => n.OpType == "LayerNormalization");
+        ln.Input[2] = "";
+        string model = tmp.File("empty-bias.onnx"), output = tmp.File("q.onnx");
+        File.WriteAllBytes(model, proto.ToByteArray());
+
+        Assert.That(ModelProto.Parser.ParseFrom(OnnxModelWriter.ToBytes(OnnxModelReader.Load(model))).Graph.Node.First(n => n.Name == ln.Name).Input,
+            Is.EqualTo(ln.Input.Take(2)), "written without the trailing empty name");
+        foreach (var format in new[] { "portable", "native" })
+        {
+            var err = new StringWriter();
+            Assert.That(OnnxViTQ.Cli.CliApp.Run(["quantize", model, "-o", output, "--calib", Repo.Calibration, "--samples", "16", "--format", format], TextWriter.Null, err), Is.Zero, err.ToString());
+            Assert.That(OnnxViTQ.Cli.CliApp.Run(["eval", output, "--data", Repo.EvalImages, "--labels", Repo.EvalLabels, "--limit", "16", "--ref", model], TextWriter.Null, err), Is.Zero, err.ToString());
+        }
+    }
+
+    /// <summary>Other nodes keep their inputs as written (PyTorch's Pad names its absent axes ""):
+    /// the writer stays lossless but for the one form ONNX Runtime crashes on.</summary>
+    [Test]
+    public void OnlyLayerNormalizationLosesItsTrailingEmptyInputs()
+    {
+        var g = new OnnxViTQ.Ir.Graph("g");
+        var x = g.AddInput("x", OnnxViTQ.Ir.TensorTypeInfo.Of(OnnxViTQ.Ir.DataType.Float, 2));
+        var scale = g.AddInitializer("scale", OnnxViTQ.Ir.Tensor.FromFloats([2], [1f, 1f]));
+        var y = g.AddNode("LayerNormalization", [x, scale, null], ["y"]).Output();
+        var z = g.AddNode("Clip", [y, null, null], ["z"]).Output();
+        g.AddOutput(z);
+        var written = ModelProto.Parser.ParseFrom(OnnxModelWriter.ToBytes(TinyModels.NewModel(g)));
+        Assert.That(written.Graph.Node[0].Input, Is.EqualTo(new[] { "x", "scale" }));
+        Assert.That(written.Graph.Node[1].Input, Is.EqualTo(new[] { "y", "", "" }));
+    }
 }

@@ -35,19 +35,28 @@ internal sealed class FuzzRun(string workFolder, string calibration, string eval
 
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
-    public FuzzResult Run(IReadOnlyList<ModelMutator> origins, int mutants, int firstSeed, Action<int, FuzzResult>? progress = null)
+    /// <summary>The origin of the mutant with <paramref name="seed"/>: round robin by seed, so a run
+    /// that starts at any seed makes the same mutants.</summary>
+    public static ModelMutator OriginOf(IReadOnlyList<ModelMutator> origins, int seed) => origins[(int)((uint)seed % (uint)origins.Count)];
+
+    /// <summary>Runs seeds <paramref name="firstSeed"/>… ; <paramref name="record"/> hears each mutant's
+    /// outcome (refused, accepted-then-refused, quantized, evaluated, failure) as it ends.</summary>
+    public FuzzResult Run(IReadOnlyList<ModelMutator> origins, int mutants, int firstSeed, Action<int, FuzzResult>? progress = null,
+        Action<Mutant, string, FuzzFailure?>? record = null)
     {
         Directory.CreateDirectory(workFolder);
         var result = new FuzzResult();
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int i = 0; i < mutants; i++)
         {
-            var mutant = origins[i % origins.Count].Mutate(firstSeed + i);
+            var mutant = OriginOf(origins, firstSeed + i).Mutate(firstSeed + i);
+            int failures = result.Failures.Count;
             File.WriteAllText(Path.Combine(workFolder, "current-mutant.txt"), $"{mutant.Origin} seed {mutant.Seed}: {mutant.Description}\n");
             string model = Path.Combine(workFolder, "mutant.onnx"), output = Path.Combine(workFolder, "mutant.q.onnx");
             File.WriteAllBytes(model, mutant.Bytes);
             result.Mutants++;
-            if (!Command(mutant, result, out int inspected, "inspect", model)) break;
+            string outcome;
+            if (!Command(mutant, result, out int inspected, "inspect", model)) { record?.Invoke(mutant, "failure", result.Failures[^1]); break; }
             if (inspected == ExitCodes.Ok)
             {
                 result.Inspected++;
@@ -55,12 +64,18 @@ internal sealed class FuzzRun(string workFolder, string calibration, string eval
                 string[] args = native
                     ? ["eval", model, "--data", evalImages, "--labels", evalLabels, "--limit", "8", "--batch-size", "8"]
                     : ["quantize", model, "-o", output, "--calib", calibration, "--samples", "8", "--batch-size", "8",
-                       "--recipe", Recipes[mutant.Seed % Recipes.Length], "--format", Formats[mutant.Seed / Recipes.Length % Formats.Length]];
-                if (!Command(mutant, result, out int code, args)) break;
+                       "--recipe", Recipes[(uint)mutant.Seed % Recipes.Length], "--format", Formats[(uint)mutant.Seed / Recipes.Length % Formats.Length]];
+                if (!Command(mutant, result, out int code, args)) { record?.Invoke(mutant, "failure", result.Failures[^1]); break; }
                 if (code == ExitCodes.Ok) { if (native) result.Evaluated++; else result.Quantized++; }
                 else result.Refused++;
+                outcome = code == ExitCodes.Ok ? (native ? "evaluated" : "quantized") : "accepted-refused";
             }
-            else result.Refused++;
+            else
+            {
+                result.Refused++;
+                outcome = "refused";
+            }
+            record?.Invoke(mutant, result.Failures.Count > failures ? "failure" : outcome, result.Failures.Count > failures ? result.Failures[^1] : null);
             foreach (var f in new[] { output }.Concat(Directory.EnumerateFiles(workFolder, "mutant.q.onnx*"))) File.Delete(f);
             progress?.Invoke(i + 1, result);
         }
