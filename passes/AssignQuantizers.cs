@@ -6,11 +6,13 @@ namespace OnnxViTQ.Passes;
 
 /// <summary>
 /// Gives every site its quantizer spec from the recipe's <see cref="QuantizerTable"/>: a per-site
-/// override (by tensor or node name) first, then the site's role. Overrides are validated against
-/// the model before anything else runs: one naming no quantized tensor or node is an error, as is
+/// override (by tensor or node name) first, then the site's role. First, what the user keeps in
+/// float — <paramref name="exclusions"/> and overrides of kind <c>float</c> — leaves the plan
+/// (listed in <see cref="QuantizationPlan.Excluded"/>). Overrides and exclusions are validated
+/// against the model before anything else runs: one naming nothing of the model is an error, as is
 /// an override whose kind does not apply to the site.
 /// </summary>
-internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, string recipe) : IPass
+internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, string recipe, Exclusions? exclusions = null) : IPass
 {
     public string Name => "assign-quantizers";
     public PassContract Contract { get; } = new([Stages.SitesSelected, Stages.RolesTagged], [Stages.QuantizersAssigned], [Stages.Statistics]);
@@ -19,6 +21,10 @@ internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, str
     {
         var plan = context.Get<QuantizationPlan>();
         table.Validate(bits, recipe);
+        var floatOverrides = table.Overrides.Where(kv => kv.Value.IsFloat).Select(kv => kv.Key);
+        new Exclusions([.. (exclusions ?? Exclusions.None).Patterns, .. floatOverrides]).Apply(plan, $"recipe '{recipe}'");
+        foreach (var g in plan.Excluded.GroupBy(e => e.Pattern))
+            context.Info($"kept in float by '{g.Key}': {string.Join(", ", g.Select(e => $"{e.Node} input {e.Input}"))}");
         var byName = new Dictionary<string, List<QuantizationSite>>(StringComparer.Ordinal);
         foreach (var site in plan.Sites)
         {
@@ -28,7 +34,7 @@ internal sealed class AssignQuantizers(QuantizerTable table, BitWidths bits, str
         // A tensor-name override beats a node-name one; a node-name override applies to the
         // node's inputs its kind fits (weight kinds to the weight, activation kinds to the activation).
         var overridden = new Dictionary<Value, (string Key, QuantizerChoice Choice, bool ByTensor)>();
-        foreach (var (key, choice) in table.Overrides)
+        foreach (var (key, choice) in table.Overrides.Where(kv => !kv.Value.IsFloat))
         {
             if (!byName.TryGetValue(key, out var sites))
                 throw new OnnxViTQException($"recipe '{recipe}': override '{key}' names no quantized tensor or node of the model (`onnxvitq inspect` lists them)");

@@ -76,6 +76,22 @@ internal sealed class QuantizationPlan
         return false;
     }
 
+    /// <summary>The reads kept in float by exclusions (<see cref="Exclusions"/>), for the reports.</summary>
+    public IReadOnlyList<ExcludedRead> Excluded => _excluded;
+
+    private readonly List<ExcludedRead> _excluded = [];
+
+    public void RecordExclusion(ExcludedRead read) => _excluded.Add(read);
+
+    /// <summary>Takes <paramref name="v"/>'s site out of the plan.</summary>
+    public void Remove(Value v)
+    {
+        if (!_index.TryGetValue(v, out int i)) throw new InvalidOperationException($"'{v.Name}' is not in the quantization plan");
+        _sites.RemoveAt(i);
+        _index.Clear();
+        for (int j = 0; j < _sites.Count; j++) _index[_sites[j].Value] = j;
+    }
+
     /// <summary>Nodes with at least one quantized input.</summary>
     public IReadOnlyList<Node> QuantizedNodes => _sites.SelectMany(s => s.Uses).Select(u => u.Node).Distinct().ToList();
 }

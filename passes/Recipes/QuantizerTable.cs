@@ -8,6 +8,11 @@ internal sealed record QuantizerChoice(string Kind, int? Bits = null, IReadOnlyD
 {
     public IReadOnlyDictionary<string, string> OptionValues => Options ?? new Dictionary<string, string>();
 
+    /// <summary>The override kind <c>float</c>: what it names stays unquantized (an exclusion).</summary>
+    public const string Float = "float";
+
+    public bool IsFloat => Kind == Float;
+
     public QuantizerSpec Resolve(TensorRole role, BitWidths bits, string where) =>
         QuantizerRegistry.Spec(Kind, Bits ?? (role == TensorRole.Weight ? bits.Weights : bits.Activations), role, OptionValues, where);
 }

@@ -33,6 +33,11 @@ public sealed record QuantizationOptions
     /// quantized model is the same file either way, up to the float summation order of the device.</summary>
     public string Device { get; init; } = "cpu";
 
+    /// <summary>What stays in float: node names, tensor names, op types ("Conv"), modules ("mlp 11",
+    /// "head") or <c>re:</c> regular expressions searched in node names (see <c>onnxvitq inspect</c>).
+    /// Each must match something of the model.</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
+
     /// <summary>Measure every linear layer's output error for the reports (set when one is written).</summary>
     internal bool MeasureLayerOutputs { get; init; }
 }

@@ -17,7 +17,7 @@ namespace OnnxViTQ;
 ///     "post-layernorm": {"kind": "outlier-split", "bits": 4, "options": {"max-outlier-ratio": "0.01"}},
 ///     "post-softmax": {"kind": "log2"}       // post-layernorm, post-gelu, post-softmax, query, key,
 ///   },                                       // value, attention-output, other
-///   "overrides": {"tensor or node name": {"kind": "uniform", "bits": 8}}
+///   "overrides": {"tensor or node name": {"kind": "uniform", "bits": 8}, "head": {"kind": "float"}}
 /// }
 /// </code>
 /// Quantizer kinds, options and bit widths are checked when the file is loaded; override names
@@ -97,6 +97,11 @@ internal static class RecipeFile
         }
         foreach (var (key, c) in table.Overrides)
         {
+            if (c.IsFloat)
+            {
+                if (c.Bits is not null || c.OptionValues.Count > 0) throw new OnnxViTQException($"{at}: overrides.{key}: kind 'float' takes no bits or options");
+                continue;
+            }
             var kind = QuantizerRegistry.Get(c.Kind);
             QuantizerRegistry.Spec(c.Kind, c.Bits ?? kind.MaxBits, kind.Target == QuantizerTarget.Weights ? TensorRole.Weight : TensorRole.Other, c.OptionValues, $"{at}: overrides.{key}");
         }

@@ -68,6 +68,10 @@ internal sealed record QuantizeRequest(string Model, string Calibration, string 
             case var other:
                 throw new RequestException(ErrorCodes.InvalidOptions, model, $"EmbedPreprocessing of '{item.ItemSpec}' must be true or false, not '{other}'");
         }
+        // KeepInFloat="head;mlp 11;re:attn" (Exclude is an item attribute MSBuild reserves).
+        if (Value(item, "KeepInFloat") is { } keep)
+            foreach (var pattern in keep.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                args.AddRange(["--exclude", pattern]);
         if (Value(item, "Arguments") is { } extra) args.AddRange(SplitArguments(extra));
         // A report path is written, and deleted when a run fails: it must not name a file this item
         // reads (Report="m.onnx" on the item for m.onnx would destroy the model) or the output.

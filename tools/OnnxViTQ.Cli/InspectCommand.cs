@@ -14,16 +14,17 @@ internal static class InspectCommand
     public static Command Create(CliIO io)
     {
         var model = new Argument<string>("model") { Description = "ONNX model to describe" };
-        var cmd = new Command("inspect", "List a model's inputs, outputs, op counts, and the tensors quantize would quantize, with their role (post-layernorm, post-gelu, post-softmax, query, key, value, attention-output, weight, other) per module") { model };
+        var exclude = ExcludeOption.Create();
+        var cmd = new Command("inspect", "List a model's inputs, outputs, op counts, and the tensors quantize would quantize, with their role (post-layernorm, post-gelu, post-softmax, query, key, value, attention-output, weight, other) per module; with --exclude, what it would keep in float") { model, exclude };
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
-            Inspect(io, r.GetValue(model)!);
+            Inspect(io, r.GetValue(model)!, new Exclusions(r.GetValue(exclude) ?? []));
             return ExitCodes.Ok;
         }));
         return cmd;
     }
 
-    private static void Inspect(CliIO io, string path)
+    private static void Inspect(CliIO io, string path, Exclusions exclusions)
     {
         var m = OnnxModelReader.Load(Paths.ExistingFile(path, "model file"));
         var g = m.Graph;
@@ -61,6 +62,7 @@ internal static class InspectCommand
             return;
         }
         var plan = context.Get<QuantizationPlan>();
+        exclusions.Apply(plan, "--exclude");
         var table = new Table().Border(TableBorder.Rounded).Title("Quantization sites by module (what quantize would quantize, and each tensor's role)")
             .AddColumn("module").AddColumn("node").AddColumn("op").AddColumn("input").AddColumn("role").AddColumn("tensor");
         var order = m.Graph.Nodes.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i);
@@ -84,5 +86,13 @@ internal static class InspectCommand
                          string.Join(", ", plan.Sites.GroupBy(s => s.Role).OrderBy(x => x.Key).Select(x => $"{x.Count()} {x.Key.Name()}")));
         foreach (var site in plan.Sites.Where(s => s.Notes.Count > 0))
             io.Out.WriteLine($"  {site.Name}: {string.Join("; ", site.Notes)}");
+        if (plan.Excluded.Count > 0)
+        {
+            var excluded = new Table().Border(TableBorder.Rounded).Title("Kept in float by --exclude")
+                .AddColumn("pattern").AddColumn("module").AddColumn("node").AddColumn("op").AddColumn("input").AddColumn("role").AddColumn("tensor");
+            foreach (var e in plan.Excluded)
+                excluded.AddRow(Markup.Escape(e.Pattern), Markup.Escape(e.Module), Markup.Escape(e.Node), e.OpType, e.Input.ToString(), e.Role, Markup.Escape(e.Tensor));
+            io.Console.Write(excluded);
+        }
     }
 }

@@ -23,6 +23,12 @@ internal static class PlanSummary
         }
     }
 
+    /// <summary>What exclusions kept in float, by pattern: the nodes (and which input where only
+    /// some are), or null when nothing was excluded.</summary>
+    public static string? Excluded(QuantizationPlan plan) => plan.Excluded.Count == 0 ? null
+        : string.Join("; ", plan.Excluded.GroupBy(e => e.Pattern).Select(g =>
+            $"'{g.Key}': {string.Join(", ", g.GroupBy(e => e.Node).Select(n => n.Key))} ({g.Count()} input{(g.Count() == 1 ? "" : "s")})"));
+
     private static string Extra(IReadOnlyList<QuantizationSite> sites)
     {
         var outliers = sites.Select(s => s.Parameters).OfType<OutlierSplitQuantizer>().ToList();

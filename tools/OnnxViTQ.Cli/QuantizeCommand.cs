@@ -55,12 +55,13 @@ internal static class QuantizeCommand
                           "calibration data's resize, center crop and normalization in standard ONNX ops (sessions must register the Extensions library); " +
                           "--eval-data must then be a folder of images",
         };
+        var exclude = ExcludeOption.Create();
         var pre = new PreprocessingOptions();
         var device = new DeviceOption();
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, external, report, html, evalData, evalLabels, embed, device.Option,
+            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, exclude, external, report, html, evalData, evalLabels, embed, device.Option,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -79,6 +80,7 @@ internal static class QuantizeCommand
                 CalibrationSamples = Positive(r.GetValue(samples), "--samples"),
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
                 Format = OutputFormats.Parse(r.GetValue(format)!),
+                Exclude = r.GetValue(exclude) ?? [],
             };
             var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels)) { EmbedPreprocessing = r.GetValue(embed) };
             if ((reports.EvalData is null) != (reports.EvalLabels is null))
@@ -147,6 +149,7 @@ internal static class QuantizeCommand
         table.AddRow("recipe", Markup.Escape($"{result.Recipe.Name}: {result.Recipe.Description}"));
         table.AddRow("nodes quantized", $"{total} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {total - linear} activation × activation)");
         foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
+        if (PlanSummary.Excluded(result.Plan) is { } excluded) table.AddRow("kept in float", Markup.Escape(excluded));
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Info && (d.Pass.StartsWith("lower-", StringComparison.Ordinal) || d.Pass.StartsWith("fuse-native-", StringComparison.Ordinal))))
             table.AddRow("format " + options.Format.Name(), Markup.Escape(d.Message.Length > 300 ? d.Message[..300] + "…" : d.Message));
         if (options.Format == OutputFormat.Native && NativeOps.Unavailable is { } why)

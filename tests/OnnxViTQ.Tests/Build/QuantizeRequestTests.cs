@@ -21,7 +21,8 @@ public class QuantizeRequestTests
         Directory.CreateDirectory(project.File("calib"));
         File.WriteAllText(project.File("recipe.json"), "{}");
         var r = QuantizeRequest.From(Item("vit.onnx", ("Calibration", "calib/"), ("Recipe", "recipe.json"), ("Bits", "W4A8"), ("Samples", "64"),
-            ("Device", "cuda:1"), ("EmbedPreprocessing", "true"), ("HtmlReport", "true"), ("Arguments", "--mean 0.5 --std \"0.25\"")), project.Path, project.File("obj/q"));
+            ("Device", "cuda:1"), ("EmbedPreprocessing", "true"), ("HtmlReport", "true"), ("KeepInFloat", "head; mlp 11;re:fc2$"),
+            ("Arguments", "--mean 0.5 --std \"0.25\"")), project.Path, project.File("obj/q"));
 
         Assert.That(r.Output, Is.EqualTo(project.File("obj/q/vit.quantized.onnx")));
         Assert.That(r.TargetPath, Is.EqualTo("vit.quantized.onnx"));
@@ -31,7 +32,7 @@ public class QuantizeRequestTests
         {
             "quantize", project.File("vit.onnx"), "-o", r.Output, "--calib", project.File("calib/"),
             "--recipe", project.File("recipe.json"), "--bits", "W4A8", "--samples", "64", "--device", "cuda:1",
-            "--html", r.HtmlReport, "--embed-preprocessing", "--mean", "0.5", "--std", "0.25",
+            "--html", r.HtmlReport, "--embed-preprocessing", "--exclude", "head", "--exclude", "mlp 11", "--exclude", "re:fc2$", "--mean", "0.5", "--std", "0.25",
         }));
         Assert.That(r.ExtraInputs, Is.EqualTo(new[] { project.File("recipe.json") }), "a recipe file is an input of the fingerprint");
     }

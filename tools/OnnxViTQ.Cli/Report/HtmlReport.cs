@@ -99,6 +99,13 @@ internal static class HtmlReport
                     s.Tensor, s.Role, s.Module, s.Quantizer, s.Bits.ToString(CultureInfo.InvariantCulture), s.Granularity,
                     s.SqnrDb is { } d ? F(d, "0.00") : "", s.Cosine is { } c ? F(c, "0.000000") : "",
                 }).ToList(), numericFrom: 6));
+        if (doc.Excluded is { Count: > 0 } excluded)
+            Section(html, "excluded", "Kept in float", () =>
+            {
+                html.Append("<p>Node inputs left unquantized by <code>--exclude</code> or a recipe override of kind <code>float</code>.</p>\n");
+                Table(html, ["pattern", "module", "node", "op", "input", "role", "tensor"],
+                    excluded.Select(e => new[] { e.Pattern, e.Module, e.Node, e.OpType, e.Input.ToString(CultureInfo.InvariantCulture), e.Role, e.Tensor }).ToList());
+            });
         Section(html, "histograms", $"Worst activations ({WorstActivations} lowest SQNR)", () => Histograms(html, result));
         Section(html, "channels", "Per-channel ranges of post-LayerNorm activations", () => Channels(html, result));
         Section(html, "timings", "Pass timings", () =>
