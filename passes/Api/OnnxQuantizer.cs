@@ -52,7 +52,12 @@ public static class OnnxQuantizer
         if (options.BatchSize <= 0) throw new OnnxViTQException($"batch size must be positive, got {options.BatchSize}");
 
         var model = OnnxModelReader.Load(modelPath);
+        var declaredShape = InputShape.Fix(model, modelPath, settings.InputShape, calibrationPath);
         var input = ImageInput.Of(model, modelPath);
+        // Checked now rather than by the emitter after calibration: the output's per-channel
+        // QuantizeLinear/DequantizeLinear need opset 13.
+        if (model.DefaultOpset < 13)
+            throw new OnnxViTQException($"'{modelPath}' imports ONNX opset {model.DefaultOpset}; per-channel QuantizeLinear/DequantizeLinear need opset 13 or later (re-export with opset_version=13 or newer)");
         var preprocessing = (settings.ImageData ?? new ImageDataOptions()).Resolve(model, input);
         if (settings.EmbedPreprocessing && OrtExtensionsLibrary.Unavailable is { } noExtensions)
             throw new OnnxViTQException($"--embed-preprocessing: {noExtensions}");
@@ -63,6 +68,7 @@ public static class OnnxQuantizer
         if (settings.ReportPath is not null || settings.MeasureLayerOutputs) options = options with { MeasureLayerOutputs = true };
         // The file is a quantized model only if the recipe emits one.
         var result = Quantizer.Quantize(model, modelPath, source, options, progress, cancel, goals: [Stages.PortableEmitted]);
+        declaredShape();
 
         string? dir = Path.GetDirectoryName(Path.GetFullPath(outputPath));
         if (dir is not null) Directory.CreateDirectory(dir);
@@ -91,14 +97,16 @@ public static class OnnxQuantizer
     /// <param name="limit">Evaluate at most this many samples.</param>
     /// <param name="device">Where ONNX Runtime runs it: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c> (see <see cref="QuantizationOptions.Device"/>).</param>
     /// <exception cref="OnnxViTQException">A missing or malformed file, fewer labels than samples, or a device this build or machine cannot use.</exception>
+    /// <param name="inputShape">Sizes for the image input's dynamic dimensions (see <see cref="QuantizeFileSettings.InputShape"/>).</param>
     public static AccuracyResult EvaluateAccuracy(string modelPath, string dataPath, string labelsPath, ImageDataOptions? imageData = null, int? limit = null,
-        string device = "cpu")
+        string device = "cpu", InputShape? inputShape = null)
     {
         var executionDevice = ExecutionDevice.Parse(device);
         executionDevice.EnsureAvailable();
         using var _ = ExecutionDevice.Use(executionDevice);
         ExistingFile(modelPath, "model file");
         var model = OnnxModelReader.Load(modelPath);
+        InputShape.Fix(model, modelPath, inputShape, dataPath);
         var input = ImageInput.Of(model, modelPath);
         var source = CalibrationSources.Open(dataPath, (imageData ?? new ImageDataOptions()).Resolve(model, input));
         var labels = NpyFile.Open(ExistingFile(labelsPath, "labels file")).ReadAllInt64();
@@ -171,6 +179,10 @@ public sealed record QuantizeFileSettings
     /// <summary>Write a model that takes one encoded image (PNG/JPEG bytes) instead of a float tensor:
     /// the calibration data's preprocessing runs inside it (see <see cref="OnnxQuantizer.EmbedPreprocessing"/>).</summary>
     public bool EmbedPreprocessing { get; init; }
+
+    /// <summary>Sizes for the image input's dynamic channel, height or width (e.g. <c>InputShape.Parse("x:1x3x48x320")</c>);
+    /// without it, float32 [N,C,H,W] calibration data gives them. The written model keeps its dynamic dimensions.</summary>
+    public InputShape? InputShape { get; init; }
 
     /// <summary>Measure each linear layer's output error even without a JSON report (the tool's HTML report needs it).</summary>
     internal bool MeasureLayerOutputs { get; init; }

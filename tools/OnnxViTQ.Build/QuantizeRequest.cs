@@ -13,7 +13,7 @@ internal sealed record QuantizeRequest(string Model, string Calibration, string 
     [
         ("Recipe", "--recipe"), ("Bits", "--bits"), ("Format", "--format"), ("Samples", "--samples"), ("BatchSize", "--batch-size"),
         ("Percentile", "--percentile"), ("ExternalData", "--external-data"), ("Mean", "--mean"), ("Std", "--std"), ("CropPct", "--crop-pct"),
-        ("Device", "--device"),
+        ("Device", "--device"), ("InputShape", "--input-shape"),
     ];
 
     /// <summary>Reads the item; throws <see cref="RequestException"/> with an OVQ code when it cannot be used.</summary>

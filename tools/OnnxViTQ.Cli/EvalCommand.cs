@@ -17,25 +17,29 @@ internal static class EvalCommand
         var reference = new Option<string?>("--ref") { Description = "Reference (e.g. FP32) model: also prints its accuracy, the drop, and top-1 agreement" };
         var batch = new Option<int>("--batch-size") { Description = "Inference batch size", DefaultValueFactory = _ => 64 };
         var limit = new Option<int?>("--limit") { Description = "Evaluate only the first N samples" };
+        var inputShape = InputShapeOption.Create();
         var pre = new PreprocessingOptions();
         var device = new DeviceOption();
-        var cmd = new Command("eval", "Top-1 accuracy of a classifier on labelled data, optionally against a reference model") { model, data, labels, reference, batch, limit, device.Option };
+        var cmd = new Command("eval", "Top-1 accuracy of a classifier on labelled data, optionally against a reference model") { model, data, labels, reference, batch, limit, inputShape, device.Option };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
             using var onDevice = ExecutionDevice.Use(device.Read(r));
-            Evaluate(io, r.GetValue(model)!, r.GetValue(data)!, r.GetValue(labels)!, r.GetValue(reference), r.GetValue(batch), r.GetValue(limit), r, pre);
+            Evaluate(io, r.GetValue(model)!, r.GetValue(data)!, r.GetValue(labels)!, r.GetValue(reference), r.GetValue(batch), r.GetValue(limit), r, pre,
+                r.GetValue(inputShape) is { } shape ? InputShape.Parse(shape) : null);
             return ExitCodes.Ok;
         }));
         return cmd;
     }
 
     internal static void Evaluate(CliIO io, string modelPath, string dataPath, string labelsPath, string? refPath, int batchSize, int? limit,
-        ParseResult r, PreprocessingOptions pre)
+        ParseResult r, PreprocessingOptions pre, InputShape? inputShape = null)
     {
         if (batchSize <= 0) throw new OnnxViTQException($"--batch-size must be positive, got {batchSize}");
         var model = OnnxModelReader.Load(Paths.ExistingFile(modelPath, "model file"));
         var refModel = refPath is null ? null : OnnxModelReader.Load(Paths.ExistingFile(refPath, "reference model"));
+        InputShape.Fix(model, modelPath, inputShape, dataPath);
+        if (refModel is not null) InputShape.Fix(refModel, refPath!, inputShape, dataPath);
         if (EmbeddedPreprocessing.TakesImageBytes(model))
         {
             EvaluateEncoded(io, modelPath, dataPath, labelsPath, refPath, refModel, limit, r, pre);

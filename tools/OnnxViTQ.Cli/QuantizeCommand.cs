@@ -56,12 +56,13 @@ internal static class QuantizeCommand
                           "--eval-data must then be a folder of images",
         };
         var exclude = ExcludeOption.Create();
+        var inputShape = InputShapeOption.Create();
         var pre = new PreprocessingOptions();
         var device = new DeviceOption();
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, exclude, external, report, html, evalData, evalLabels, embed, device.Option,
+            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, exclude, inputShape, external, report, html, evalData, evalLabels, embed, device.Option,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -82,7 +83,11 @@ internal static class QuantizeCommand
                 Format = OutputFormats.Parse(r.GetValue(format)!),
                 Exclude = r.GetValue(exclude) ?? [],
             };
-            var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels)) { EmbedPreprocessing = r.GetValue(embed) };
+            var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels))
+            {
+                EmbedPreprocessing = r.GetValue(embed),
+                InputShape = r.GetValue(inputShape) is { } shape ? InputShape.Parse(shape) : null,
+            };
             if ((reports.EvalData is null) != (reports.EvalLabels is null))
                 throw new OnnxViTQException("--eval-data and --eval-labels go together; give both or neither");
             string? modelPath = r.GetValue(model);
@@ -103,6 +108,9 @@ internal static class QuantizeCommand
     {
         /// <summary>The output takes encoded images (--embed-preprocessing).</summary>
         public bool EmbedPreprocessing { get; init; }
+
+        /// <summary>--input-shape: sizes of the input's dynamic dimensions (for calibration and evaluation).</summary>
+        public InputShape? InputShape { get; init; }
 
         public static readonly ReportPaths None = new(null, null, null, null);
     }
@@ -125,13 +133,13 @@ internal static class QuantizeCommand
         var settings = new QuantizeFileSettings
         {
             ImageData = imageData, ExternalData = external, ReportPath = reports.Json, MeasureLayerOutputs = reports.Html is not null,
-            EmbedPreprocessing = reports.EmbedPreprocessing,
+            EmbedPreprocessing = reports.EmbedPreprocessing, InputShape = reports.InputShape,
         };
         var summary = ConsoleProgress.Run(io, progress => OnnxQuantizer.QuantizeFile(modelPath, calibPath, outPath, options, settings, progress));
         var result = summary.Result;
         AccuracyComparison? accuracy = null;
         if (reports.EvalData is { } evalData)
-            accuracy = ConsoleProgress.Run(io, progress => Accuracy.Compare(modelPath, outPath, evalData, reports.EvalLabels!, imageData, progress));
+            accuracy = ConsoleProgress.Run(io, progress => Accuracy.Compare(modelPath, outPath, evalData, reports.EvalLabels!, imageData, progress, reports.InputShape));
         if (reports.Html is { } htmlPath)
             AtomicFile.Write(htmlPath, s =>
             {

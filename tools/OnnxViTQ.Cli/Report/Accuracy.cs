@@ -10,9 +10,10 @@ namespace OnnxViTQ.Cli.Report;
 internal static class Accuracy
 {
     public static AccuracyComparison Compare(string fp32Path, string quantizedPath, string dataPath, string labelsPath,
-        ImageDataOptions imageData, IProgress<ProgressReport>? progress = null)
+        ImageDataOptions imageData, IProgress<ProgressReport>? progress = null, InputShape? inputShape = null)
     {
         var model = OnnxModelReader.Load(fp32Path);
+        InputShape.Fix(model, fp32Path, inputShape, dataPath);
         var input = ImageInput.Of(model, fp32Path);
         var source = CalibrationSources.Open(dataPath, imageData.Resolve(model, input));
         var labels = NpyFile.Open(Paths.ExistingFile(labelsPath, "--eval-labels file")).ReadAllInt64();
