@@ -31,6 +31,9 @@ internal sealed record QuantizationResult(
     /// <summary>Output error of each quantized linear layer (empty when the recipe does not measure errors).</summary>
     public IReadOnlyList<LayerOutputError> LayerErrors { get; init; } = [];
 
+    /// <summary>With <c>--recipe auto</c>: the candidates' scores and the choice (null otherwise).</summary>
+    public AutoChoice? Auto { get; init; }
+
     /// <summary>Per-module widths chosen by mixed precision (null without it).</summary>
     public Passes.Search.ModuleBitChoices? ModuleBits { get; init; }
 
@@ -45,8 +48,13 @@ internal static class Quantizer
 
     /// <summary>Quantizes with the recipe <see cref="QuantizationOptions.Recipe"/> names (built-in or file).</summary>
     public static QuantizationResult Quantize(Model model, string modelName, ICalibrationSource calibration, QuantizationOptions options,
-        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, IReadOnlyList<Stage>? goals = null) =>
-        Quantize(model, modelName, calibration, options, Recipes.Get(options.Recipe), progress, cancel, goals);
+        IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, IReadOnlyList<Stage>? goals = null)
+    {
+        if (!AutoRecipe.IsAuto(options.Recipe)) return Quantize(model, modelName, calibration, options, Recipes.Get(options.Recipe), progress, cancel, goals);
+        var choice = AutoRecipe.Choose(model, modelName, calibration, options, progress, cancel);
+        var chosen = options with { Recipe = choice.Recipe, CalibrationSamples = choice.CalibrationSamples };
+        return Quantize(model, modelName, calibration.Take(choice.CalibrationSamples), chosen, Recipes.Get(choice.Recipe), progress, cancel, goals) with { Auto = choice };
+    }
 
     /// <summary>Quantizes with a recipe built in code (e.g. a built-in one with a role's quantizer
     /// replaced). <c>goals</c>: stages the recipe must reach, checked before calibration with the

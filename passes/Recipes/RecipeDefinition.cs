@@ -7,7 +7,8 @@ namespace OnnxViTQ;
 /// <summary>User-facing settings of a quantization run.</summary>
 public sealed record QuantizationOptions
 {
-    /// <summary>A built-in recipe name or the path of a recipe file (.json).</summary>
+    /// <summary>A built-in recipe name, <c>auto</c> (each built-in recipe scored on held-out calibration
+    /// samples against FP32, the best kept), or the path of a recipe file (.json).</summary>
     public string Recipe { get; init; } = "minmax";
 
     /// <summary>Default bit widths of weights and activations (a recipe may fix some roles' bits).</summary>
@@ -32,6 +33,12 @@ public sealed record QuantizationOptions
     /// (default), <c>cuda</c> or <c>cuda:N</c> (the GPU build, with CUDA 13 and cuDNN installed). The
     /// quantized model is the same file either way, up to the float summation order of the device.</summary>
     public string Device { get; init; } = "cpu";
+
+    /// <summary>With <c>Recipe = "auto"</c>: seconds after which no further recipe is tried (the cheapest go first).</summary>
+    public double AutoSeconds { get; init; } = 900;
+
+    /// <summary>With <c>Recipe = "auto"</c>: the built-in recipes to try (default: all, cheapest first).</summary>
+    public IReadOnlyList<string>? AutoRecipes { get; init; }
 
     /// <summary>What stays in float: node names, tensor names, op types ("Conv"), modules ("mlp 11",
     /// "head") or <c>re:</c> regular expressions searched in node names (see <c>onnxvitq inspect</c>).

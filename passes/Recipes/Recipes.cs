@@ -95,6 +95,6 @@ internal static class Recipes
     {
         if (nameOrPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) return RecipeFile.Load(nameOrPath);
         return All.FirstOrDefault(r => r.Name.Equals(nameOrPath, StringComparison.OrdinalIgnoreCase))
-               ?? throw new OnnxViTQException($"unknown recipe '{nameOrPath}'; available: {string.Join(", ", Names)} (or a recipe file ending in .json)");
+               ?? throw new OnnxViTQException($"unknown recipe '{nameOrPath}'; available: {string.Join(", ", Names)}, auto (or a recipe file ending in .json)");
     }
 }

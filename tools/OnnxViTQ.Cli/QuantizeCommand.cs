@@ -23,7 +23,8 @@ internal static class QuantizeCommand
         var calib = new Option<string?>("--calib") { Description = "Calibration data: a float32 NCHW .npy, a uint8 image .npy [N,H,W(,C)], a folder of .npy files, or a folder of PNG/JPEG images" };
         var recipe = new Option<string>("--recipe")
         {
-            Description = $"Quantization recipe: {string.Join(", ", Recipes.Names)}, or a recipe file (.json; see README) " +
+            Description = $"Quantization recipe: {string.Join(", ", Recipes.Names)}; auto (each built-in recipe, cheapest first within --auto-seconds, " +
+                          $"scored against FP32 on {AutoRecipe.HeldOutSamples} held-out calibration samples, the best kept); or a recipe file (.json; see README) " +
                           "with a pass list and the quantizer per tensor role",
             DefaultValueFactory = _ => "minmax",
         };
@@ -55,6 +56,8 @@ internal static class QuantizeCommand
                           "calibration data's resize, center crop and normalization in standard ONNX ops (sessions must register the Extensions library); " +
                           "--eval-data must then be a folder of images",
         };
+        var autoSeconds = new Option<double>("--auto-seconds") { Description = "With --recipe auto: no further recipe is tried after this many seconds", DefaultValueFactory = _ => 900 };
+        var autoRecipes = new Option<string?>("--auto-recipes") { Description = $"With --recipe auto: the recipes to try, comma-separated (default: {string.Join(",", AutoRecipe.Candidates)})" };
         var exclude = ExcludeOption.Create();
         var inputShape = InputShapeOption.Create();
         var pre = new PreprocessingOptions();
@@ -62,7 +65,7 @@ internal static class QuantizeCommand
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, bits, avgBits, format, percentile, samples, batch, exclude, inputShape, external, report, html, evalData, evalLabels, embed, device.Option,
+            model, output, calib, recipe, autoSeconds, autoRecipes, bits, avgBits, format, percentile, samples, batch, exclude, inputShape, external, report, html, evalData, evalLabels, embed, device.Option,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -82,6 +85,8 @@ internal static class QuantizeCommand
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
                 Format = OutputFormats.Parse(r.GetValue(format)!),
                 Exclude = r.GetValue(exclude) ?? [],
+                AutoSeconds = r.GetValue(autoSeconds) is var seconds and > 0 ? seconds : throw new OnnxViTQException("--auto-seconds must be positive"),
+                AutoRecipes = r.GetValue(autoRecipes)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             };
             var reports = new ReportPaths(r.GetValue(report), r.GetValue(html), r.GetValue(evalData), r.GetValue(evalLabels))
             {
@@ -154,7 +159,12 @@ internal static class QuantizeCommand
         int linear = nodes.Count(n => result.Plan.Weights.Any(e => e.Uses.Any(u => u.Node == n))) + result.LoweredLayers.Count;
         int total = result.QuantizedNodeCount;
         var table = new Table().Border(TableBorder.Rounded).HideHeaders().AddColumn("").AddColumn("");
-        table.AddRow("recipe", Markup.Escape($"{result.Recipe.Name}: {result.Recipe.Description}"));
+        table.AddRow("recipe", Markup.Escape($"{(result.Auto is null ? "" : "auto → ")}{result.Recipe.Name}: {result.Recipe.Description}"));
+        if (result.Auto is { } auto)
+            table.AddRow("auto", Markup.Escape($"{auto.CalibrationSamples} samples calibrated, {auto.HeldOutSamples} held out; mean KL to FP32 (top-1 agreement): " +
+                string.Join(", ", auto.Scores.Select(sc => sc.MeanKl is { } kl
+                    ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{sc.Recipe} {kl:0.####} ({100 * sc.Agreement:0.#} %, {sc.Seconds:0.0} s)")
+                    : $"{sc.Recipe} {sc.Note}"))));
         table.AddRow("nodes quantized", $"{total} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {total - linear} activation × activation)");
         foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
         if (PlanSummary.Excluded(result.Plan) is { } excluded) table.AddRow("kept in float", Markup.Escape(excluded));

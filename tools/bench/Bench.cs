@@ -26,7 +26,7 @@ internal sealed class Bench
         Extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
         DeitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
         DeitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-        Only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed"];
+        Only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed", "auto"];
         ModelFilter = List("--models");
         RecipeNames = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
         Bits = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
@@ -92,12 +92,17 @@ internal sealed class Bench
 
     /// <summary>One quantize + evaluate; <paramref name="load"/> gives a fresh FP32 model.</summary>
     public Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[] Predictions, double Top1) fp32, int samples = 512, bool layerErrors = false,
-        MixedPrecision? mixed = null)
+        MixedPrecision? mixed = null) =>
+        Measure(name, load, $"{recipe.Name} {(mixed is null ? bits : $"mixed {mixed.MinBits}-{mixed.MaxBits} avg {mixed.AverageBits}")}", fp32, model =>
+            Quantizer.Quantize(model, name, new NpyTensorSource(Calib, null),
+                new QuantizationOptions { Bits = BitWidths.Parse(bits), CalibrationSamples = samples, MeasureLayerOutputs = layerErrors, MixedPrecision = mixed }, recipe));
+
+    /// <summary>One quantize (by <paramref name="quantize"/>, on a fresh model) + evaluate.</summary>
+    public Outcome Measure(string name, Func<Model> load, string label, (int[] Predictions, double Top1) fp32, Func<Model, QuantizationResult> quantize)
     {
         var model = load();
         var sw = Stopwatch.StartNew();
-        var result = Quantizer.Quantize(model, name, new NpyTensorSource(Calib, null),
-            new QuantizationOptions { Bits = BitWidths.Parse(bits), CalibrationSamples = samples, MeasureLayerOutputs = layerErrors, MixedPrecision = mixed }, recipe);
+        var result = quantize(model);
         sw.Stop();
         var saved = OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model));
         var q = ClassificationEvaluator.Predict(saved, name, EvalSource(saved));
@@ -106,7 +111,7 @@ internal sealed class Bench
         // and holding them all took more memory than the machine has.
         var o = new Outcome(top1, 100 * (fp32.Top1 - top1), ClassificationEvaluator.Agreement(fp32.Predictions, q), sw.Elapsed.TotalSeconds, result with { Statistics = null },
             q.Select((p, i) => p == Labels[i]).ToArray(), q.Select((p, i) => p == fp32.Predictions[i]).ToArray());
-        Console.WriteLine($"{name} {recipe.Name} {(mixed is null ? bits : $"mixed {mixed.MinBits}-{mixed.MaxBits} avg {mixed.AverageBits}")}: top-1 {Pct(top1)}, drop {o.Drop:0.00}, agreement {Pct(o.Agreement)}, {o.Seconds:0.0} s");
+        Console.WriteLine($"{name} {label}: top-1 {Pct(top1)}, drop {o.Drop:0.00}, agreement {Pct(o.Agreement)}, {o.Seconds:0.0} s");
         return o;
     }
 
