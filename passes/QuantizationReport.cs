@@ -21,7 +21,7 @@ internal static class QuantizationReport
     public sealed record Document(string Model, string Recipe, string RecipeDescription, IReadOnlyList<string> RecipePasses, string Bits,
         long CalibrationSamples, IReadOnlyDictionary<string, int> SitesByRole, IReadOnlyList<string> Unrecognised,
         IReadOnlyList<PassEntry> Passes, IReadOnlyList<string> Diagnostics, IReadOnlyList<SiteEntry> Sites, IReadOnlyList<LayerEntry> Layers,
-        MixedPrecisionEntry? MixedPrecision, IReadOnlyList<ExcludedRead>? Excluded, AutoChoice? Auto);
+        MixedPrecisionEntry? MixedPrecision, IReadOnlyList<ExcludedRead>? Excluded, AutoChoice? Auto, FallbackReport? Fallback);
 
     /// <summary>Mixed precision: the average reached, what the sensitivity is, and every module's width and sensitivity per candidate width.</summary>
     public sealed record MixedPrecisionEntry(double AverageBits, string Score, IReadOnlyList<ModuleEntry> Modules);
@@ -42,7 +42,7 @@ internal static class QuantizationReport
                 m.Sensitivity.ToDictionary(kv => kv.Key.ToString(System.Globalization.CultureInfo.InvariantCulture), kv => kv.Value))).ToList())
             : null,
         result.Plan.Excluded.Count > 0 ? result.Plan.Excluded : null,
-        result.Auto);
+        result.Auto, result.Fallback);
 
     private static LayerEntry Layer(LayerOutputError after, LayerOutputError? before) => new(after.Node, after.Activation, after.Weight,
         Db(after.Error.SqnrDb), Math.Round(after.Error.Cosine, 6),

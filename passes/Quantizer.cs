@@ -31,6 +31,9 @@ internal sealed record QuantizationResult(
     /// <summary>Output error of each quantized linear layer (empty when the recipe does not measure errors).</summary>
     public IReadOnlyList<LayerOutputError> LayerErrors { get; init; } = [];
 
+    /// <summary>With <c>--max-drop</c>: each fallback step and its measured loss (null otherwise).</summary>
+    public FallbackReport? Fallback { get; init; }
+
     /// <summary>With <c>--recipe auto</c>: the candidates' scores and the choice (null otherwise).</summary>
     public AutoChoice? Auto { get; init; }
 
@@ -50,10 +53,20 @@ internal static class Quantizer
     public static QuantizationResult Quantize(Model model, string modelName, ICalibrationSource calibration, QuantizationOptions options,
         IProgress<ProgressReport>? progress = null, CancellationToken cancel = default, IReadOnlyList<Stage>? goals = null)
     {
-        if (!AutoRecipe.IsAuto(options.Recipe)) return Quantize(model, modelName, calibration, options, Recipes.Get(options.Recipe), progress, cancel, goals);
-        var choice = AutoRecipe.Choose(model, modelName, calibration, options, progress, cancel);
-        var chosen = options with { Recipe = choice.Recipe, CalibrationSamples = choice.CalibrationSamples };
-        return Quantize(model, modelName, calibration.Take(choice.CalibrationSamples), chosen, Recipes.Get(choice.Recipe), progress, cancel, goals) with { Auto = choice };
+        AutoChoice? auto = null;
+        var recipeName = options.Recipe;
+        if (AutoRecipe.IsAuto(options.Recipe))
+        {
+            auto = AutoRecipe.Choose(model, modelName, calibration, options, progress, cancel);
+            recipeName = auto.Recipe;
+            options = options with { Recipe = auto.Recipe, CalibrationSamples = auto.CalibrationSamples };
+            calibration = calibration.Take(auto.CalibrationSamples);
+        }
+        var recipe = Recipes.Get(recipeName);
+        var result = options.MaxDrop is { } bound
+            ? AccuracyFallback.Run(model, modelName, calibration, options, recipe, bound, options.FallbackData, progress, cancel, goals)
+            : Quantize(model, modelName, calibration, options, recipe, progress, cancel, goals);
+        return result with { Auto = auto };
     }
 
     /// <summary>Quantizes with a recipe built in code (e.g. a built-in one with a role's quantizer

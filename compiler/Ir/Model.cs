@@ -14,7 +14,19 @@ internal sealed class Model
         OpsetImports = opsets.ToList();
     }
 
-    public Graph Graph { get; }
+    public Graph Graph { get; private set; }
+
+    /// <summary>Takes <paramref name="other"/>'s graph, IR version, opsets and metadata: a search that
+    /// quantized copies of this model keeps the one it chose.</summary>
+    public void TakeContentsOf(Model other)
+    {
+        Graph = other.Graph;
+        IrVersion = other.IrVersion;
+        OpsetImports.Clear();
+        OpsetImports.AddRange(other.OpsetImports);
+        Metadata.Clear();
+        Metadata.AddRange(other.Metadata);
+    }
     public long IrVersion { get; set; }
     public List<OpsetImport> OpsetImports { get; }
 

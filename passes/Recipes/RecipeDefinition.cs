@@ -40,6 +40,15 @@ public sealed record QuantizationOptions
     /// <summary>With <c>Recipe = "auto"</c>: the built-in recipes to try (default: all, cheapest first).</summary>
     public IReadOnlyList<string>? AutoRecipes { get; init; }
 
+    /// <summary>When set, the most top-1 the quantized model may lose, in points: modules go back to
+    /// 8 bits, then to float, most sensitive first, until it holds. Measured against FP32 on
+    /// labelled evaluation data when the file API is given some, else as top-1 disagreement with
+    /// FP32 on held-out calibration samples.</summary>
+    public double? MaxDrop { get; init; }
+
+    /// <summary>Labelled images <see cref="MaxDrop"/> is measured on (set by the file API from its evaluation data).</summary>
+    internal AccuracyFallback.LabelledData? FallbackData { get; init; }
+
     /// <summary>What stays in float: node names, tensor names, op types ("Conv"), modules ("mlp 11",
     /// "head") or <c>re:</c> regular expressions searched in node names (see <c>onnxvitq inspect</c>).
     /// Each must match something of the model.</summary>

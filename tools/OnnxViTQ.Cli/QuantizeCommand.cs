@@ -58,6 +58,11 @@ internal static class QuantizeCommand
         };
         var autoSeconds = new Option<double>("--auto-seconds") { Description = "With --recipe auto: no further recipe is tried after this many seconds", DefaultValueFactory = _ => 900 };
         var autoRecipes = new Option<string?>("--auto-recipes") { Description = $"With --recipe auto: the recipes to try, comma-separated (default: {string.Join(",", AutoRecipe.Candidates)})" };
+        var maxDrop = new Option<double?>("--max-drop")
+        {
+            Description = "Most top-1 the quantized model may lose, in points: modules go back to 8 bits, then to float, most sensitive first, until it holds " +
+                          "(measured against FP32 on --eval-data/--eval-labels when given, else as top-1 disagreement on 128 held-out calibration samples)",
+        };
         var exclude = ExcludeOption.Create();
         var inputShape = InputShapeOption.Create();
         var pre = new PreprocessingOptions();
@@ -65,7 +70,7 @@ internal static class QuantizeCommand
 
         var cmd = new Command("quantize", "Quantize an FP32 ONNX model with calibration data; writes standard ONNX (QuantizeLinear/DequantizeLinear and plain-op fake-quant) that any ONNX Runtime runs, or with --format native/ort a faster model with integer linear layers")
         {
-            model, output, calib, recipe, autoSeconds, autoRecipes, bits, avgBits, format, percentile, samples, batch, exclude, inputShape, external, report, html, evalData, evalLabels, embed, device.Option,
+            model, output, calib, recipe, autoSeconds, autoRecipes, bits, avgBits, format, percentile, samples, batch, maxDrop, exclude, inputShape, external, report, html, evalData, evalLabels, embed, device.Option,
         };
         pre.AddTo(cmd);
         cmd.SetAction(r => CliApp.Guard(io, () =>
@@ -85,6 +90,7 @@ internal static class QuantizeCommand
                 BatchSize = Positive(r.GetValue(batch), "--batch-size"),
                 Format = OutputFormats.Parse(r.GetValue(format)!),
                 Exclude = r.GetValue(exclude) ?? [],
+                MaxDrop = r.GetValue(maxDrop),
                 AutoSeconds = r.GetValue(autoSeconds) is var seconds and > 0 ? seconds : throw new OnnxViTQException("--auto-seconds must be positive"),
                 AutoRecipes = r.GetValue(autoRecipes)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             };
@@ -139,6 +145,8 @@ internal static class QuantizeCommand
         {
             ImageData = imageData, ExternalData = external, ReportPath = reports.Json, MeasureLayerOutputs = reports.Html is not null,
             EmbedPreprocessing = reports.EmbedPreprocessing, InputShape = reports.InputShape,
+            MaxDropData = options.MaxDrop is null || reports.EmbedPreprocessing ? null : reports.EvalData,
+            MaxDropLabels = options.MaxDrop is null || reports.EmbedPreprocessing ? null : reports.EvalLabels,
         };
         var summary = ConsoleProgress.Run(io, progress => OnnxQuantizer.QuantizeFile(modelPath, calibPath, outPath, options, settings, progress));
         var result = summary.Result;
@@ -160,6 +168,10 @@ internal static class QuantizeCommand
         int total = result.QuantizedNodeCount;
         var table = new Table().Border(TableBorder.Rounded).HideHeaders().AddColumn("").AddColumn("");
         table.AddRow("recipe", Markup.Escape($"{(result.Auto is null ? "" : "auto → ")}{result.Recipe.Name}: {result.Recipe.Description}"));
+        if (result.Fallback is { } fallback)
+            table.AddRow("max drop", Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{(fallback.Holds ? "holds" : "NOT reached")}: at most {fallback.MaxDrop:0.##} pt of {fallback.Metric}; ") +
+                string.Join("; ", fallback.Steps.Select(st => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{st.Action} → {st.Loss:0.00} pt")))));
         if (result.Auto is { } auto)
             table.AddRow("auto", Markup.Escape($"{auto.CalibrationSamples} samples calibrated, {auto.HeldOutSamples} held out; mean KL to FP32 (top-1 agreement): " +
                 string.Join(", ", auto.Scores.Select(sc => sc.MeanKl is { } kl
