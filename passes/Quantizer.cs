@@ -60,12 +60,12 @@ internal static class Quantizer
             auto = AutoRecipe.Choose(model, modelName, calibration, options, progress, cancel);
             recipeName = auto.Recipe;
             options = options with { Recipe = auto.Recipe, CalibrationSamples = auto.CalibrationSamples };
-            calibration = calibration.Take(auto.CalibrationSamples);
         }
         var recipe = Recipes.Get(recipeName);
+        // The fallback splits the whole source as auto did (the same samples calibrate, the same are held out).
         var result = options.MaxDrop is { } bound
             ? AccuracyFallback.Run(model, modelName, calibration, options, recipe, bound, options.FallbackData, progress, cancel, goals)
-            : Quantize(model, modelName, calibration, options, recipe, progress, cancel, goals);
+            : Quantize(model, modelName, auto is null ? calibration : calibration.Take(auto.CalibrationSamples), options, recipe, progress, cancel, goals);
         return result with { Auto = auto };
     }
 

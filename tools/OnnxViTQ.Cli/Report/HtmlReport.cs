@@ -60,6 +60,17 @@ internal static class HtmlReport
                     mp.Modules.Select(m => (string[])[m.Module, m.Weights.ToString(CultureInfo.InvariantCulture), m.Bits.ToString(CultureInfo.InvariantCulture),
                         .. widths.Select(b => m.Sensitivity.TryGetValue(b, out var v) ? F(v, "G4") : "")]).ToList(), numericFrom: 1);
             }
+            if (doc.Auto is { } auto)
+            {
+                html.Append($"<p><code>--recipe auto</code> chose {E(auto.Recipe)}: each candidate calibrated on {auto.CalibrationSamples} samples and scored against FP32 on {auto.HeldOutSamples} held-out ones.</p>\n");
+                Table(html, ["recipe", "mean KL to FP32", "top-1 agreement", "seconds", "note"],
+                    auto.Scores.Select(sc => new[] { sc.Recipe, sc.MeanKl is { } kl ? F(kl, "0.0000") : "", sc.Agreement is { } ag ? Pct(ag) : "", F(sc.Seconds, "0.0"), sc.Note ?? "" }).ToList(), numericFrom: 1);
+            }
+            if (doc.Fallback is { } fallback)
+            {
+                html.Append($"<p><code>--max-drop</code> {F(fallback.MaxDrop, "0.##")} pt of {E(fallback.Metric)}: {(fallback.Holds ? "holds" : "not reached")}.</p>\n");
+                Table(html, ["step", "loss after it (pt)"], fallback.Steps.Select(st => new[] { st.Action, F(st.Loss, "0.00") }).ToList(), numericFrom: 1);
+            }
             if (summary.Warnings.Count > 0)
                 html.Append("<ul class=\"warnings\">").Append(string.Concat(summary.Warnings.Select(w => $"<li>{E(w)}</li>"))).Append("</ul>\n");
         });
