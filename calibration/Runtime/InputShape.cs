@@ -2,7 +2,7 @@ using System.Globalization;
 using OnnxViTQ.Data;
 using OnnxViTQ.Ir;
 
-namespace OnnxViTQ.Runtime;
+namespace OnnxViTQ;
 
 /// <summary>
 /// Concrete sizes for the image input's dynamic dimensions (<c>--input-shape pixel_values:1x3x48x320</c>,

@@ -110,7 +110,7 @@ public class CliTests
         var bits = Run("quantize", Vit, "-o", tmp.File("o.onnx"), "--calib", Repo.Calibration, "--bits", "W9A8");
         Assert.That((bits.Code, bits.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, "error: bit widths 'W9A8': weights and activations must each be 2 to 8 bits")));
         var recipe = Run("quantize", Vit, "-o", tmp.File("o.onnx"), "--calib", Repo.Calibration, "--recipe", "magic");
-        Assert.That((recipe.Code, recipe.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, $"error: unknown recipe 'magic'; available: {string.Join(", ", Recipes.Names)} (or a recipe file ending in .json)")));
+        Assert.That((recipe.Code, recipe.Err.Trim()), Is.EqualTo((ExitCodes.BadInput, $"error: unknown recipe 'magic'; available: {string.Join(", ", Recipes.Names)}, auto (or a recipe file ending in .json)")));
         Assert.That(File.Exists(tmp.File("o.onnx")), Is.False);
         var labels = Run("eval", Vit, "--data", Repo.EvalImages, "--labels", Repo.Calibration);
         Assert.That((labels.Code, labels.Err), Is.EqualTo((ExitCodes.BadInput, $"error: '{Repo.Calibration}' holds Float32 values; integer labels were expected{Environment.NewLine}")));

@@ -6,7 +6,7 @@ public class PublicApiTests
 {
     private static readonly string[] Expected =
     [
-        "OnnxViTQ.AccuracyResult", "OnnxViTQ.BitWidths", "OnnxViTQ.ExternalDataMode", "OnnxViTQ.ImageDataOptions", "OnnxViTQ.MixedPrecision", "OnnxViTQ.OnnxQuantizer",
+        "OnnxViTQ.AccuracyResult", "OnnxViTQ.BitWidths", "OnnxViTQ.ExternalDataMode", "OnnxViTQ.ImageDataOptions", "OnnxViTQ.InputShape", "OnnxViTQ.MixedPrecision", "OnnxViTQ.OnnxQuantizer",
         "OnnxViTQ.OnnxViTQException", "OnnxViTQ.OutputFormat", "OnnxViTQ.PassTime", "OnnxViTQ.ProgressReport", "OnnxViTQ.QuantizationOptions",
         "OnnxViTQ.QuantizationSummary", "OnnxViTQ.QuantizeFileSettings",
     ];
