@@ -10,6 +10,18 @@ internal sealed record Fidelity(double[] Kl, bool[] SameTop1)
 {
     public double MeanKl => Kl.Average();
     public int Agreeing => SameTop1.Count(s => s);
+    public double Agreement => (double)Agreeing / SameTop1.Length;
+
+    /// <summary><paramref name="outputs"/> against the FP32 <paramref name="reference"/>, sample by sample.</summary>
+    public static Fidelity Of(IReadOnlyList<float[]> reference, IReadOnlyList<float[]> outputs) =>
+        new(PlanOutputs.MeanKl(reference, outputs).PerSample, reference.Zip(outputs, (r, o) => ArgMax(r) == ArgMax(o)).ToArray());
+
+    private static int ArgMax(float[] v)
+    {
+        int best = 0;
+        for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
+        return best;
+    }
 }
 
 /// <summary>
@@ -27,8 +39,7 @@ internal sealed record PlanCheck(ICalibrationSource Source, int BatchSize, int S
     public Fidelity Measure(Model model, QuantizationPlan plan, float[][] reference, Action<Model, Func<Node, Node>, QuantizationPlan>? edit = null)
     {
         var outputs = PlanOutputs.Run(PlanOutputs.Emitted(model, plan, edit), Source, BatchSize, Samples, ModelName);
-        var (_, perSample) = PlanOutputs.MeanKl(reference, outputs);
-        return new Fidelity(perSample, reference.Zip(outputs, (r, o) => ArgMax(r) == ArgMax(o)).ToArray());
+        return Fidelity.Of(reference, outputs);
     }
 
     /// <summary>A change from <paramref name="without"/> to <paramref name="with"/>, paired per sample.</summary>
@@ -58,11 +69,4 @@ internal sealed record PlanCheck(ICalibrationSource Source, int BatchSize, int S
     }
 
     public const double Significance = 1.5;
-
-    private static int ArgMax(float[] v)
-    {
-        int best = 0;
-        for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
-        return best;
-    }
 }

@@ -71,20 +71,12 @@ internal static class AutoRecipe
                 scores.Add(new AutoScore(candidate, null, null, (clock.Elapsed - started).TotalSeconds, $"failed: {e.Message}"));
                 continue;
             }
-            var rows = PlanOutputs.Run(copy, heldOutPart, options.BatchSize, heldOut, modelName);
-            double agreement = reference.Zip(rows).Count(p => ArgMax(p.First) == ArgMax(p.Second)) / (double)reference.Length;
-            scores.Add(new AutoScore(candidate, PlanOutputs.MeanKl(reference, rows).Mean, agreement, (clock.Elapsed - started).TotalSeconds, null));
+            var fidelity = Fidelity.Of(reference, PlanOutputs.Run(copy, heldOutPart, options.BatchSize, heldOut, modelName));
+            scores.Add(new AutoScore(candidate, fidelity.MeanKl, fidelity.Agreement, (clock.Elapsed - started).TotalSeconds, null));
         }
         var best = scores.Where(s => s.MeanKl is not null).OrderBy(s => s.MeanKl).ThenByDescending(s => s.Agreement).FirstOrDefault()
                    ?? throw new OnnxViTQException($"--recipe auto: no recipe quantized '{modelName}' ({string.Join("; ", scores.Select(s => $"{s.Recipe} {s.Note}"))})");
         return new AutoChoice(best.Recipe, scores, calibrate, heldOut);
-    }
-
-    private static int ArgMax(float[] row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
     }
 }
 

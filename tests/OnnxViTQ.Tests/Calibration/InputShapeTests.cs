@@ -12,12 +12,7 @@ namespace OnnxViTQ.Tests.Calibration;
 /// keeps its dynamic dimensions; checks that need no calibration run before it.</summary>
 public class InputShapeTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var (stdout, stderr) = (new StringWriter(), new StringWriter());
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => Support.Cli.Run(args);
 
     /// <summary>vit.opset17.onnx with its width declared dynamic ("width"), as exporters write it.</summary>
     private static string DynamicWidthExport(TempDir tmp)

@@ -14,13 +14,7 @@ namespace OnnxViTQ.Tests.Cli;
 [NonParallelizable]
 public class DeviceTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => Support.Cli.Run(args);
 
     /// <summary>Why CUDA cannot be used here (the build or the machine), or null when it can.</summary>
     private static string? CudaUnavailable()

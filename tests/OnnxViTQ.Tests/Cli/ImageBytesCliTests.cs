@@ -10,13 +10,7 @@ namespace OnnxViTQ.Tests.Cli;
 /// a model against the tensor-input original, which agree on every bundled PNG.</summary>
 public class ImageBytesCliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => Support.Cli.Run(args);
 
     [Test]
     public void PreprocessThenEvalAgainstTheTensorModel()

@@ -76,7 +76,7 @@ internal sealed class FuzzRun(string workFolder, string calibration, string eval
                 outcome = "refused";
             }
             record?.Invoke(mutant, result.Failures.Count > failures ? "failure" : outcome, result.Failures.Count > failures ? result.Failures[^1] : null);
-            foreach (var f in new[] { output }.Concat(Directory.EnumerateFiles(workFolder, "mutant.q.onnx*"))) File.Delete(f);
+            foreach (var f in Directory.EnumerateFiles(workFolder, "mutant.q.onnx*")) File.Delete(f); // the output and any data file beside it
             progress?.Invoke(i + 1, result);
         }
         result.Elapsed = clock.Elapsed;
