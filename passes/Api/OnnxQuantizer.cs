@@ -54,10 +54,6 @@ public static class OnnxQuantizer
         var model = OnnxModelReader.Load(modelPath);
         var declaredShape = InputShape.Fix(model, modelPath, settings.InputShape, calibrationPath);
         var input = ImageInput.Of(model, modelPath);
-        // Checked now rather than by the emitter after calibration: the output's per-channel
-        // QuantizeLinear/DequantizeLinear need opset 13.
-        if (model.DefaultOpset < 13)
-            throw new OnnxViTQException($"'{modelPath}' imports ONNX opset {model.DefaultOpset}; per-channel QuantizeLinear/DequantizeLinear need opset 13 or later (re-export with opset_version=13 or newer)");
         var preprocessing = (settings.ImageData ?? new ImageDataOptions()).Resolve(model, input);
         if (settings.EmbedPreprocessing && OrtExtensionsLibrary.Unavailable is { } noExtensions)
             throw new OnnxViTQException($"--embed-preprocessing: {noExtensions}");

@@ -70,8 +70,11 @@ internal static class CanonicalizationRules
 
     public static IReadOnlyList<RewriteRule> All { get; } = [ConstantNodeToInitializer, FoldConstantTranspose, FoldConstantIdentity];
 
-    /// <summary>Pass <c>canonicalize</c>: it changes constants, so it runs before sites are selected.</summary>
-    public static RewriteRulesPass Pass() => new("canonicalize", All, new PassInfra.PassContract([], [Quantization.Stages.Canonical], [Quantization.Stages.SitesSelected]));
+    /// <summary>The rewrites of pass <c>canonicalize</c> (<see cref="Canonicalize"/>), after its opset conversion.</summary>
+    public static RewriteRulesPass Rules() => new("canonicalize", All, new PassInfra.PassContract([], [Quantization.Stages.Canonical], [Quantization.Stages.SitesSelected]));
+
+    /// <summary>Pass <c>canonicalize</c>: opset conversion, then the rewrites.</summary>
+    public static Canonicalize Pass(string modelName) => new(modelName);
 
     private static string? CheckFoldable(Match m, out Tensor c)
     {

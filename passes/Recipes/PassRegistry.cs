@@ -25,8 +25,8 @@ internal static class PassRegistry
 {
     public static IReadOnlyList<PassFactory> All { get; } =
     [
-        new("canonicalize", "fold Transpose/Identity of constants so weights are constants", [],
-            (_, _) => CanonicalizationRules.Pass()),
+        new("canonicalize", "convert opsets 7–12 up to 13 and 18–21 down to 17 (version adapters; a node none converts is refused before calibration), then fold Transpose/Identity of constants and Constant-node weights so weights are constants", [],
+            (r, _) => CanonicalizationRules.Pass(r.ModelName)),
         new("select-sites", "one quantization site per tensor read by a MatMul, Gemm or Conv", [],
             (_, _) => new SelectQuantizationSites()),
         new("tag-roles", "recognise post-LayerNorm, post-GELU, post-Softmax, query, key, value and attention-output tensors", [],

@@ -31,6 +31,7 @@ public static class CliApp
             BenchCommand.Create(io),
             InspectCommand.Create(io),
             OutliersCommand.Create(io),
+            ConvertCommand.Create(io),
             PreprocessCommand.Create(io),
         };
         var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };

@@ -54,7 +54,7 @@ internal static class InspectCommand
         try
         {
             // What quantize would see: canonical weights, sites, roles (the file is not changed).
-            new PassManager([CanonicalizationRules.Pass(), new SelectQuantizationSites(), new TagViTRoles()]).Run(m, context);
+            new PassManager([CanonicalizationRules.Pass(path), new SelectQuantizationSites(), new TagViTRoles()]).Run(m, context);
         }
         catch (OnnxViTQException e)
         {

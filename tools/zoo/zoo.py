@@ -11,6 +11,7 @@ dataset-fashion-mnist):
     /usr/bin/python3 tools/zoo/zoo.py deit-tiny            # DeiT-Tiny-shaped random model + 256 images (benchmarks)
     /usr/bin/python3 tools/zoo/zoo.py test-split           # the whole 10 000-image test split (bench --eval-images)
     /usr/bin/python3 tools/zoo/zoo.py constant-nodes models/vit.opset13.onnx models/exports/vit-constant-nodes.opset13.onnx
+    /usr/bin/python3 tools/zoo/zoo.py reexport vit --opsets 9 11   # committed weights, older opsets
 
 `train` writes <out>/<name>.opset17.onnx (LayerNormalization op) and
 <out>/<name>.opset13.onnx (LayerNorm decomposed by the exporter), plus <name>.json with the
@@ -330,6 +331,112 @@ def cmd_export(args):
     save_golden(model, os.path.join(args.out, f"{name}.golden_logits.npy"))
 
 
+def initializer_sources(model, path):
+    """For an export of `model` at `path`: initializer name -> (parameter name, transform), where
+    the initializer equals transform(parameter). Found by value on `model`'s own (random) weights:
+    constant folding renames transposed MatMul weights and turns Swin's relative position table into
+    its gathered bias, so names alone do not lead back to the state dict."""
+    import onnx
+    from onnx import numpy_helper
+    params = {k: v.detach().numpy() for k, v in model.state_dict().items() if v.dtype == torch.float32}
+    biases = {}
+    for name, mod in model.named_modules():
+        if hasattr(mod, "get_relative_position_bias"):
+            with torch.no_grad():
+                biases[name + ".relative_position_bias_table"] = mod.get_relative_position_bias().numpy()
+    sources = {}
+    for t in onnx.load(path).graph.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype != np.float32 or a.size < 2:
+            continue
+        if t.name in params and params[t.name].shape == a.shape and np.array_equal(params[t.name], a):
+            sources[t.name] = (t.name, "same")
+            continue
+        found = None
+        for k, v in params.items():
+            if v.ndim == 2 and v.T.shape == a.shape and np.array_equal(v.T, a):
+                found = (k, "transpose"); break
+        if found is None:
+            for k, v in biases.items():
+                if v.size == a.size and np.array_equal(v.reshape(a.shape), a):
+                    found = (k, "bias"); break
+        if found is not None:
+            sources[t.name] = found
+    return sources
+
+
+def load_from_export(model, path, probe_path):
+    """Loads the weights of the export at `path` into `model`: `probe_path` is a fresh export of the
+    same (randomly initialised) module with the same settings, whose initializer names match."""
+    import onnx
+    from onnx import numpy_helper
+    sources = initializer_sources(model, probe_path)
+    probe = {t.name: t for t in onnx.load(probe_path).graph.initializer}
+    trained = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    if set(probe) != set(trained):
+        raise SystemExit(f"{path}: initializer names differ from a fresh export of the same module")
+    state = model.state_dict()
+    loaded = set()
+    for init, (param, how) in sources.items():
+        a = torch.from_numpy(trained[init].copy())
+        if how == "same":
+            state[param].copy_(a)
+        elif how == "transpose":
+            state[param].copy_(a.T)
+        else:
+            # gathered bias [1, heads, N, N] -> table rows: every table entry is some window pair
+            mod = model.get_submodule(param.rsplit(".", 1)[0])
+            heads = mod.relative_position_bias_table.shape[1]
+            idx = mod.relative_position_index.reshape(-1)
+            rows = a.reshape(heads, -1).T
+            table = state[param]
+            table[idx] = rows
+            if torch.unique(idx).numel() != table.shape[0]:
+                raise SystemExit(f"{param}: the gathered bias does not cover every table row")
+        loaded.add(param)
+    left = [k for k, v in state.items() if v.dtype == torch.float32 and k not in loaded and v.numel() > 1
+            and not k.endswith("relative_position_index")]
+    if left:
+        raise SystemExit(f"{path}: parameters not found in the export: {left}")
+    model.load_state_dict(state)
+
+
+def cmd_reexport(args):
+    """Re-exports a committed model at another opset (9 and 11: what older exporters and tools
+    produce) from its own weights: the module is rebuilt, the weights are read back from the
+    committed opset-17 export, checked against the committed golden logits, and exported again.
+    PyTorch 1.13 writes opset 7–17; 18 and later come from `onnxvitq convert`."""
+    import tempfile
+    torch.manual_seed(0)
+    model, _ = build(args.family, "main")
+    # Distinct random values in every parameter: the exporter merges equal initializers (fresh
+    # LayerNorm weights are all ones), which would hide which parameter each one came from.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p))
+    source = os.path.join(args.models, f"{args.family}.opset17.onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "probe.onnx")
+        export(model, probe, 17)
+        load_from_export(model, source, probe)
+    golden = np.load(os.path.join(args.models, f"{args.family}.golden_logits.npy"))
+    ti, _ = load_split(False)
+    model.eval()
+    with torch.no_grad():
+        logits = model(preprocess(ti[:16])).numpy()
+    err = float(np.abs(logits - golden).max())
+    if err > 1e-4:
+        raise SystemExit(f"{args.family}: weights read back give logits {err:.2e} from the golden ones")
+    with open(os.path.join(args.models, f"{args.family}.json")) as f:
+        record = json.load(f)
+    os.makedirs(args.out, exist_ok=True)
+    for opset in args.opsets:
+        path = os.path.join(args.out, f"{args.family}.opset{opset}.onnx")
+        export(model, path, opset)
+        add_metadata(path, args.family, "main", record)
+        print(f"wrote {path} ({os.path.getsize(path)/1e6:.1f} MB); weights match golden logits to {err:.1e}")
+
+
 def cmd_deit_tiny(args):
     """A DeiT-Tiny-shaped ViT for compile-time benchmarks: 224x224, patch 16 (196 patches + class
     token = 197 tokens), dim 192, depth 12, 3 heads, MLP 768, 1000 classes, random weights
@@ -463,12 +570,17 @@ def main():
     i = sub.add_parser("pngs")
     i.add_argument("--pngs", type=int, default=16)
     i.add_argument("--out", default="models/data")
+    rx = sub.add_parser("reexport")
+    rx.add_argument("family", choices=sorted(CONFIGS))
+    rx.add_argument("--opsets", type=int, nargs="+", default=[9, 11])
+    rx.add_argument("--models", default="models")
+    rx.add_argument("--out", default="models/exports")
     cn = sub.add_parser("constant-nodes")
     cn.add_argument("model")
     cn.add_argument("out")
     args = p.parse_args()
     {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny, "test-split": cmd_test_split,
-     "constant-nodes": cmd_constant_nodes}[args.cmd](args)
+     "constant-nodes": cmd_constant_nodes, "reexport": cmd_reexport}[args.cmd](args)
 
 
 if __name__ == "__main__":

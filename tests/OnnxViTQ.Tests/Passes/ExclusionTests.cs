@@ -17,7 +17,7 @@ public class ExclusionTests
     {
         var model = OnnxModelReader.Load(Repo.Model("vit.opset17.onnx"));
         var context = new PassContext();
-        new PassManager([CanonicalizationRules.Pass(), new SelectQuantizationSites(), new TagViTRoles(),
+        new PassManager([CanonicalizationRules.Pass("model"), new SelectQuantizationSites(), new TagViTRoles(),
             new AssignQuantizers(table ?? new QuantizerTable(), BitWidths.W8A8, "test", new Exclusions(exclude))]).Run(model, context);
         return (context.Get<QuantizationPlan>(), context);
     }
