@@ -42,10 +42,10 @@ internal static class OpsetAdapters
         AddUp(Compatible, "ArgMax ArgMin Compress Concat Conv ConvTranspose DepthToSpace Equal Flatten Gather Gemm Hardmax LogSoftmax " +
                           "Softmax LpPool MaxUnpool NonMaxSuppression OneHot Scatter Slice Split Squeeze Unsqueeze TopK If Loop " +
                           "AveragePool MaxPool ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin " +
-                          "ReduceProd ReduceSum ReduceSumSquare Constant", 11);
+                          "ReduceProd ReduceSum ReduceSumSquare Constant Scan", 11);
         AddUp(Compatible, "Concat DepthToSpace Equal Flatten Gather Gemm If Loop Cast Constant Greater Less Max Min ReduceL1 ReduceL2 " +
                           "ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSumSquare Slice", 13);
-        AddUp(Compatible, "Constant GatherND MaxPool", 12);
+        AddUp(Compatible, "Constant GatherND MaxPool Clip ReduceMax ReduceMin", 12);
         AddUp(Compatible, "AveragePool MaxPool", 10);
         AddUp(Compatible, "Cast Constant Flatten Gemm Greater Less MatMul PRelu", 9);
         AddUp(Compatible, "Max Min Mean Sum MaxPool", 8);
@@ -121,6 +121,9 @@ internal static class OpsetAdapters
             : $"no adapter for {node.OpType} {(up ? "to" : "from")} version {version}";
         throw context.Refuse(node, version, why);
     }
+
+    /// <summary>Whether crossing <paramref name="version"/> of <paramref name="opType"/> has a step.</summary>
+    public static bool Has(string opType, int version, bool up) => (up ? Up : Down).ContainsKey((opType, version));
 
     private static void AddUp(OpsetStep step, string ops, params int[] versions) => Add(Up, step, ops, versions);
 
