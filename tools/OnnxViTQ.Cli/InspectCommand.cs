@@ -61,6 +61,8 @@ internal static class InspectCommand
             io.Out.WriteLine($"not quantizable: {e.Message}");
             return;
         }
+        if (context.TryGet<OpsetConversionSummary>(out var conversion) && conversion.Changed)
+            io.Out.WriteLine($"quantize converts it: {conversion} (onnxvitq convert writes the converted model)");
         var plan = context.Get<QuantizationPlan>();
         exclusions.Apply(plan, "--exclude");
         var table = new Table().Border(TableBorder.Rounded).Title("Quantization sites by module (what quantize would quantize, and each tensor's role)")

@@ -177,6 +177,8 @@ internal static class QuantizeCommand
                 string.Join(", ", auto.Scores.Select(sc => sc.MeanKl is { } kl
                     ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{sc.Recipe} {kl:0.####} ({100 * sc.Agreement:0.#} %, {sc.Seconds:0.0} s)")
                     : $"{sc.Recipe} {sc.Note}"))));
+        foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Info && d.Pass == "canonicalize" && d.Message.StartsWith("converted ", StringComparison.Ordinal)))
+            table.AddRow("opset", Markup.Escape(d.Message["converted ".Length..]));
         table.AddRow("nodes quantized", $"{total} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {total - linear} activation × activation)");
         foreach (var line in PlanSummary.Lines(result.Plan)) table.AddRow(Markup.Escape(line.Label), Markup.Escape(line.Text));
         if (PlanSummary.Excluded(result.Plan) is { } excluded) table.AddRow("kept in float", Markup.Escape(excluded));
