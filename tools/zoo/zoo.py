@@ -8,6 +8,7 @@ dataset-fashion-mnist):
     /usr/bin/python3 tools/zoo/zoo.py train vit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train deit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train swin --minutes 25
+    /usr/bin/python3 tools/zoo/zoo.py train hybrid --minutes 12 --out models/exports   # CNN-transformer hybrid
     /usr/bin/python3 tools/zoo/zoo.py deit-tiny            # DeiT-Tiny-shaped random model + 256 images (benchmarks)
     /usr/bin/python3 tools/zoo/zoo.py test-split           # the whole 10 000-image test split (bench --eval-images)
     /usr/bin/python3 tools/zoo/zoo.py constant-nodes models/vit.opset13.onnx models/exports/vit-constant-nodes.opset13.onnx
@@ -111,6 +112,52 @@ class TeacherCNN(nn.Module):
         return self.head(self.body(x).mean(dim=(2, 3)))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2/V3 block: 1×1 expansion, depthwise 3×3, 1×1 linear projection; BatchNorm after
+    each convolution (folded into the convolutions by the exporter); residual when shapes allow."""
+
+    def __init__(self, cin, cout, expand, stride, act):
+        super().__init__()
+        hidden = cin * expand
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act(),
+            nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), act(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class Hybrid(nn.Module):
+    """A CNN-transformer hybrid (MobileViT / LeViT-like): a convolutional stem with hard-swish,
+    three inverted-residual blocks (ReLU in the first, hard-swish after: the two cases of
+    cross-layer equalization), a 1×1 convolution to tokens (7×7 = 49) with a learned position
+    embedding, transformer encoder blocks (LayerNorm, multi-head attention, GELU MLP), a final
+    LayerNorm, the mean over tokens and a linear head."""
+
+    def __init__(self, num_classes=10, stem=16, widths=(24, 24, 48), dim=64, heads=4, mlp=128, layers=2):
+        super().__init__()
+        from torchvision.models.vision_transformer import EncoderBlock
+        self.stem = nn.Sequential(nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.Hardswish())
+        self.blocks = nn.Sequential(
+            InvertedResidual(stem, widths[0], 2, 2, nn.ReLU),
+            InvertedResidual(widths[0], widths[1], 3, 1, nn.Hardswish),
+            InvertedResidual(widths[1], widths[2], 2, 2, nn.Hardswish))
+        self.to_tokens = nn.Conv2d(widths[2], dim, 1)
+        self.pos_embedding = nn.Parameter(torch.empty(1, (IMAGE // 4) ** 2, dim).normal_(std=0.02))
+        self.encoder = nn.Sequential(*[EncoderBlock(heads, dim, mlp, 0.0, 0.0) for _ in range(layers)])
+        self.ln = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.to_tokens(self.blocks(self.stem(x)))
+        x = x.flatten(2).transpose(1, 2) + self.pos_embedding
+        x = self.ln(self.encoder(x))
+        return self.head(x.mean(dim=1))
+
+
 # Two members per family: `main` is committed, `alt` is trained separately (other size and seed)
 # to check that quantization generalises beyond the committed files.
 CONFIGS = {
@@ -126,6 +173,10 @@ CONFIGS = {
         "main": dict(patch_size=[2, 2], embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], window_size=[7, 7]),
         "alt": dict(patch_size=[2, 2], embed_dim=24, depths=[2, 4], num_heads=[3, 6], window_size=[7, 7]),
     },
+    "hybrid": {
+        "main": dict(stem=16, widths=(24, 24, 48), dim=64, heads=4, mlp=128, layers=2),
+        "alt": dict(stem=24, widths=(32, 32, 64), dim=96, heads=4, mlp=192, layers=2),
+    },
 }
 
 
@@ -137,6 +188,8 @@ def build(family, variant):
         return DeiT(num_classes=10, **cfg), cfg
     if family == "swin":
         return SwinTransformer(num_classes=10, stochastic_depth_prob=0.1, **cfg), cfg
+    if family == "hybrid":
+        return Hybrid(num_classes=10, **cfg), cfg
     raise SystemExit(f"unknown family {family}")
 
 
