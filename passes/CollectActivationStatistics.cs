@@ -32,6 +32,9 @@ internal sealed class CollectActivationStatistics(ICalibrationSource source, int
             // channel scales wherever a LayerNorm's output reaches (post-LN sites, Swin's pooled head).
             if (site.Uses.Any(u => u.InputIndex == 0 && Analysis.ViTPatterns.IsLinear(u.Node)))
                 requests = requests.Append(new ObserverRequest(ObserverKeys.Channels, () => new PerChannelMinMaxObserver(site.Name)));
+            // Per-channel means of a CNN part's convolution inputs, for their bias correction.
+            if (site.Uses.Any(u => u.InputIndex == 0 && u.Node.OpType == "Conv" && !Analysis.ConvShape.IsPatchEmbedding(u.Node)))
+                requests = requests.Append(new ObserverRequest(ObserverKeys.FeatureChannels, () => new FeatureMapChannelObserver(site.Name)));
             // The attention products' search pairs each operand with the other's values on the same
             // images: both operands keep their first samples whole (fixed size).
             if (captureProducts && site.Uses.Any(u => IsActivationProductOperand(u.Node, plan)))

@@ -31,6 +31,11 @@ internal sealed class MeasureQuantizationError(bool layerOutputs = false) : IPas
                 var w = WeightTensor.Read(site);
                 (x, shape) = (w.Values, w.Shape);
             }
+            else if (stats is not null && q.Granularity == Granularity.PerChannel && stats.Has(site.Value, ObserverKeys.FeatureChannels))
+            {
+                // Per-channel feature maps: whole samples, so the channel axis is where the quantizer expects it.
+                (x, shape) = stats.Get<FeatureMapChannelObserver>(site.Value, ObserverKeys.FeatureChannels).Sample;
+            }
             else if (stats is not null && stats.Has(site.Value, ObserverKeys.Rows))
             {
                 var rows = stats.Get<RowSampleObserver>(site.Value, ObserverKeys.Rows);

@@ -68,8 +68,8 @@ internal sealed class TagViTRoles : IPass
         if (input.IsGraphInput) return TensorRole.Input;
         if (node.OpType == "Conv")
         {
-            why = $"input of convolution '{node.Name}' inside the network";
-            return null;
+            if (use.InputIndex != 0) { why = $"input {use.InputIndex} of convolution '{node.Name}'"; return null; }
+            return ConvShape.IsDepthwise(node) ? TensorRole.DepthwiseInput : TensorRole.ConvInput;
         }
         if (ViTPatterns.IsLinear(node) && use.InputIndex == 0)
         {
@@ -81,6 +81,8 @@ internal sealed class TagViTRoles : IPass
             if (ViTPatterns.LayerNorm(source) is not null) return TensorRole.PostLayerNorm;
             if (ViTPatterns.IsGelu(source, out _)) return TensorRole.PostGelu;
             if (IsAttentionValueProduct(source)) return TensorRole.AttentionOutput;
+            // A hybrid's tokens come from its convolutional part (a 1×1 convolution, flattened).
+            if (source.OpType == "Conv") return TensorRole.ConvInput;
             why = $"input of linear '{node.Name}' comes from {source.OpType} '{source.Name}', not a LayerNorm, GELU or attention product";
             return null;
         }
@@ -105,6 +107,7 @@ internal sealed class TagViTRoles : IPass
     {
         private readonly Dictionary<Node, int> _attention = [];
         private readonly Dictionary<Node, int> _mlp = [];
+        private readonly Dictionary<Node, int> _conv = [];
 
         public ModuleIndex(Graph graph)
         {
@@ -112,12 +115,15 @@ internal sealed class TagViTRoles : IPass
             {
                 if (n.OpType == "Softmax") _attention[n] = _attention.Count;
                 else if (ViTPatterns.IsGelu(n, out _)) _mlp[n] = _mlp.Count;
+                else if (n.OpType == "Conv" && !ConvShape.IsPatchEmbedding(n)) _conv[n] = _conv.Count;
             }
         }
 
         public string Of(Node node, Value? input)
         {
-            if (node.OpType == "Conv") return "patch embedding";
+            // A ViT's patchify convolution is its patch embedding; a hybrid's convolutions are
+            // numbered in graph order ("conv 0" is its stem).
+            if (node.OpType == "Conv") return _conv.TryGetValue(node, out int c) ? $"conv {c}" : "patch embedding";
             if (ViTPatterns.IsActivationProduct(node))
             {
                 var softmax = IsAttentionValueProduct(node) ? ViTPatterns.Source(node.Inputs[0]!, true) : ViTPatterns.SoftmaxAfter(node);

@@ -35,4 +35,5 @@ internal static class ObserverKeys
     public const string Channels = "channels";
     public const string Rows = "rows";
     public const string Slices = "slices";
+    public const string FeatureChannels = "feature-channels";
 }

@@ -25,6 +25,11 @@ internal enum TensorRole
     AttentionOutput,
     /// <summary>The network's input (the image read by the patch embedding).</summary>
     Input,
+    /// <summary>A feature map read by a convolution inside the network (CNN stems and blocks of hybrids).</summary>
+    ConvInput,
+    /// <summary>A feature map read by a depthwise convolution (each output channel reads one input
+    /// channel, so a scale per channel costs nothing at deployment).</summary>
+    DepthwiseInput,
     /// <summary>Anything else (unrecognised patterns).</summary>
     Other,
 }
@@ -45,6 +50,8 @@ internal static class TensorRoles
         TensorRole.Value => "value",
         TensorRole.AttentionOutput => "attention-output",
         TensorRole.Input => "input",
+        TensorRole.ConvInput => "conv-input",
+        TensorRole.DepthwiseInput => "depthwise-input",
         TensorRole.Other => "other",
         _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
     };

@@ -21,16 +21,27 @@ internal sealed class UniformQuantizerKind : IQuantizerKind, IAcceptsDerivedGrid
         ActivationRange.RangeOption,
         ActivationRange.PercentileOption,
         QuantizerOption.Choice("symmetric", "activations: symmetric (int8, zero point 0) instead of asymmetric (uint8)", "false", "true"),
+        QuantizerOption.Choice("granularity", "activations: one range per tensor, or per channel of a feature map [N, C, …] (axis 1; for depthwise-convolution inputs, where each output channel reads one input channel)", "tensor", "channel"),
     ];
 
     public string? Check(QuantizerSpec spec, TensorRole role) =>
-        role == TensorRole.Weight && spec.Option("range") == "percentile" ? "weights take range=minmax or range=mse" : null;
+        role == TensorRole.Weight && spec.Option("range") == "percentile" ? "weights take range=minmax or range=mse"
+        : PerChannelActivations(spec) && role == TensorRole.Weight ? "granularity applies to activations (weights are per output channel already)"
+        : PerChannelActivations(spec) && spec.Option("range") != "minmax" ? "granularity=channel takes range=minmax"
+        : PerChannelActivations(spec) && spec.Option("symmetric") == "true" ? "granularity=channel is asymmetric"
+        : null;
+
+    private static bool PerChannelActivations(QuantizerSpec spec) => spec.Option("granularity") == "channel";
 
     public Granularity GranularityOf(QuantizationSite site) =>
-        site.IsWeight && site.ChannelAxis is not null ? Granularity.PerChannel : Granularity.PerTensor;
+        site.IsWeight && site.ChannelAxis is not null ? Granularity.PerChannel
+        : !site.IsWeight && PerChannelActivations(site.Spec!) ? Granularity.PerChannel
+        : Granularity.PerTensor;
 
     public IEnumerable<ObserverRequest> Observers(QuantizationSite site) =>
-        site.IsWeight ? [] : [ActivationRange.Request(site, site.Spec!)];
+        site.IsWeight ? []
+        : PerChannelActivations(site.Spec!) ? [new ObserverRequest(ObserverKeys.FeatureChannels, () => new FeatureMapChannelObserver(site.Name))]
+        : [ActivationRange.Request(site, site.Spec!)];
 
     public FittedQuantizer Fit(QuantizationSite site, FitContext context)
     {
@@ -39,6 +50,12 @@ internal sealed class UniformQuantizerKind : IQuantizerKind, IAcceptsDerivedGrid
         {
             var w = WeightTensor.Read(site);
             return UniformQuantizer.FitWeight(w.Values, w.Shape, spec.Bits, site.ChannelAxis, mse: spec.Option("range") == "mse");
+        }
+        if (PerChannelActivations(spec))
+        {
+            var channels = context.Observer<FeatureMapChannelObserver>(site, ObserverKeys.FeatureChannels);
+            if (channels.Count == 0) throw new OnnxViTQException($"activation '{site.Name}' saw no calibration data");
+            return UniformQuantizer.AsymmetricFromRanges(channels.Min, channels.Max, spec.Bits, axis: 1);
         }
         bool symmetric = spec.Option("symmetric") == "true";
         var (min, max) = ActivationRange.Estimate(site, spec, context, symmetric ? SymmetricError(spec.Bits) : null);
@@ -139,6 +156,14 @@ internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjusta
         return new UniformQuantizer([scale], [zero], bits, symmetric: false, axis: null);
     }
 
+    /// <summary>Asymmetric per channel along <paramref name="axis"/>: each channel's range widened
+    /// to include 0, as <see cref="AsymmetricFromRange"/>.</summary>
+    public static UniformQuantizer AsymmetricFromRanges(IReadOnlyList<float> min, IReadOnlyList<float> max, int bits, int axis)
+    {
+        var channels = Enumerable.Range(0, min.Count).Select(c => AsymmetricFromRange(min[c], max[c], bits)).ToList();
+        return new UniformQuantizer(channels.Select(q => q.Scales[0]).ToArray(), channels.Select(q => q.ZeroPoints[0]).ToArray(), bits, symmetric: false, axis);
+    }
+
     /// <summary>A per-tensor asymmetric quantizer with given parameters (reparameterizations
     /// derive them exactly).</summary>
     public static UniformQuantizer Asymmetric(float scale, int zeroPoint, int bits)
@@ -172,7 +197,14 @@ internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjusta
     public FittedQuantizer WithStepScaled(float m)
     {
         if (m == 1f) return this;
-        if (Axis is not null) throw new InvalidOperationException("a per-channel grid's step is scaled with its weights (WithStepScaled(m, weights, shape))");
+        if (Axis is { } axis)
+        {
+            if (Codes is not null) throw new InvalidOperationException("a weight grid's step is scaled with its weights (WithStepScaled(m, weights, shape))");
+            if (Symmetric) return SymmetricFromMaxAbs(Scales.Select(sc => sc * QMax * m).ToArray(), Bits, axis);
+            var lows = Scales.Select((sc, c) => (QMin - ZeroPoints[c]) * sc * m).ToArray();
+            var highs = Scales.Select((sc, c) => (QMax - ZeroPoints[c]) * sc * m).ToArray();
+            return AsymmetricFromRanges(lows, highs, Bits, axis);
+        }
         if (Symmetric) return SymmetricFromMaxAbs([Scales[0] * QMax * m], Bits, null);
         float lo = (QMin - ZeroPoints[0]) * Scales[0], hi = (QMax - ZeroPoints[0]) * Scales[0];
         return AsymmetricFromRange(lo * m, hi * m, Bits);
@@ -305,17 +337,18 @@ internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjusta
             var attrs = Axis is { } axis ? new[] { AttributeValue.Int("axis", axis) } : [];
             return b.Node("DequantizeLinear", "dequantized", [qw, scale, zero], attrs);
         }
-        if (Axis is not null) throw new NotSupportedException("per-channel activations have no portable form; fold them (repq) first");
         var storage = Symmetric ? DataType.Int8 : DataType.UInt8;
         var (s, z) = Parameters(b, storage);
-        var q = b.Node("QuantizeLinear", "quantized", [site.Value, s, z]);
+        // Per channel (a feature map's axis 1): QuantizeLinear/DequantizeLinear per axis (opset 13).
+        var axisAttribute = Axis is { } channelAxis ? new[] { AttributeValue.Int("axis", channelAxis) } : [];
+        var q = b.Node("QuantizeLinear", "quantized", [site.Value, s, z], axisAttribute);
         q.Type = new TensorTypeInfo(storage, site.Value.Type?.Shape);
         if (Bits < 8)
         {
             q = b.Node("Clip", $"quantized_{Bits}bit", [q, CodeConstant(b, "qmin", QMin, storage), CodeConstant(b, "qmax", QMax, storage)]);
             q.Type = new TensorTypeInfo(storage, site.Value.Type?.Shape);
         }
-        return b.Node("DequantizeLinear", "dequantized", [q, s, z]);
+        return b.Node("DequantizeLinear", "dequantized", [q, s, z], axisAttribute);
     }
 
     private static Value CodeConstant(PortableBuilder b, string name, int value, DataType type) =>

@@ -27,6 +27,10 @@ internal static class PassRegistry
     [
         new("canonicalize", "convert opsets 7–12 up to 13 and 18–21 down to 17 (version adapters; a node none converts is refused before calibration), then fold Transpose/Identity of constants and Constant-node weights so weights are constants", [],
             (r, _) => CanonicalizationRules.Pass(r.ModelName)),
+        new("equalize-convs", "cross-layer equalization of convolution pairs joined by ReLU/LeakyReLU or nothing (an exact rescaling of output/input channels; CNN parts of hybrids)", [],
+            (_, _) => new Passes.Reparameterize.EqualizeConvPairs()),
+        new("correct-conv-bias", "subtract each CNN convolution's mean output shift from its weights' quantization (Σ (Ŵ − W)·E[x] per output channel) from its bias", [],
+            (_, _) => new Passes.CorrectConvBias()),
         new("select-sites", "one quantization site per tensor read by a MatMul, Gemm or Conv", [],
             (_, _) => new SelectQuantizationSites()),
         new("tag-roles", "recognise post-LayerNorm, post-GELU, post-Softmax, query, key, value and attention-output tensors", [],

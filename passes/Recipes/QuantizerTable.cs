@@ -31,8 +31,14 @@ internal sealed record QuantizerTable
     public static QuantizerChoice ImageInput { get; } = new("uniform", Bits: 8);
     public IReadOnlyDictionary<string, QuantizerChoice> Overrides { get; init; } = new Dictionary<string, QuantizerChoice>();
 
+    /// <summary>A depthwise convolution's input: one range per channel (each output channel reads
+    /// one input channel, so the scales fold into that channel's requantization; hard-swish
+    /// outputs, which cross-layer equalization cannot rescale, differ by 10× across channels).</summary>
+    public static QuantizerChoice DepthwiseInput { get; } = new("uniform", Options: new Dictionary<string, string> { ["granularity"] = "channel" });
+
     public QuantizerChoice For(TensorRole role) =>
-        role == TensorRole.Weight ? Weight : Roles.TryGetValue(role, out var c) ? c : role == TensorRole.Input ? ImageInput : Default;
+        role == TensorRole.Weight ? Weight : Roles.TryGetValue(role, out var c) ? c
+        : role switch { TensorRole.Input => ImageInput, TensorRole.DepthwiseInput => DepthwiseInput, _ => Default };
 
     /// <summary>Every role's choice resolved once, so a bad kind, option or bit width fails
     /// before any model is touched.</summary>

@@ -17,7 +17,8 @@ internal static class Recipes
     /// and <paramref name="refine"/> after fitting.</summary>
     public static IReadOnlyList<PassStep> Pipeline(IEnumerable<PassStep>? reparameterize = null, IEnumerable<PassStep>? refine = null) =>
     [
-        new("canonicalize"),        // weights become constants (exports without constant folding)
+        new("canonicalize"),        // opsets 13–17; weights become constants (exports without constant folding)
+        new("equalize-convs"),      // CNN parts: exact channel rescaling of conv pairs (none in a plain ViT)
         new("select-sites"),        // what to quantize; needs canonical weights
         new("tag-roles"),           // post-LN / post-GELU / post-Softmax / Q / K / V / attention-output
         new("assign-quantizers"),   // a spec per site from its role; overrides checked before calibration
@@ -25,6 +26,7 @@ internal static class Recipes
         .. reparameterize ?? [],    // exact FP32 rewrites that need statistics and change the weights
         new("fit-quantizers"),      // parameters for every site not set by a reparameterization
         .. refine ?? [],            // searches over fitted parameters
+        new("correct-conv-bias"),   // CNN parts: the weights' mean output shift out of the biases
         new("measure-error"),       // per-site SQNR for the report
         new("emit-portable"),       // reads the plan, rewrites the graph
         new("remove-unused-constants"), // float weights now unused

@@ -28,6 +28,8 @@ internal static class PassTestSupport
             var site = activations[i];
             var requests = site.Spec!.KindInfo.Observers(site).Append(new ObserverRequest(ObserverKeys.Rows, () => new RowSampleObserver(tensor: site.Name)))
                 .Append(new ObserverRequest(ObserverKeys.Channels, () => new PerChannelMinMaxObserver(site.Name)));
+            if (site.Uses.Any(u => u.Node.OpType == "Conv" && u.InputIndex == 0))
+                requests = requests.Append(new ObserverRequest(ObserverKeys.FeatureChannels, () => new FeatureMapChannelObserver(site.Name)));
             foreach (var r in requests)
             {
                 if (observers.ContainsKey((site.Value, r.Key))) continue;
