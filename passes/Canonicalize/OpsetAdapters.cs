@@ -82,7 +82,9 @@ internal static class OpsetAdapters
         AddUp(new(false, RoiAlignKeepsOutputHalfPixel), "RoiAlign", 16);
         AddUp(new(false, (c, n) => RenameMode(c, n, ("bilinear", "linear"), ("bicubic", "cubic"))), "GridSample", 20);
 
-        AddDown(new(false, ReduceAxesInputToAttribute, n => n.Input(1) is { } a && OpsetAdaptation.ConstantInts(a) is null ? "its axes are computed at run time" : null),
+        AddDown(new(false, ReduceAxesInputToAttribute, n =>
+                n.Attribute("axes") is not null ? "it has an 'axes' attribute, which opset 18 made an input (the file is not valid at its opset)"
+                : n.Input(1) is { } a && OpsetAdaptation.ConstantInts(a) is null ? "its axes are computed at run time" : null),
             string.Join(' ', ReduceOps), 18);
         AddDown(new(false, SplitNumOutputsToSizes, ShapeWanted: n => n.Attribute("num_outputs") is not null && n.Input(1) is null), "Split", 18);
         AddDown(new(false, PadAxesToFullPads, n => n.Input(3) is { } axes && (OpsetAdaptation.ConstantInts(axes) is null || OpsetAdaptation.ConstantInts(n.Input(1)) is null)
@@ -298,9 +300,11 @@ internal static class OpsetAdapters
         if (n.Attribute("num_outputs") is not { } numOutputs) return n;
         if (n.Input(1) is not null) return c.Replace(n, "Split", n.Inputs, Except(n, "num_outputs"));
         long parts = numOutputs.AsInt();
+        if (parts < 1 || parts != n.Outputs.Count) throw c.Refuse(n, 18, $"num_outputs {parts} but {n.Outputs.Count} outputs");
         var shape = c.ShapeOf(n.Input(0)) ?? throw c.Refuse(n, 18, "num_outputs needs the split axis' size, and the input's shape is unknown");
         long axis = n.GetInt("axis", 0);
         if (axis < 0) axis += shape.Length;
+        if (axis < 0 || axis >= shape.Length) throw c.Refuse(n, 18, $"axis {n.GetInt("axis", 0)} is outside the input's rank {shape.Length}");
         long size = shape[axis];
         if (size % parts == 0) return c.Replace(n, "Split", [n.Input(0)], Except(n, "num_outputs"));
         // Opset 18: chunks of ceil(size / parts), the last one smaller.
@@ -315,10 +319,12 @@ internal static class OpsetAdapters
         var axes = OpsetAdaptation.ConstantInts(axesInput)!;
         var pads = OpsetAdaptation.ConstantInts(n.Input(1))!;
         var rank = c.ShapeOf(n.Input(0))?.Length ?? throw c.Refuse(n, 18, "'axes' needs the input's rank, which is unknown");
+        if (pads.Length != 2 * axes.Length) throw c.Refuse(n, 18, $"{pads.Length} pads for {axes.Length} axes");
         var full = new long[2 * rank];
         for (int i = 0; i < axes.Length; i++)
         {
             long a = axes[i] < 0 ? axes[i] + rank : axes[i];
+            if (a < 0 || a >= rank) throw c.Refuse(n, 18, $"axis {axes[i]} is outside the input's rank {rank}");
             full[a] = pads[i];
             full[a + rank] = pads[i + axes.Length];
         }

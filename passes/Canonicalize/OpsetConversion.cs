@@ -77,7 +77,7 @@ internal static class OpsetConversion
         var context = new OpsetAdaptation(modelName, from, target);
         foreach (var (node, versions) in plan)
             foreach (int v in versions)
-                if (OpsetAdapters.Find(node, v, up, context).Refusal?.Invoke(node) is { } why)
+                if (Guarded(context, node, v, () => OpsetAdapters.Find(node, v, up, context).Refusal?.Invoke(node)) is { } why)
                     throw context.Refuse(node, v, why);
         RefuseTypesTheTargetLacks(model, modelName, target);
 
@@ -93,7 +93,8 @@ internal static class OpsetConversion
             {
                 var step = OpsetAdapters.Find(current, v, up, context);
                 if (step.IsCompatible) continue;
-                var next = step.Apply(context, current);
+                var at = current;
+                var next = Guarded(context, at, v, () => step.Apply(context, at));
                 changed |= !ReferenceEquals(next, current) | context.TakeChanged();
                 if (next is null) break;
                 current = next;
@@ -113,6 +114,20 @@ internal static class OpsetConversion
         model.OpsetImports.RemoveAll(o => o.Domain is "" or "ai.onnx");
         model.OpsetImports.Insert(0, new OpsetImport("", target));
         return new OpsetConversionSummary(from, target, adapted);
+    }
+
+    /// <summary>A model file is untrusted: an attribute of the wrong type or a value out of range
+    /// in a node an adapter reads is that node's refusal, not an internal error.</summary>
+    private static T Guarded<T>(OpsetAdaptation context, Node node, int version, Func<T> adapt)
+    {
+        try
+        {
+            return adapt();
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException or OverflowException or InvalidCastException)
+        {
+            throw context.Refuse(node, version, e.Message);
+        }
     }
 
     /// <summary>Brings a model into the compiler's opset range (<see cref="CompilerOpset"/>).</summary>

@@ -15,7 +15,7 @@ internal static class InspectCommand
     {
         var model = new Argument<string>("model") { Description = "ONNX model to describe" };
         var exclude = ExcludeOption.Create();
-        var cmd = new Command("inspect", "List a model's inputs, outputs, op counts, and the tensors quantize would quantize, with their role (post-layernorm, post-gelu, post-softmax, query, key, value, attention-output, weight, other) per module; with --exclude, what it would keep in float") { model, exclude };
+        var cmd = new Command("inspect", "List a model's inputs, outputs, op counts, and the tensors quantize would quantize, with their role (post-layernorm, post-gelu, post-softmax, query, key, value, attention-output, input, conv-input, depthwise-input, weight, other) per module; with --exclude, what it would keep in float") { model, exclude };
         cmd.SetAction(r => CliApp.Guard(io, () =>
         {
             Inspect(io, r.GetValue(model)!, new Exclusions(r.GetValue(exclude) ?? []));

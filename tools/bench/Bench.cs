@@ -26,7 +26,7 @@ internal sealed class Bench
         Extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
         DeitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
         DeitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-        Only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed", "auto"];
+        Only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed", "auto", "exports"];
         ModelFilter = List("--models");
         RecipeNames = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
         Bits = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];

@@ -115,7 +115,7 @@ public class QuantizerRegistryTests
         Assert.That(Assert.Throws<OnnxViTQException>(() => QuantizerRegistry.Spec("uniform", 9, TensorRole.Query))!.Message,
             Is.EqualTo("quantizer 'uniform' supports 2 to 8 bits, not 9"));
         Assert.That(Assert.Throws<OnnxViTQException>(() => QuantizerRegistry.Spec("uniform", 8, TensorRole.Query, new Dictionary<string, string> { ["rnage"] = "mse" }))!.Message,
-            Is.EqualTo("quantizer 'uniform' has no option 'rnage'; options: range, percentile, symmetric"));
+            Is.EqualTo("quantizer 'uniform' has no option 'rnage'; options: range, percentile, symmetric, granularity"));
         Assert.That(Assert.Throws<OnnxViTQException>(() => QuantizerRegistry.Spec("uniform", 8, TensorRole.Query, new Dictionary<string, string> { ["range"] = "max" }))!.Message,
             Is.EqualTo("option 'range' of quantizer 'uniform' = 'max' must be one of minmax, percentile, mse"));
         Assert.That(Assert.Throws<OnnxViTQException>(() => QuantizerRegistry.Spec("uniform", 8, TensorRole.Weight, new Dictionary<string, string> { ["range"] = "percentile" }))!.Message,
