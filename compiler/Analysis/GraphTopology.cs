@@ -23,7 +23,9 @@ internal static class GraphTopology
             var component = new Dictionary<Node, int>();
             dag.StronglyConnectedComponents(component);
             var sizes = component.Values.GroupBy(c => c).ToDictionary(g => g.Key, g => g.Count());
-            var stuck = graph.Nodes.First(n => sizes[component[n]] > 1);
+            // (or a node that reads its own output: a component of one)
+            var stuck = graph.Nodes.FirstOrDefault(n => sizes[component[n]] > 1)
+                        ?? graph.Nodes.First(n => Dependencies(n).Any(v => ReferenceEquals(v.Producer, n)));
             throw new GraphValidationException($"graph '{graph.Name}' has a cycle through node '{stuck.Name}' ({stuck.OpType})");
         }
     }

@@ -58,6 +58,13 @@ internal sealed class PassManager(IEnumerable<IPass> passes)
     public IReadOnlyList<PassTiming> Run(Model model, PassContext context)
     {
         CheckOrder(context);
+        if (ValidateAfterEachPass)
+        {
+            // What the passes start from must be well formed, or the first pass that changes
+            // something would be blamed for the file's cycle or dangling input.
+            try { GraphValidator.Validate(model); }
+            catch (GraphValidationException e) { throw new OnnxViTQException($"the model is not a valid graph: {e.Message}"); }
+        }
         var timings = new List<PassTiming>();
         var ran = new List<string>();
         foreach (var pass in _passes)
