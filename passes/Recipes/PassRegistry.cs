@@ -47,6 +47,8 @@ internal static class PassRegistry
             (_, _) => new Passes.Reparameterize.EqualizeConvPairs()),
         new("correct-conv-bias", "subtract each CNN convolution's mean output shift from its weights' quantization (Σ (Ŵ − W)·E[x] per output channel) from its bias", [],
             (_, _) => new Passes.CorrectConvBias()),
+        new("warn-outlier-channels", "warn when post-LayerNorm activations quantized per tensor, without a LayerNorm fold, have a median channel spanning fewer than 4 steps (outlier channels that will make the recipe collapse)", [],
+            (_, _) => new Passes.WarnOnOutlierChannels()),
         new("fit-quantizers", "fit every site's quantizer parameters", [],
             (_, _) => new FitQuantizers()),
         new("optimize-activation-steps", "re-choose uniform activation steps of linear inputs for the least layer-output error (AOCQ, PTQ4ViT)", ["lower", "upper", "points"],

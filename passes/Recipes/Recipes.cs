@@ -27,6 +27,7 @@ internal static class Recipes
         new("fit-quantizers"),      // parameters for every site not set by a reparameterization
         .. refine ?? [],            // searches over fitted parameters
         new("correct-conv-bias"),   // CNN parts: the weights' mean output shift out of the biases
+        new("warn-outlier-channels"), // post-LN outlier channels a per-tensor grid will lose: say so
         new("measure-error"),       // per-site SQNR for the report
         new("emit-portable"),       // reads the plan, rewrites the graph
         new("remove-unused-constants"), // float weights now unused

@@ -23,9 +23,9 @@ public class RecipeTests
     /// log2 softmax products after its linear layers and fuses LayerNorm and GELU into its ops
     /// right after the emitter; --format ort (or a recipe that names lower-ort) stores
     /// overflowing int8 weights unsigned right after it.</summary>
-    [TestCase(OutputFormat.Portable, "fit-quantizers,correct-conv-bias,measure-error,emit-portable,remove-unused-constants")]
-    [TestCase(OutputFormat.Native, "fit-quantizers,correct-conv-bias,measure-error,lower-native,fuse-native-attention,lower-native-products,emit-portable,fuse-native-layernorm,remove-unused-constants")]
-    [TestCase(OutputFormat.Ort, "fit-quantizers,correct-conv-bias,measure-error,lower-ort,emit-portable,store-weights-unsigned,remove-unused-constants")]
+    [TestCase(OutputFormat.Portable, "fit-quantizers,correct-conv-bias,warn-outlier-channels,measure-error,emit-portable,remove-unused-constants")]
+    [TestCase(OutputFormat.Native, "fit-quantizers,correct-conv-bias,warn-outlier-channels,measure-error,lower-native,fuse-native-attention,lower-native-products,emit-portable,fuse-native-layernorm,remove-unused-constants")]
+    [TestCase(OutputFormat.Ort, "fit-quantizers,correct-conv-bias,warn-outlier-channels,measure-error,lower-ort,emit-portable,store-weights-unsigned,remove-unused-constants")]
     public void FormatsPlaceTheirPasses(OutputFormat format, string tail)
     {
         var source = new NpyTensorSource(Support.Repo.Calibration, null);
@@ -95,7 +95,7 @@ public class RecipeTests
         var unfused = Recipes.Get("minmax") with { Removed = ["fuse-native-attention", "fuse-native-layernorm"] };
         var names = unfused.Build(native, source, "m").Select(p => p.Name).ToList();
         Assert.That(string.Join(",", names.SkipWhile(n => n != "fit-quantizers")),
-            Is.EqualTo("fit-quantizers,correct-conv-bias,measure-error,lower-native,lower-native-products,emit-portable,remove-unused-constants"));
+            Is.EqualTo("fit-quantizers,correct-conv-bias,warn-outlier-channels,measure-error,lower-native,lower-native-products,emit-portable,remove-unused-constants"));
         var noMeasure = Recipes.Get("minmax") with { Removed = ["measure-error"] };
         Assert.That(noMeasure.Build(new QuantizationOptions(), source, "m").Select(p => p.Name), Does.Not.Contain("measure-error"));
         var absent = Recipes.Get("minmax") with { Removed = ["search-intervals"] };
