@@ -67,7 +67,7 @@ internal static class FuzzSection
         r.AppendLine("## Hostile model files");
         r.AppendLine();
         r.AppendLine($"Regenerate: `dotnet run --project tools/bench -c Release -- --only fuzz --mutants {mutants} --seed {seed}` ({DateTime.UtcNow:yyyy-MM-dd}, {b.Runtime}). " +
-                     $"Mutants (tools/bench/Fuzz/ModelMutator.cs) of the committed models (models/*.onnx) and of a `--format native` model of vit.opset17.onnx, round robin by seed, seeds {seed}–{end - 1}: " +
+                     $"Mutants (tools/bench/Fuzz/ModelMutator.cs) of the committed models (models/*.onnx and models/exports/*.onnx: other opsets, Constant-node weights, the hybrid) and of a `--format native` model of vit.opset17.onnx, round robin by seed, seeds {seed}–{end - 1}: " +
                      "byte edits of the file's structure (flips, truncation, hostile varints, cut and repeated ranges) and edits of the parsed model (hostile dims, element types, " +
                      "attributes, input shapes, opsets and IR versions, dangling, duplicate and cyclic names, removed nodes and initializers, external-data entries, metadata, and the " +
                      "attributes and weight shapes of `com.onnxvitq` nodes). Each goes through `onnxvitq inspect`; one it accepts is quantized (8 samples, the recipe and format " +
