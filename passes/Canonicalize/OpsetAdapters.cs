@@ -209,7 +209,7 @@ internal static class OpsetAdapters
         var normalized = g.AddNode(n.OpType, [flat], [$"{n.Name}_2d_out"], [Int("axis", -1)], before: n).Output();
         var shape = g.AddNode("Shape", [x], [$"{n.Name}_shape"], before: n).Output();
         var back = g.AddNode("Reshape", [normalized, shape], [$"{n.Name}_nd"], before: n).Output();
-        c.TakeOver(n, [back]);
+        OpsetAdaptation.TakeOver(n, [back]);
         return null;
     }
 
@@ -351,7 +351,7 @@ internal static class OpsetAdapters
             var erf = Op("Erf", "erf", Op("Div", "div", x, c.Scalar(n, "sqrt2", 1.4142135381698608f, x)));
             result = Op("Mul", "half", Op("Mul", "times_x", x, Op("Add", "one_plus", erf, c.Scalar(n, "one", 1f, x))), c.Scalar(n, "half_c", 0.5f, x));
         }
-        c.TakeOver(n, [result]);
+        OpsetAdaptation.TakeOver(n, [result]);
         return null;
     }
 
@@ -362,7 +362,7 @@ internal static class OpsetAdapters
         var softplus = g.AddNode("Softplus", [x], [$"{n.Name}_softplus"], before: n).Output();
         var tanh = g.AddNode("Tanh", [softplus], [$"{n.Name}_tanh"], before: n).Output();
         var y = g.AddNode("Mul", [x, tanh], [$"{n.Name}_mish"], before: n).Output();
-        c.TakeOver(n, [y]);
+        OpsetAdaptation.TakeOver(n, [y]);
         return null;
     }
 
@@ -384,7 +384,7 @@ internal static class OpsetAdapters
             if (div.Output().Consumers.Count != 1) continue;
             string name = half.Name;
             var gelu = g.AddNode("Gelu", [x], [half.Output().Name + "_gelu"], before: half);
-            new OpsetAdaptation(g.Name, 20, 20).TakeOver(half, [gelu.Output()]);
+            OpsetAdaptation.TakeOver(half, [gelu.Output()]);
             foreach (var dead in new[] { mulX, add, erf, div }) g.RemoveNode(dead);
             gelu.Name = name;
             fused++;

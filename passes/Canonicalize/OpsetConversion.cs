@@ -242,7 +242,7 @@ internal sealed class OpsetAdaptation(string modelName, long from, long to)
     /// <summary>Makes <paramref name="replacements"/> (outputs of nodes the adapter just added)
     /// stand for <paramref name="old"/>'s outputs (uses, graph outputs, names, types) and removes
     /// <paramref name="old"/>.</summary>
-    public void TakeOver(Node old, IReadOnlyList<Value?> replacements)
+    public static void TakeOver(Node old, IReadOnlyList<Value?> replacements)
     {
         var g = old.Graph;
         var outputs = old.Outputs.ToList();

@@ -97,22 +97,15 @@ internal sealed class EqualizeConvPairs : IPass
         int inPer2 = p.SecondIsDepthwise ? 1 : (int)w2.Dims[1];
         int kernel2 = (int)(w2.ElementCount / (outputs2 * (long)inPer2));
 
-        var r1 = new double[channels];
-        var r2 = new double[channels];
-        for (int i = 0; i < channels; i++)
-            for (int k = 0; k < per1; k++) r1[i] = Math.Max(r1[i], Math.Abs(a[i * per1 + k]));
-        for (int o = 0; o < outputs2; o++)
-            for (int j = 0; j < inPer2; j++)
-            {
-                int channel = p.SecondIsDepthwise ? o : j;
-                for (int k = 0; k < kernel2; k++) r2[channel] = Math.Max(r2[channel], Math.Abs(b[(o * inPer2 + j) * kernel2 + k]));
-            }
-
+        // Per-channel ranges: the first layer's output channels (axis 0); the second's input
+        // channels (axis 1, or axis 0 of a depthwise weight [C, 1, k, k]).
+        var r1 = AxisLayout.MaxAbs(a, w1.Dims.ToArray(), 0);
+        var r2 = AxisLayout.MaxAbs(b, w2.Dims.ToArray(), p.SecondIsDepthwise ? 0 : 1);
         var s = new float[channels];
         double largest = 0;
         for (int i = 0; i < channels; i++)
         {
-            s[i] = r1[i] > 0 && r2[i] > 0 ? (float)Math.Sqrt(r1[i] / r2[i]) : 1f;
+            s[i] = r1[i] > 0 && r2[i] > 0 ? MathF.Sqrt(r1[i] / r2[i]) : 1f;
             largest = Math.Max(largest, Math.Abs(Math.Log(s[i])));
         }
         for (int i = 0; i < channels; i++)

@@ -81,6 +81,14 @@ internal static class Paths
     /// <summary>True when both paths name the same file (after resolving symbolic links).</summary>
     public static bool SameFile(string a, string b) => OnnxQuantizer.SameFile(a, b);
 
+    /// <summary>Writes a model a command made to <paramref name="outPath"/> (atomically), creating its folder.</summary>
+    public static void SaveModel(OnnxViTQ.Ir.Model model, string outPath)
+    {
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        OnnxViTQ.Serialization.OnnxModelWriter.Save(model, outPath);
+    }
+
     public static string Size(long bytes) => bytes switch
     {
         >= 1L << 30 => $"{bytes / (double)(1L << 30):0.00} GiB",

@@ -25,9 +25,7 @@ internal static class ConvertCommand
             if (Paths.SameFile(input, outPath)) throw new OnnxViTQException($"output '{outPath}' is the input model; choose another -o");
             var m = OnnxModelReader.Load(input);
             var summary = OpsetConversion.Convert(m, r.GetValue(opset), input, values => Canonicalize.ProbeShapes(m, values, input), r.GetValue(fuseGelu));
-            string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
-            if (dir is not null) Directory.CreateDirectory(dir);
-            OnnxModelWriter.Save(m, outPath);
+            Paths.SaveModel(m, outPath);
             io.Out.WriteLine($"{input}: {summary}");
             io.Out.WriteLine($"wrote {outPath}");
             return ExitCodes.Ok;

@@ -31,9 +31,7 @@ internal static class OutliersCommand
             var m = OnnxModelReader.Load(input);
             var context = new PassContext();
             new PassManager([new InjectOutlierChannels(r.GetValue(fraction), r.GetValue(min), r.GetValue(max), r.GetValue(seed), input)]).Run(m, context);
-            string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
-            if (dir is not null) Directory.CreateDirectory(dir);
-            OnnxModelWriter.Save(m, outPath);
+            Paths.SaveModel(m, outPath);
             var table = new Table().Border(TableBorder.Rounded).AddColumn("LayerNorm").AddColumn("outlier channels (factor)");
             foreach (var i in context.Get<IReadOnlyList<InjectedOutliers>>())
                 table.AddRow(Markup.Escape(i.LayerNorm), string.Join(", ", i.Channels.Zip(i.Factors, (c, f) => string.Create(CultureInfo.InvariantCulture, $"{c} (×{f:0.0})"))));
