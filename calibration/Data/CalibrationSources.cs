@@ -26,35 +26,83 @@ internal static class CalibrationSources
 
     /// <summary><paramref name="source"/> without its first <paramref name="n"/> samples (read and dropped).</summary>
     public static ICalibrationSource Skip(this ICalibrationSource source, int n) =>
-        n <= 0 ? source : new LaterSamples(source, Math.Min(n, source.Count));
+        n <= 0 ? source : new KeptSamples(source, 0, Math.Min(n, source.Count));
 
-    private sealed class LaterSamples(ICalibrationSource inner, int skip) : ICalibrationSource
+    /// <summary><paramref name="source"/> without the <paramref name="count"/> samples from <paramref name="start"/>
+    /// (a fold held out: the samples before and after it, in order, re-batched).</summary>
+    public static ICalibrationSource Without(this ICalibrationSource source, int start, int count) =>
+        count <= 0 || start >= source.Count ? source : new KeptSamples(source, Math.Max(0, start), Math.Min(source.Count, start + count));
+
+    /// <summary><paramref name="first"/>'s samples, then <paramref name="second"/>'s (of the same sample
+    /// shape): e.g. calibration samples followed by more unlabelled images for <c>--recipe auto</c> to score on.</summary>
+    public static ICalibrationSource Concat(this ICalibrationSource first, ICalibrationSource second)
     {
+        if (!first.SampleShape.SequenceEqual(second.SampleShape))
+            throw new OnnxViTQException($"'{second.Name}' has samples of shape [{string.Join(",", second.SampleShape)}], '{first.Name}' of [{string.Join(",", first.SampleShape)}]: they cannot be one data set");
+        return new Concatenated(first, second);
+    }
+
+    /// <summary>The samples outside [<paramref name="dropFrom"/>, <paramref name="dropTo"/>), batched as asked
+    /// (a batch may span the gap).</summary>
+    private sealed class KeptSamples(ICalibrationSource inner, int dropFrom, int dropTo) : ICalibrationSource
+    {
+        private readonly int _dropped = Math.Min(dropTo, inner.Count) - dropFrom;
         public string Name => inner.Name;
-        public int Count => inner.Count - skip;
+        public int Count => inner.Count - _dropped;
         public IReadOnlyList<int> SampleShape => inner.SampleShape;
 
         public IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue)
         {
-            int wanted = Math.Min(maxSamples, Count), sample = SampleShape.Aggregate(1, (a, d) => a * d), seen = 0;
-            var pending = new List<float[]>(batchSize);
-            foreach (var batch in inner.ReadBatches(batchSize, skip + wanted))
-                for (int i = 0; i < batch.Count; i++, seen++)
-                {
-                    if (seen < skip) continue;
-                    pending.Add(batch.Data.AsSpan(i * sample, sample).ToArray());
-                    if (pending.Count == batchSize) yield return Flush();
-                }
-            if (pending.Count > 0) yield return Flush();
+            int wanted = Math.Min(maxSamples, Count);
+            // Samples past the gap are only read when some are wanted there.
+            int read = wanted <= dropFrom ? wanted : wanted + _dropped;
+            return Rebatch(Samples(inner.ReadBatches(batchSize, read)).Where((_, i) => i < dropFrom || i >= dropTo).Take(wanted), batchSize, SampleShape);
+        }
+    }
 
-            SampleBatch Flush()
-            {
-                var data = new float[pending.Count * sample];
-                for (int j = 0; j < pending.Count; j++) pending[j].CopyTo(data, j * sample);
-                var result = new SampleBatch(data, pending.Count, SampleShape);
-                pending.Clear();
-                return result;
-            }
+    private sealed class Concatenated(ICalibrationSource first, ICalibrationSource second) : ICalibrationSource
+    {
+        public string Name => $"{first.Name} + {second.Name}";
+        public int Count => first.Count + second.Count;
+        public IReadOnlyList<int> SampleShape => first.SampleShape;
+
+        public IEnumerable<SampleBatch> ReadBatches(int batchSize, int maxSamples = int.MaxValue)
+        {
+            int wanted = Math.Min(maxSamples, Count);
+            var samples = Samples(first.ReadBatches(batchSize, wanted));
+            if (wanted > first.Count) samples = samples.Concat(Samples(second.ReadBatches(batchSize, wanted - first.Count)));
+            return Rebatch(samples, batchSize, SampleShape);
+        }
+    }
+
+    private static IEnumerable<float[]> Samples(IEnumerable<SampleBatch> batches)
+    {
+        foreach (var batch in batches)
+        {
+            int sample = batch.Data.Length / Math.Max(1, batch.Count);
+            for (int i = 0; i < batch.Count; i++) yield return batch.Data.AsSpan(i * sample, sample).ToArray();
+        }
+    }
+
+    /// <summary>Samples regrouped into batches of <paramref name="batchSize"/> (the last may be smaller).</summary>
+    private static IEnumerable<SampleBatch> Rebatch(IEnumerable<float[]> samples, int batchSize, IReadOnlyList<int> shape)
+    {
+        var pending = new List<float[]>(batchSize);
+        foreach (var s in samples)
+        {
+            pending.Add(s);
+            if (pending.Count == batchSize) yield return Flush();
+        }
+        if (pending.Count > 0) yield return Flush();
+
+        SampleBatch Flush()
+        {
+            int sample = pending[0].Length;
+            var data = new float[pending.Count * sample];
+            for (int j = 0; j < pending.Count; j++) pending[j].CopyTo(data, j * sample);
+            var result = new SampleBatch(data, pending.Count, shape);
+            pending.Clear();
+            return result;
         }
     }
 

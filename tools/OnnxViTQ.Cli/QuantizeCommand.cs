@@ -24,7 +24,8 @@ internal static class QuantizeCommand
         var recipe = new Option<string>("--recipe")
         {
             Description = $"Quantization recipe: {string.Join(", ", Recipes.Names)}; auto (each built-in recipe, cheapest first within --auto-seconds, " +
-                          $"scored against FP32 on {AutoRecipe.HeldOutSamples} held-out calibration samples, the best kept); or a recipe file (.json; see README) " +
+                          $"scored against FP32 without labels on the calibration samples after the first --calibration-samples, up to {AutoRecipe.HeldOutSamples}: " +
+                          "the most samples keeping FP32's top-1 class wins; give it more unlabelled images than you calibrate on); or a recipe file (.json; see README) " +
                           "with a pass list and the quantizer per tensor role",
             DefaultValueFactory = _ => "minmax",
         };
@@ -173,10 +174,10 @@ internal static class QuantizeCommand
                 $"{(fallback.Holds ? "holds" : "NOT reached")}: at most {fallback.MaxDrop:0.##} pt of {fallback.Metric}; ") +
                 string.Join("; ", fallback.Steps.Select(st => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{st.Action} → {st.Loss:0.00} pt")))));
         if (result.Auto is { } auto)
-            table.AddRow("auto", Markup.Escape($"{auto.CalibrationSamples} samples calibrated, {auto.HeldOutSamples} held out; mean KL to FP32 (top-1 agreement): " +
+            table.AddRow("auto", Markup.Escape($"{auto.CalibrationSamples} samples calibrated, {auto.HeldOutSamples} held out; top-1 agreement with FP32 (mean KL): " +
                 string.Join(", ", auto.Scores.Select(sc => sc.MeanKl is { } kl
-                    ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{sc.Recipe} {kl:0.####} ({100 * sc.Agreement:0.#} %, {sc.Seconds:0.0} s)")
-                    : $"{sc.Recipe} {sc.Note}"))));
+                    ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{sc.Recipe} {100 * sc.Agreement:0.0#} % ({kl:0.####}, {sc.Seconds:0.0} s)")
+                    : $"{sc.Recipe} {sc.Note}")) + (auto.Lead is { } lead ? $"; {auto.Recipe} {lead}" : "")));
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Info && d.Pass == "canonicalize" && d.Message.StartsWith("converted ", StringComparison.Ordinal)))
             table.AddRow("opset", Markup.Escape(d.Message["converted ".Length..]));
         table.AddRow("nodes quantized", $"{total} of {quantizable} MatMul/Gemm/Conv ({linear} with weights, {total - linear} activation × activation)");

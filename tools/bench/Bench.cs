@@ -26,13 +26,14 @@ internal sealed class Bench
         Extra = Arg("--extra", "") is { Length: > 0 } e ? e : null;
         DeitTiny = Arg("--deit-tiny", "") is { Length: > 0 } d ? d : null;
         DeitTinyCalib = Arg("--deit-tiny-calib", "") is { Length: > 0 } dc ? dc : null;
-        Only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed", "auto", "exports"];
+        Only = List("--only")?.ToHashSet() ?? ["accuracy", "ablation", "softmax", "time", "extra", "memory", "search", "mixed", "compile", "speed", "auto", "auto-scores", "exports"];
         ModelFilter = List("--models");
         RecipeNames = List("--recipes") ?? ["minmax", "percentile", "ptq4vit", "repq", "dopq", "adfq", "aocq"];
         Bits = List("--bits") ?? ["W8A8", "W6A6", "W4A4"];
         Write = !_args.Contains("--no-write");
         Models = Path.Combine(Root, "models");
         Calib = Path.Combine(Models, "data", "calib_512.npy");
+        Unlabelled = Path.Combine(Models, "data", "unlabelled_2048_images_u8.npy");
         // The evaluation set: the committed 2000 test images unless --eval-images/--eval-labels name another
         // (tools/zoo/zoo.py test-split writes the whole 10 000-image test split, for differences the
         // 2000 images cannot resolve).
@@ -62,6 +63,8 @@ internal sealed class Bench
     public bool Write { get; }
     public string Models { get; }
     public string Calib { get; }
+    /// <summary>2048 training images outside the calibration ones, no labels (zoo.py unlabelled): auto's held-out pool.</summary>
+    public string Unlabelled { get; }
     public string CommittedEval { get; }
     public string EvalImages { get; }
     public long[] Labels { get; }
@@ -89,6 +92,9 @@ internal sealed class Bench
     }
 
     public NpyTensorSource EvalSource(Model m) => new(EvalImages, ImagePreprocessing.ForModel(m, 3, 28, 28));
+
+    /// <summary>What a user with unlabelled images gives <c>--recipe auto</c>: the 512 calibration samples, then the 2048 unlabelled images.</summary>
+    public ICalibrationSource AutoPool(Model m) => new NpyTensorSource(Calib, null).Concat(new NpyTensorSource(Unlabelled, ImagePreprocessing.ForModel(m, 3, 28, 28)));
 
     /// <summary>One quantize + evaluate; <paramref name="load"/> gives a fresh FP32 model.</summary>
     public Outcome Measure(string name, Func<Model> load, Recipe recipe, string bits, (int[] Predictions, double Top1) fp32, int samples = 512, bool layerErrors = false,

@@ -7,7 +7,7 @@ using OnnxViTQ.Serialization;
 
 // Writes BENCHMARKS.md: one file per section under Sections/ (its doc comment gives its command).
 // Usage:
-//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,auto,exports,extra,memory,search,mixed,compile,speed,gemm,fuzz]
+//   dotnet run --project tools/bench -c Release -- [--out BENCHMARKS.md] [--only accuracy,ablation,softmax,time,auto,auto-scores,exports,extra,memory,search,mixed,compile,speed,gemm,fuzz]
 //       [--extra <folder of .onnx>] [--deit-tiny <model.onnx> --deit-tiny-calib <images.npy>]
 //       [--models vit,swin-outliers] [--recipes minmax,adfq] [--bits W4A4] [--eval-images <images.npy> --eval-labels <labels.npy>] [--rounds N] [--no-write]
 //       [--mutants N --seed S] (fuzz: hostile model files, only when named)
@@ -36,7 +36,7 @@ if (only.Contains("gemm"))
 // section's marker names the kernel path: a run on another kind of CPU keeps the others'.
 string speedMarker = SpeedSection.Marker;
 string MarkerOf(string section) => section == "speed" ? speedMarker : section;
-string[] order = ["accuracy", "ablation", "softmax", "time", "auto", "extra", "memory", "search", "mixed", "compile", "speed", "fuzz"];
+string[] order = ["accuracy", "ablation", "softmax", "time", "auto", "auto-scores", "extra", "memory", "search", "mixed", "compile", "speed", "fuzz"];
 var sections = new Dictionary<string, string>();
 void Write(string section, Action<Bench> write)
 {
@@ -50,6 +50,7 @@ Write("ablation", AblationSection.Write);
 Write("softmax", SoftmaxSection.Write);
 Write("time", TimeSection.Write);
 Write("auto", AutoSection.Write);
+Write("auto-scores", AutoScoresSection.Write);
 Write("exports", ExportsSection.Write);
 if (b.Extra is { } extra) Write("extra", bench => ExtraSection.Write(bench, extra));
 Write("memory", bench => bench.Report.Append(MemorySection.Write(bench)));

@@ -5,6 +5,7 @@ Run with Debian's interpreter (python3-torch, python3-torchvision, python3-onnx,
 dataset-fashion-mnist):
 
     /usr/bin/python3 tools/zoo/zoo.py data                 # calibration/eval subsets
+    /usr/bin/python3 tools/zoo/zoo.py unlabelled           # 2048 more training images, no labels (auto's held-out pool)
     /usr/bin/python3 tools/zoo/zoo.py train vit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train deit --minutes 25
     /usr/bin/python3 tools/zoo/zoo.py train swin --minutes 25
@@ -544,6 +545,19 @@ def cmd_data(args):
     write_pngs(args)
 
 
+def cmd_unlabelled(args):
+    """Training-split images outside the calibration subset, uint8, without labels: what a user has
+    plenty of. `--recipe auto` scores recipes on them (held out after the calibration samples); the
+    evaluation images are test-split images, so nothing here overlaps them."""
+    rng = np.random.RandomState(1234)
+    xi, _ = load_split(True)
+    calib = rng.choice(len(xi), args.calib, replace=False)  # the same draw as `data`
+    rest = np.setdiff1d(np.arange(len(xi)), calib)
+    pick = np.sort(np.random.RandomState(4321).choice(rest, args.count, replace=False))
+    os.makedirs(args.out, exist_ok=True)
+    save_npy(os.path.join(args.out, f"unlabelled_{args.count}_images_u8.npy"), xi[pick])
+
+
 def cmd_test_split(args):
     """The whole test split, uint8, in file order (it contains the committed eval_2000 images):
     for comparisons whose differences the 2000-image subset cannot resolve. Not committed."""
@@ -614,6 +628,10 @@ def main():
     d.add_argument("--eval", type=int, default=2000)
     d.add_argument("--pngs", type=int, default=16)
     d.add_argument("--out", default="models/data")
+    u = sub.add_parser("unlabelled")
+    u.add_argument("--calib", type=int, default=512, help="size of the calibration subset to stay out of")
+    u.add_argument("--count", type=int, default=2048)
+    u.add_argument("--out", default="models/data")
     t2 = sub.add_parser("deit-tiny")
     t2.add_argument("--calib", type=int, default=256)
     t2.add_argument("--seed", type=int, default=0)
@@ -632,7 +650,7 @@ def main():
     cn.add_argument("model")
     cn.add_argument("out")
     args = p.parse_args()
-    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny, "test-split": cmd_test_split,
+    {"train": cmd_train, "export": cmd_export, "data": cmd_data, "pngs": write_pngs, "deit-tiny": cmd_deit_tiny, "unlabelled": cmd_unlabelled, "test-split": cmd_test_split,
      "constant-nodes": cmd_constant_nodes, "reexport": cmd_reexport}[args.cmd](args)
 
 

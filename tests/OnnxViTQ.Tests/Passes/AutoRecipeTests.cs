@@ -1,5 +1,6 @@
 using OnnxViTQ.Data;
 using OnnxViTQ.Evaluation;
+using OnnxViTQ.Passes;
 using OnnxViTQ.Quantization;
 using OnnxViTQ.Serialization;
 using OnnxViTQ.Tests.Support;
@@ -10,7 +11,9 @@ namespace OnnxViTQ.Tests.Passes;
 public class AutoRecipeTests
 {
     [TestCase(512, 512, 384, 128)]
-    [TestCase(2000, 512, 512, 128)]
+    [TestCase(2000, 512, 512, 1488)]
+    [TestCase(3000, 512, 512, 2048)]
+    [TestCase(600, 512, 450, 150)]
     [TestCase(100, 512, 75, 25)]
     [TestCase(2, 512, 1, 1)]
     public void HoldsOutSamplesAfterTheCalibrationOnes(int available, int requested, int calibration, int heldOut) =>
@@ -27,6 +30,65 @@ public class AutoRecipeTests
         var batches = later.ReadBatches(16).ToList();
         Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 16, 16, 16, 2 }));
         Assert.That(batches.SelectMany(b => b.Data).ToArray(), Is.EqualTo(all.AsSpan(37 * sample, 50 * sample).ToArray()));
+    }
+
+    [Test]
+    public void WithoutAFoldReadsTheSamplesAroundItInOrder()
+    {
+        var source = new NpyTensorSource(Repo.Calibration, null);
+        var all = source.ReadBatches(64, 200).SelectMany(b => b.Data).ToArray();
+        int sample = source.SampleShape.Aggregate(1, (a, d) => a * d);
+        var rest = source.Take(200).Without(50, 30);
+        Assert.That(rest.Count, Is.EqualTo(170));
+        var batches = rest.ReadBatches(64).ToList();
+        Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 64, 64, 42 }), "a batch spans the gap");
+        var expected = all.AsSpan(0, 50 * sample).ToArray().Concat(all.AsSpan(80 * sample, 120 * sample).ToArray());
+        Assert.That(batches.SelectMany(b => b.Data).ToArray(), Is.EqualTo(expected.ToArray()));
+        Assert.That(rest.ReadBatches(16, 40).Sum(b => b.Count), Is.EqualTo(40), "only samples before the gap are read when only they are wanted");
+    }
+
+    [Test]
+    public void ConcatenatedSourcesReadOneAfterTheOther()
+    {
+        var first = new NpyTensorSource(Repo.Calibration, null).Take(10);
+        var images = new NpyTensorSource(Repo.EvalImages, ImagePreprocessing.ForModel(OnnxModelReader.Load(Repo.Model("vit.opset17.onnx")), 3, 28, 28));
+        var both = first.Concat(images.Take(7));
+        Assert.That(both.Count, Is.EqualTo(17));
+        var batches = both.ReadBatches(4).ToList();
+        Assert.That(batches.Select(b => b.Count), Is.EqualTo(new[] { 4, 4, 4, 4, 1 }));
+        var expected = first.ReadBatches(10).SelectMany(b => b.Data).Concat(images.ReadBatches(7, 7).SelectMany(b => b.Data)).ToArray();
+        Assert.That(batches.SelectMany(b => b.Data).ToArray(), Is.EqualTo(expected));
+        Assert.That(both.ReadBatches(4, 6).Sum(b => b.Count), Is.EqualTo(6));
+        var wrongShape = new NpyTensorSource(Repo.EvalImages, ImagePreprocessing.ForModel(OnnxModelReader.Load(Repo.Model("vit.opset17.onnx")), 3, 32, 32));
+        Assert.That(Assert.Throws<OnnxViTQException>(() => first.Concat(wrongShape))!.Message, Does.Contain("cannot be one data set"));
+    }
+
+    /// <summary>Agreement with FP32's top-1 class ranks first (it tracked labelled top-1 where mean KL
+    /// did not: BENCHMARKS.md "Which label-free score picks the recipe"); KL breaks ties; failed candidates are not ranked.</summary>
+    [Test]
+    public void RanksByAgreementThenKl()
+    {
+        AutoScore[] scores =
+        [
+            new("repq", 0.040, 0.930, 1, null), new("dopq", 0.045, 0.940, 1, null), new("adfq", 0.042, 0.940, 1, null),
+            new("aocq", null, null, 1, "failed: no"),
+        ];
+        Assert.That(AutoRecipe.Rank(scores).Select(s => s.Recipe), Is.EqualTo(new[] { "adfq", "dopq", "repq" }));
+    }
+
+    /// <summary>The lead is a paired difference: only the samples the two candidates disagree on count.</summary>
+    [Test]
+    public void LeadIsThePairedDifferenceWithItsStandardError()
+    {
+        // 100 samples: both keep 90, the chosen one alone keeps 6 more, the runner-up alone 2.
+        var best = Enumerable.Range(0, 100).Select(i => i < 96).ToArray();
+        var next = Enumerable.Range(0, 100).Select(i => i < 90 || i >= 98).ToArray();
+        var lead = AutoLead.Of("next", new Fidelity(new double[100], best), new Fidelity(new double[100], next));
+        Assert.That(lead.Points, Is.EqualTo(4.0).Within(1e-9));
+        // Var of the per-sample difference (8 of 100 nonzero, mean 0.04) over n: (0.08 − 0.0016) / 100.
+        Assert.That(lead.StandardError, Is.EqualTo(100 * Math.Sqrt((0.08 - 0.0016) / 100)).Within(1e-9));
+        Assert.That(lead.WithinNoise, Is.True, "4 pt on 100 samples is under two standard errors");
+        Assert.That(lead.ToString(), Does.StartWith("4.0 pt ahead of next (standard error 2.8 pt: within sampling noise"));
     }
 
     /// <summary>On a model with outlier channels at W4A4, minmax collapses and repq does not: auto
