@@ -22,14 +22,14 @@ public class AccuracyFallbackTests
             new QuantizationOptions { Recipe = "minmax", Bits = BitWidths.Parse("W6A6"), CalibrationSamples = 128, MaxDrop = 3 });
 
         var fallback = result.Fallback!;
-        Assert.That(fallback.Metric, Is.EqualTo("top-1 disagreement with FP32 on 128 held-out calibration samples"));
+        Assert.That(fallback.Metric, Is.EqualTo("top-1 disagreement with FP32 on 384 held-out calibration samples"));
         Assert.That(fallback.Steps[0].Loss, Is.GreaterThan(3), "the bound does not hold as the recipe quantizes");
         Assert.That(fallback.Holds && fallback.Steps[^1].Loss <= 3);
         Assert.That(fallback.Steps.Skip(1).Select(s => s.Action), Has.All.Match(@" to (8 bits|float) \(sensitivity -?\d+\.\d\d pt\)$"));
         Assert.That(fallback.Steps[1].Action, Does.Contain("to 8 bits"), "a module goes to 8 bits before float");
 
         // The model the caller holds is the last step's: its disagreement, measured again, is the step's.
-        var heldOut = calibration.Skip(128).Take(128); // the 128 samples after the 128 calibrated on
+        var heldOut = calibration.Skip(128).Take(384); // the 384 samples after the 128 calibrated on
         var fp32 = ClassificationEvaluator.Predict(OnnxModelReader.Load(path), path, heldOut);
         var quantized = ClassificationEvaluator.Predict(OnnxModelReader.Parse(OnnxModelWriter.ToBytes(model)), path, heldOut);
         Assert.That(100 * (1 - ClassificationEvaluator.Agreement(fp32, quantized)), Is.EqualTo(fallback.Steps[^1].Loss).Within(1e-9));
