@@ -57,7 +57,9 @@ internal sealed class GradientBuilder
             if (!VjpRules.Has(node))
                 throw new NoGradientRuleException(node);
         var needed = new HashSet<Value>(dependsOnWrt.Where(lossNeeds.Contains));
-        var shapes = probe(onPath.SelectMany(n => VjpRules.DifferentiableInputs(n).Concat(n.Outputs.OfType<Value>())).Where(v => v.Initializer is null).Distinct().ToList());
+        // Shapes of what the rules read: differentiable inputs and the outputs gradients arrive at (not, say, Dropout's mask).
+        var shapes = probe(onPath.SelectMany(n => VjpRules.DifferentiableInputs(n).Concat(n.Outputs.OfType<Value>().Where(lossNeeds.Contains)))
+            .Where(v => v.Initializer is null).Distinct().ToList());
         var builder = new GradientBuilder(graph, shapes, needed);
         builder._grads[loss] = builder.Op("ConstantOfShape", [builder.Op("Shape", [loss])], AttributeValue.Tensor("value", Tensor.FromFloats([1], [1f])));
         foreach (var node in onPath)  // already in reverse topological order

@@ -17,6 +17,7 @@ internal static class VjpRules
     {
         ["Identity"] = (b, n, g) => b.Accumulate(n.Input(0), () => g[0]!),
         ["Round"] = (b, n, g) => b.Accumulate(n.Input(0), () => g[0]!),
+        ["Dropout"] = (b, n, g) => b.Accumulate(n.Input(0), () => g[0]!),
         ["Neg"] = (b, n, g) => b.Accumulate(n.Input(0), () => b.Op("Neg", [g[0]])),
         ["Add"] = (b, n, g) =>
         {
@@ -97,7 +98,51 @@ internal static class VjpRules
         },
         ["ReduceMean"] = (b, n, g) => Reduce(b, n, g[0]!, mean: true),
         ["ReduceSum"] = (b, n, g) => Reduce(b, n, g[0]!, mean: false),
+        ["GlobalAveragePool"] = (b, n, g) => b.Accumulate(n.Input(0), () => Spread(b, n.Input(0)!, n.Output(), g[0]!, mean: true)),
         ["LayerNormalization"] = LayerNormalization,
+        ["Cast"] = (b, n, g) => b.Accumulate(n.Input(0), () => g[0]!),
+        ["Expand"] = (b, n, g) => b.Accumulate(n.Input(0), () => b.Unbroadcast(g[0]!, n.Output(), n.Input(0)!)),
+        ["Where"] = (b, n, g) =>
+        {
+            var zero = b.Scalar(0f);
+            b.Accumulate(n.Input(1), () => b.Unbroadcast(b.Op("Where", [n.Input(0), g[0], zero]), n.Output(), n.Input(1)!));
+            b.Accumulate(n.Input(2), () => b.Unbroadcast(b.Op("Where", [n.Input(0), zero, g[0]]), n.Output(), n.Input(2)!));
+        },
+        ["Gather"] = Gather,
+        ["Pad"] = (b, n, g) =>
+        {
+            // Constant mode: the gradient is the padded gradient's interior, Slice(g, begin, |y| − end).
+            Value x = n.Input(0)!, pads = n.Input(1)!;
+            int rank = b.Rank(x);
+            b.Accumulate(x, () =>
+            {
+                var begin = b.Op("Slice", [pads, b.Ints(0), b.Ints(rank)]);
+                var end = b.Op("Sub", [b.Op("Shape", [n.Output()]), b.Op("Slice", [pads, b.Ints(rank), b.Ints(2 * rank)])]);
+                return b.Op("Slice", [g[0], begin, end, b.Ints(Enumerable.Range(0, rank).Select(i => (long)i).ToArray())]);
+            });
+        },
+        ["Slice"] = Slice,
+        ["Concat"] = (b, n, g) =>
+        {
+            int rank = b.Rank(n.Output());
+            long axis = n.GetInt("axis", 0);
+            if (axis < 0) axis += rank;
+            long offset = 0;
+            foreach (var input in n.Inputs)
+            {
+                if (input is null) continue;
+                long size = b.Shape(input)[axis], from = offset;
+                b.Accumulate(input, () => b.Op("Slice", [g[0], b.Ints(from), b.Ints(from + size), b.Ints(axis)]));
+                offset += size;
+            }
+        },
+        ["Split"] = (b, n, g) =>
+        {
+            // The pieces' gradients side by side again; a piece nobody used contributes zeros.
+            long axis = n.GetInt("axis", 0);
+            var parts = n.Outputs.Select((o, i) => g[i] ?? b.Op("Mul", [o, b.Scalar(0f)])).ToArray();
+            b.Accumulate(n.Input(0), () => b.Op("Concat", parts, AttributeValue.Int("axis", axis)));
+        },
     };
 
     /// <summary>Ops whose outputs carry no gradient (integer shape arithmetic, comparisons).</summary>
@@ -115,7 +160,7 @@ internal static class VjpRules
         if (node.Domain.Length == 0 && Constant.Contains(node.OpType)) return [];
         int[]? only = node.Domain.Length > 0 ? null : node.OpType switch
         {
-            "Reshape" or "Expand" or "Slice" or "Gather" or "GatherElements" or "Squeeze" or "Unsqueeze" or "ReduceSum" or "ReduceMean" or "Clip" or "Pow" or "Tile" or "Pad" or "Split" => [0],
+            "Reshape" or "Expand" or "Slice" or "Gather" or "GatherElements" or "Squeeze" or "Unsqueeze" or "ReduceSum" or "ReduceMean" or "Clip" or "Pow" or "Tile" or "Pad" or "Split" or "Dropout" => [0],
             "Where" => [1, 2],
             _ => null,
         };
@@ -138,10 +183,125 @@ internal static class VjpRules
     private static bool Supported(Node node) => node.OpType switch
     {
         "LayerNormalization" => node.Outputs.Skip(1).All(o => o is null || o.Consumers.Count == 0 && !o.IsGraphOutput),
-        "ReduceSum" or "ReduceMean" => node.Input(1) is null || node.Input(1)!.Initializer is not null,
-        "Pow" => node.Input(1)?.Initializer is not null,
+        "ReduceSum" or "ReduceMean" => node.Input(1) is null || ConstantOf(node.Input(1)) is not null,
+        "Pow" => ConstantOf(node.Input(1)) is not null,
+        "Cast" => node.GetInt("to", 0) == (long)DataType.Float,
+        "Gather" => ConstantOf(node.Input(1)) is { DataType: DataType.Int64 or DataType.Int32, Dims.Count: <= 1 },
+        "Slice" => (ConstantOf(node.Input(3)) is not null || ConstantOf(node.Input(1)) is not null)
+                   && (node.Input(4) is null || ConstantOf(node.Input(4)) is { } steps && Longs(steps).All(v => v >= 1)),
+        "Split" => node.Outputs.All(o => o is not null),
+        // Pads computed at run time are taken as non-negative (Swin's window padding); constant negative ones (crops) are refused.
+        "Pad" => (node.Attribute("mode")?.AsString() ?? "constant") == "constant" && node.Input(3) is null
+                 && (ConstantOf(node.Input(1)) is not { } pads || Longs(pads).All(p => p >= 0)),
+        // The identity when not training or when the ratio is 0 (torchvision's Swin exports training_mode=true with p=0).
+        "Dropout" => node.Input(2) is null || ConstantOf(node.Input(2)) is { } training && training.AsSpan<byte>()[0] == 0
+                     || ConstantOf(node.Input(1)) is { DataType: DataType.Float } ratio && ratio.ToFloats()[0] == 0f,
         _ => true,
     };
+
+    /// <summary>The constant behind a value: an initializer or a Constant node's tensor (exporters use both).</summary>
+    private static Tensor? ConstantOf(Value? v) =>
+        v?.Initializer ?? (v?.Producer is { OpType: "Constant", Domain: "" } p ? p.Attribute("value")?.AsTensor() : null);
+
+    private static long[] Longs(Tensor t) => t.DataType == DataType.Int32 ? t.AsSpan<int>().ToArray().Select(v => (long)v).ToArray() : t.AsSpan<long>().ToArray();
+
+    private static void Gather(GradientBuilder b, Node n, Value?[] g)
+    {
+        Value x = n.Input(0)!;
+        var dims = b.Shape(x);
+        int rank = dims.Length;
+        long axis = n.GetInt("axis", 0);
+        if (axis < 0) axis += rank;
+        long size = dims[axis];
+        var indices = ConstantOf(n.Input(1))!;
+        var picked = Longs(indices).Select(i => i < 0 ? i + size : i).ToArray();
+        b.Accumulate(x, () =>
+        {
+            if (indices.Dims.Count == 0)
+            {
+                // x[..., i, ...]: the gradient goes back into row i, zeros elsewhere.
+                var pads = new long[2 * rank];
+                pads[axis] = picked[0];
+                pads[rank + axis] = size - picked[0] - 1;
+                return b.Op("Pad", [b.Op("Unsqueeze", [g[0], b.Ints(axis)]), b.Ints(pads)]);
+            }
+            // A list of rows (repeats add up): the gathered axis last, times a one-hot [k, size] matrix.
+            var oneHot = new float[picked.Length * size];
+            for (int k = 0; k < picked.Length; k++) oneHot[k * size + picked[k]] = 1f;
+            var perm = Enumerable.Range(0, rank).Where(d => d != axis).Select(d => (long)d).Append(axis).ToArray();
+            var inverse = new long[rank];
+            for (int d = 0; d < rank; d++) inverse[perm[d]] = d;
+            var last = b.Op("Transpose", [g[0]], AttributeValue.Ints("perm", perm));
+            var spread = b.Op("MatMul", [last, b.Graph.AddInitializer(b.Graph.UniqueName("grad_onehot"), Tensor.FromFloats([picked.Length, size], oneHot))]);
+            return b.Op("Transpose", [spread], AttributeValue.Ints("perm", inverse));
+        });
+    }
+
+    private static void Slice(GradientBuilder b, Node n, Value?[] g)
+    {
+        // The slice's gradient put back where it came from, one sliced axis at a time: with step s > 1
+        // each row is followed by s − 1 zero rows (patch merging's x[:, 0::2]), then zeros pad it
+        // from the start to the axis's extent. Starts and ends may be computed at run time
+        // (PyTorch's q|k|v split: dim / 3 · k), so the pads are nodes too, each bound made
+        // non-negative and clamped to the axis as Slice does.
+        Value x = n.Input(0)!;
+        int rank = b.Rank(x);
+        var axes = ConstantOf(n.Input(3)) is { } a ? Longs(a) : Enumerable.Range(0, (int)ConstantOf(n.Input(1))!.ElementCount).Select(i => (long)i).ToArray();
+        var steps = ConstantOf(n.Input(4)) is { } st ? Longs(st) : axes.Select(_ => 1L).ToArray();
+        b.Accumulate(x, () =>
+        {
+            var shape = b.Op("Shape", [x]);
+            var zero = b.Ints(0);
+            Value AsInt64(Value v) => ConstantOf(v) is { DataType: DataType.Int64 } ? v : b.Op("Cast", [v], AttributeValue.Int("to", (long)DataType.Int64));
+            Value starts = AsInt64(n.Input(1)!), ends = AsInt64(n.Input(2)!);
+            Value grad = g[0]!;
+            for (int i = 0; i < axes.Length; i++)
+            {
+                int axis = (int)(axes[i] < 0 ? axes[i] + rank : axes[i]);
+                var dim = b.Op("Gather", [shape, b.Ints(axis)]);
+                Value Bound(Value all, Value low)
+                {
+                    var v = b.Op("Gather", [all, b.Ints(i)]);
+                    var wrapped = b.Op("Where", [b.Op("Less", [v, zero]), b.Op("Add", [v, dim]), v]);
+                    return b.Op("Min", [b.Op("Max", [wrapped, low]), dim]);
+                }
+                var start = Bound(starts, zero);
+                if (steps[i] == 1)
+                {
+                    grad = PadAxis(b, grad, rank, axis, start, b.Op("Sub", [dim, Bound(ends, start)]));
+                    continue;
+                }
+                var gradShape = b.Op("Shape", [grad]);
+                var spaced = b.Op("Pad", [b.Op("Unsqueeze", [grad, b.Ints(axis + 1)]), b.Ints(PadsAt(rank + 1, axis + 1, 0, steps[i] - 1))]);
+                var merged = b.Op("Concat", [b.Op("Slice", [gradShape, b.Ints(0), b.Ints(axis)]), b.Op("Mul", [b.Op("Gather", [gradShape, b.Ints(axis)]), b.Ints(steps[i])]),
+                                             b.Op("Slice", [gradShape, b.Ints(axis + 1), b.Ints(rank)])], AttributeValue.Int("axis", 0));
+                var spread = b.Op("Reshape", [spaced, merged]);
+                // Rows start, start + 1, … start + m·s − 1: padded after up to the extent, or the trailing zeros past it cut.
+                var past = b.Op("Sub", [dim, b.Op("Add", [start, b.Op("Gather", [b.Op("Shape", [spread]), b.Ints(axis)])])]);
+                var padded = PadAxis(b, spread, rank, axis, start, b.Op("Max", [past, zero]));
+                grad = b.Op("Slice", [padded, zero, dim, b.Ints(axis)]);
+            }
+            return grad;
+        });
+    }
+
+    private static long[] PadsAt(int rank, int axis, long before, long after)
+    {
+        var pads = new long[2 * rank];
+        pads[axis] = before;
+        pads[rank + axis] = after;
+        return pads;
+    }
+
+    /// <summary><paramref name="v"/> padded with zeros along one axis by run-time amounts ([1] int64 each).</summary>
+    private static Value PadAxis(GradientBuilder b, Value v, int rank, int axis, Value before, Value after)
+    {
+        var zero = b.Ints(0);
+        var pieces = Enumerable.Repeat(zero, 2 * rank).ToArray();
+        pieces[axis] = before;
+        pieces[rank + axis] = after;
+        return b.Op("Pad", [v, b.Op("Concat", pieces, AttributeValue.Int("axis", 0))]);
+    }
 
     private static void MatMul(GradientBuilder b, Node n, Value?[] g)
     {
@@ -174,20 +334,26 @@ internal static class VjpRules
     {
         var x = n.Input(0)!;
         int rank = b.Rank(x);
-        long[] axes = n.Attribute("axes")?.AsInts().ToArray() ?? (n.Input(1)?.Initializer is { DataType: DataType.Int64 } a ? a.AsSpan<long>().ToArray() : null) ?? Enumerable.Range(0, rank).Select(i => (long)i).ToArray();
+        long[] axes = n.Attribute("axes")?.AsInts().ToArray() ?? (ConstantOf(n.Input(1)) is { } a ? Longs(a) : null) ?? Enumerable.Range(0, rank).Select(i => (long)i).ToArray();
         bool noop = axes.Length == 0 && n.GetInt("noop_with_empty_axes", 0) != 0;
         if (noop) { b.Accumulate(x, () => g); return; }
         if (axes.Length == 0) axes = Enumerable.Range(0, rank).Select(i => (long)i).ToArray();
         b.Accumulate(x, () =>
         {
             var kept = n.GetInt("keepdims", 1) != 0 ? g : b.Op("Unsqueeze", [g, b.Ints(axes.Select(a => a < 0 ? a + rank : a).OrderBy(a => a).ToArray())]);
-            var spread = b.Op("Expand", [kept, b.Op("Shape", [x])]);
-            if (!mean) return spread;
-            // The mean divides by the reduced count: |x| / |y|, from the run's shapes.
-            var count = b.Op("Div", [b.Op("Cast", [b.Op("Size", [x])], AttributeValue.Int("to", (long)DataType.Float)),
-                                     b.Op("Cast", [b.Op("Size", [n.Output()])], AttributeValue.Int("to", (long)DataType.Float))]);
-            return b.Op("Div", [spread, count]);
+            return Spread(b, x, n.Output(), kept, mean);
         });
+    }
+
+    /// <summary>A reduction's gradient (<paramref name="kept"/>: reduced axes kept as size 1) spread back over
+    /// <paramref name="x"/>; a mean divides by the reduced count, |x| / |y| from the run's shapes.</summary>
+    private static Value Spread(GradientBuilder b, Value x, Value y, Value kept, bool mean)
+    {
+        var spread = b.Op("Expand", [kept, b.Op("Shape", [x])]);
+        if (!mean) return spread;
+        var count = b.Op("Div", [b.Op("Cast", [b.Op("Size", [x])], AttributeValue.Int("to", (long)DataType.Float)),
+                                 b.Op("Cast", [b.Op("Size", [y])], AttributeValue.Int("to", (long)DataType.Float))]);
+        return b.Op("Div", [spread, count]);
     }
 
     private static void LayerNormalization(GradientBuilder b, Node n, Value?[] g)
