@@ -45,6 +45,16 @@ internal interface IAdjustableStep
 }
 
 /// <summary>
+/// A weight grid whose codes a later pass may choose (AdaRound rounds each weight up or down by
+/// what the module's output needs): the same grid with other codes.
+/// </summary>
+internal interface IChoosableRounding
+{
+    /// <summary>The same grid with <paramref name="codes"/> (C order, within [QMin, QMax]).</summary>
+    FittedQuantizer WithCodes(int[] codes);
+}
+
+/// <summary>
 /// A quantizer the native runtime (runtime-ops/) can execute on an activation, in one of the forms
 /// its ops take (<see cref="NativeActivationForm"/>). The lowerings map forms to op attributes
 /// through the ops' declared schemas; a kind that offers no form stays portable with the reason

@@ -95,7 +95,7 @@ internal readonly record struct WeightTensor(float[] Values, long[] Shape)
 /// q in [0, 2^k − 1], stored as uint8. Bit widths below 8 restrict the integer range inside the
 /// 8-bit storage type. A weight's quantizer also holds its integer <see cref="Codes"/>.
 /// </summary>
-internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjustableStep, INativeActivation
+internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjustableStep, INativeActivation, IChoosableRounding
 {
     private UniformQuantizer(float[] scales, int[] zeroPoints, int bits, bool symmetric, int? axis, int[]? codes = null)
     {
@@ -183,6 +183,8 @@ internal sealed class UniformQuantizer : FittedQuantizer, IIntegerGrid, IAdjusta
         var q = SymmetricFromMaxAbs(maxAbs, bits, axis);
         return q.WithCodes(q.QuantizeAll(w, shape));
     }
+
+    FittedQuantizer IChoosableRounding.WithCodes(int[] codes) => WithCodes(codes);
 
     /// <summary>The same quantizer with these codes (e.g. rounded differently by a later pass).</summary>
     public UniformQuantizer WithCodes(int[] codes)

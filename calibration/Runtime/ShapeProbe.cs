@@ -13,13 +13,13 @@ internal sealed class ValueShapes(IReadOnlyDictionary<Value, long[]> shapes)
 
     public long[] Of(Value v) => shapes.TryGetValue(v, out var s) ? s : throw new InvalidOperationException($"no probed shape for '{v.Name}'");
 
-    /// <summary>Runs <paramref name="model"/> once on a zero image batch (batch 2, or the export's
+    /// <summary>Runs <paramref name="model"/> once on a zero image batch (<paramref name="batch"/>, or the export's
     /// fixed batch) and records the shapes of <paramref name="values"/> (float tensors of the main graph).</summary>
-    public static ValueShapes Probe(Model model, IEnumerable<Value> values, string modelName)
+    public static ValueShapes Probe(Model model, IEnumerable<Value> values, string modelName, int batch = 2)
     {
         if (!values.Any(v => v.Producer is not null || v.IsGraphInput)) return new ValueShapes(new Dictionary<Value, long[]>());
         var input = ImageInput.Of(model, modelName);
-        int batch = input.FixedBatch ?? 2;
+        batch = input.FixedBatch ?? batch;
         return Run(model, values, [(input.Name, new float[batch * input.Channels * input.Height * input.Width], input.Shape(batch))], modelName);
     }
 

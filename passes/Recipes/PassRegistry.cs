@@ -78,6 +78,18 @@ internal static class PassRegistry
                 Choice(step, "check", "true", "false") == "true"
                     ? new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName)
                     : null)),
+        new("reconstruct", "module-wise weight reconstruction: each attention and MLP module's weight rounding chosen by AdaRound (rectified sigmoid, β-annealed regularizer, Adam; the module's ONNX graph and its gradient run by ONNX Runtime) so its output matches the FP32 module's on the first samples calibration samples (default 256); iterations per module (default 1000), batch samples per step (32), lr (3e-3), lambda (0.01), seed (0). Weights only for now: activations keep their fitted steps. After fit-quantizers",
+            ["iterations", "samples", "batch", "lr", "lambda", "seed"],
+            (inputs, step) => new Reconstruction.Reconstruct(inputs.Calibration, inputs.Options.BatchSize,
+                Math.Min((int)Number(step, "samples", 256, 1, 65536), inputs.Options.CalibrationSamples), inputs.ModelName,
+                new Reconstruction.AdaRound.Settings
+                {
+                    Iterations = (int)Number(step, "iterations", 1000, 1, 1_000_000),
+                    BatchSamples = (int)Number(step, "batch", 32, 1, 4096),
+                    LearningRate = (float)Number(step, "lr", 3e-3, 1e-7, 1),
+                    Lambda = (float)Number(step, "lambda", 0.01, 0, 1000),
+                    Seed = (int)Number(step, "seed", 0, 0, int.MaxValue),
+                })),
         new("measure-error", "SQNR and cosine of every quantizer on calibration data, and of linear-layer outputs when a report asks (for the report)", [],
             (inputs, _) => new MeasureQuantizationError(inputs.Options.MeasureLayerOutputs)),
         new("lower-native", "linear layers as com.onnxvitq.QuantizedLinear (runtime-ops: VNNI integer GEMM, packed int8/int4 weights)", [],

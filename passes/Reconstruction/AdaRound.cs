@@ -58,8 +58,20 @@ internal static class AdaRound
     /// <summary>The codes chosen per weight, and the reconstruction error (without the regularizer) at the first and last step.</summary>
     public sealed record Result(IReadOnlyDictionary<string, int[]> Codes, double FirstLoss, double LastLoss, TimeSpan Elapsed);
 
-    /// <summary>One captured tensor for the module: <c>Samples</c> samples along axis 0 of <c>Shape</c>.</summary>
-    public sealed record Batch(float[] Data, long[] Shape);
+    /// <summary>One captured tensor for the module: <paramref name="Samples"/> samples along axis 0 of
+    /// <paramref name="Shape"/>, each an equal run of rows there (one image, or Swin's windows of one image).</summary>
+    public sealed record Batch(float[] Data, long[] Shape, int Samples)
+    {
+        public long RowsPerSample => Shape[0] / Samples;
+
+        public (float[] Data, long[] Shape) Pick(int[] samples)
+        {
+            int per = (int)(Data.Length / Samples);
+            var data = new float[samples.Length * per];
+            for (int i = 0; i < samples.Length; i++) Array.Copy(Data, (long)samples[i] * per, data, (long)i * per, per);
+            return (data, [samples.Length * RowsPerSample, .. Shape.Skip(1)]);
+        }
+    }
 
     /// <summary>Optimizes the rounding of <paramref name="weights"/> (initializers of <paramref name="module"/>, by name, with their grids).
     /// <paramref name="inputs"/>: per module input, all samples (axis 0); <paramref name="target"/>: the FP32 module's output on them.</summary>
@@ -84,7 +96,7 @@ internal static class AdaRound
         foreach (var o in g.Outputs.ToList()) g.RemoveOutput(o);
         g.AddOutput(loss);
 
-        int samples = (int)inputs[0].Shape[0];
+        int samples = inputs[0].Samples;
         int batch = Math.Min(settings.BatchSamples, samples);
         var names = module.Inputs.Select(i => i.Name).ToList();
         var probeFeeds = Feeds(names, inputs, target, Enumerable.Range(0, batch).ToArray(), soft);
@@ -128,21 +140,13 @@ internal static class AdaRound
     private static List<(string Name, float[] Data, long[] Shape)> Feeds(IReadOnlyList<string> names, IReadOnlyList<Batch> inputs, Batch target, int[] pick, List<SoftWeight> soft)
     {
         var feeds = new List<(string, float[], long[])>();
-        feeds.AddRange(inputs.Select((b, i) => (names[i], Gather(b, pick), (long[])[pick.Length, .. b.Shape.Skip(1)])));
-        feeds.Add(("adaround_target", Gather(target, pick), [pick.Length, .. target.Shape.Skip(1)]));
+        feeds.AddRange(inputs.Select((b, i) => { var (data, shape) = b.Pick(pick); return (names[i], data, shape); }));
+        var (t, tShape) = target.Pick(pick);
+        feeds.Add(("adaround_target", t, tShape));
         // Rows: every position but the feature axis (tokens of each sample).
-        long perSample = target.Shape.Skip(1).SkipLast(1).Aggregate(1L, (a, d) => a * d);
-        feeds.Add(("adaround_rows", [pick.Length * perSample], []));
+        feeds.Add(("adaround_rows", [tShape.SkipLast(1).Aggregate(1L, (a, d) => a * d)], []));
         feeds.AddRange(soft.Select(s => (s.V.Name, s.Value, s.Shape)));
         return feeds;
-    }
-
-    private static float[] Gather(Batch b, int[] pick)
-    {
-        int per = (int)(b.Data.Length / b.Shape[0]);
-        var data = new float[pick.Length * per];
-        for (int i = 0; i < pick.Length; i++) Array.Copy(b.Data, (long)pick[i] * per, data, (long)i * per, per);
-        return data;
     }
 
     private static float[][] Run(InferenceSession session, List<(string Name, float[] Data, long[] Shape)> feeds, string[] outputs)

@@ -28,7 +28,7 @@ public class AdaRoundTests
         var data = PlanOutputs.RunValue(model, value.Name, source, 32, count, path).SelectMany(b => b).ToArray();
         var shape = ValueShapes.Probe(model, [value], path).Of(value);
         Assert.That(shape[0], Is.EqualTo(2), $"'{value.Name}' has the batch on axis 0");
-        return new AdaRound.Batch(data, [count, .. shape.Skip(1)]);
+        return new AdaRound.Batch(data, [count, .. shape.Skip(1)], count);
     }
 
     private static float[] RunModule(ModuleGraph module, AdaRound.Batch input)
