@@ -63,7 +63,7 @@ internal sealed class Bench
     public bool Write { get; }
     public string Models { get; }
     public string Calib { get; }
-    /// <summary>2048 training images outside the calibration ones, no labels (zoo.py unlabelled): auto's held-out pool.</summary>
+    /// <summary>2048 test-split images outside the evaluation ones, no labels (zoo.py unlabelled): auto's held-out pool.</summary>
     public string Unlabelled { get; }
     public string CommittedEval { get; }
     public string EvalImages { get; }

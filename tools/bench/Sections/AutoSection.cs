@@ -17,8 +17,8 @@ internal static class AutoSection
         r.AppendLine("## `--recipe auto`");
         r.AppendLine();
         b.Regenerate("auto");
-        r.AppendLine($"`--recipe auto` is given the 512 calibration samples followed by 2048 unlabelled training images (`{Path.GetFileName(b.Unlabelled)}`, `tools/zoo/zoo.py unlabelled`; " +
-                     "none of them is an evaluation image). It quantizes a copy of the model with each built-in recipe " +
+        r.AppendLine($"`--recipe auto` is given the 512 calibration samples followed by 2048 unlabelled test-split images (`{Path.GetFileName(b.Unlabelled)}`, `tools/zoo/zoo.py unlabelled`; " +
+                     "none of them is an evaluation image: images from where the model is used, which a user has without labels). It quantizes a copy of the model with each built-in recipe " +
                      $"({string.Join(", ", AutoRecipe.Candidates)}; cheapest first, `--auto-seconds` 900) on the 512 calibration samples and keeps the one that keeps FP32's top-1 class " +
                      "on the most of the 2048 held-out images (then the least mean KL; no labels); \"lead\" is its margin over the next candidate there, with the standard error of that paired difference. " +
                      $"Against it: each recipe alone on the same 512 samples; drops in pt of top-1 on {b.EvalSet}. ✓: auto within 0.3 pt of the best single recipe.");
