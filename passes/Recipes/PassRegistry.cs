@@ -143,14 +143,17 @@ internal static class PassRegistry
         All.FirstOrDefault(p => p.Name == name)
         ?? throw new OnnxViTQException($"unknown pass '{name}'; passes: {string.Join(", ", All.Select(p => p.Name))}");
 
-    public static IPass Create(PassStep step, RecipeInputs inputs, string recipe)
+    public static IPass Create(PassStep step, RecipeInputs inputs, string recipe) => Checked(step, recipe).Create(inputs, step);
+
+    /// <summary>The step's pass, its option names checked (values are checked when it is built).</summary>
+    public static PassFactory Checked(PassStep step, string recipe)
     {
         var factory = Get(step.Name);
         foreach (var key in step.OptionValues.Keys)
             if (!factory.Options.Contains(key))
                 throw new OnnxViTQException($"recipe '{recipe}': pass '{step.Name}' has no option '{key}'" +
                                             (factory.Options.Count == 0 ? " (it takes none)" : $"; options: {string.Join(", ", factory.Options)}"));
-        return factory.Create(inputs, step);
+        return factory;
     }
 
     /// <summary>A numeric pass option, with the recipe and pass named in errors.</summary>

@@ -13,6 +13,7 @@ namespace OnnxViTQ;
 ///   "extends": "adfq",                       // start from a built-in recipe's passes and quantizers
 ///   "passes": ["canonicalize", "select-sites", ..., {"name": "fold-layernorm", "policy": "repq"}],
 ///   "remove": ["fuse-native-attention"],     // passes taken out, including those a format adds
+///   "add": [{"name": "reconstruct", "after": "fit-quantizers", "iterations": 500}],  // inserted into the list (after or before a pass in it)
 ///   "quantizers": {                          // by role: weight, default (activations not listed),
 ///     "post-layernorm": {"kind": "outlier-split", "bits": 4, "options": {"max-outlier-ratio": "0.01"}},
 ///     "post-softmax": {"kind": "log2"}       // post-layernorm, post-gelu, post-softmax, query, key,
@@ -44,7 +45,7 @@ internal static class RecipeFile
     {
         string at = $"recipe file '{path}'";
         if (root.ValueKind != JsonValueKind.Object) throw new OnnxViTQException($"{at}: the top level must be an object");
-        var known = new[] { "name", "description", "extends", "passes", "remove", "quantizers", "overrides" };
+        var known = new[] { "name", "description", "extends", "passes", "remove", "add", "quantizers", "overrides" };
         foreach (var p in root.EnumerateObject())
             if (!known.Contains(p.Name)) throw new OnnxViTQException($"{at}: unknown key '{p.Name}'; keys: {string.Join(", ", known)}");
 
@@ -56,6 +57,8 @@ internal static class RecipeFile
         IReadOnlyList<PassStep> passes;
         if (root.TryGetProperty("passes", out var ps)) passes = Passes(ps, at);
         else passes = parent?.Passes ?? throw new OnnxViTQException($"{at}: give 'passes' or 'extends'");
+
+        if (root.TryGetProperty("add", out var adds)) passes = Insert(passes, adds, at);
 
         var table = parent?.Quantizers ?? new QuantizerTable();
         if (root.TryGetProperty("quantizers", out var qs))
@@ -86,7 +89,7 @@ internal static class RecipeFile
             removed = [.. removed, .. rm.EnumerateArray().Select((e, i) => String(e, $"{at}: remove[{i}]"))];
         }
         var recipe = new Recipe(name, description, passes, table) { Removed = removed };
-        foreach (var step in passes) PassRegistry.Get(step.Name);
+        foreach (var step in passes) PassRegistry.Checked(step, name);
         foreach (var pass in removed) PassRegistry.Get(pass);
         // Kinds, options and bit ranges are checked now, for the bit widths a choice fixes itself;
         // the rest is checked again with the run's --bits before anything runs.
@@ -110,6 +113,29 @@ internal static class RecipeFile
 
     private static string RoleKey(TensorRole role, QuantizerTable t) =>
         role == TensorRole.Weight ? "weight" : t.Roles.ContainsKey(role) || role == TensorRole.Input ? role.Name() : "default";
+
+    /// <summary>The pass list with each of <paramref name="adds"/> placed after (or before) the pass it names.</summary>
+    private static IReadOnlyList<PassStep> Insert(IReadOnlyList<PassStep> passes, JsonElement adds, string at)
+    {
+        if (adds.ValueKind != JsonValueKind.Array) throw new OnnxViTQException($"{at}: 'add' must be an array of {{\"name\": ..., \"after\" or \"before\": <pass>, options}} objects");
+        var list = passes.ToList();
+        int i = 0;
+        foreach (var item in adds.EnumerateArray())
+        {
+            string where = $"{at}: add[{i++}]";
+            if (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty("name", out var name))
+                throw new OnnxViTQException($"{where}: expected {{\"name\": ..., \"after\" or \"before\": <pass>, options}}");
+            bool after = item.TryGetProperty("after", out var anchor);
+            if (!after && !item.TryGetProperty("before", out anchor)) throw new OnnxViTQException($"{where}: say where: \"after\" or \"before\" a pass of the list");
+            if (item.TryGetProperty("after", out _) && item.TryGetProperty("before", out _)) throw new OnnxViTQException($"{where}: give \"after\" or \"before\", not both");
+            string target = String(anchor, $"{where}.{(after ? "after" : "before")}");
+            int at2 = list.FindIndex(p => p.Name == target);
+            if (at2 < 0) throw new OnnxViTQException($"{where}: no pass '{target}' in the list ({string.Join(", ", list.Select(p => p.Name))})");
+            var options = item.EnumerateObject().Where(p => p.Name is not ("name" or "after" or "before")).ToDictionary(p => p.Name, p => Scalar(p.Value, $"{where}.{p.Name}"));
+            list.Insert(after ? at2 + 1 : at2, new PassStep(String(name, $"{where}.name"), options));
+        }
+        return list;
+    }
 
     private static IReadOnlyList<PassStep> Passes(JsonElement e, string at)
     {

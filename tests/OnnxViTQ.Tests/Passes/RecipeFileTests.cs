@@ -44,6 +44,19 @@ public class RecipeFileTests
     /// <summary>A recipe file whose passes would write an unquantized model is refused before
     /// calibration, and nothing is written.</summary>
     [Test]
+    public void ARecipeFileAddsPassesWhereItSays()
+    {
+        var r = Parse("""{ "extends": "adfq", "add": [{ "name": "reconstruct", "after": "fit-quantizers", "iterations": 50 }, { "name": "measure-error", "before": "emit-portable" }] }""");
+        var names = r.Passes.Select(p => p.Name).ToList();
+        int fit = names.IndexOf("fit-quantizers");
+        Assert.That(r.Passes[fit + 1], Is.EqualTo(r.Passes[fit + 1] with { Name = "reconstruct" }));
+        Assert.That(r.Passes[fit + 1].OptionValues, Is.EquivalentTo(new Dictionary<string, string> { ["iterations"] = "50" }));
+        Assert.That(names[names.IndexOf("emit-portable") - 1], Is.EqualTo("measure-error"));
+        Assert.That(r.Passes, Has.Count.EqualTo(Recipes.Get("adfq").Passes.Count + 2));
+        Assert.That(r.Build(new QuantizationOptions(), new NpyTensorSource(Repo.Calibration, null), "m").Select(p => p.Name), Does.Contain("reconstruct"));
+    }
+
+    [Test]
     public void ARecipeThatNeverEmitsIsRefusedBeforeCalibration()
     {
         using var dir = new TempDir();
@@ -67,7 +80,11 @@ public class RecipeFileTests
         Assert.That(r.Build(new QuantizationOptions(), new NpyTensorSource(Repo.Calibration, null), "m").Select(p => p.Name), Does.Contain("fold-layernorm-mosf"));
     }
 
-    [TestCase("""{ "extends": "adfq", "quantisers": {} }""", "recipe file 'r.json': unknown key 'quantisers'; keys: name, description, extends, passes, remove, quantizers, overrides")]
+    [TestCase("""{ "extends": "adfq", "quantisers": {} }""", "recipe file 'r.json': unknown key 'quantisers'; keys: name, description, extends, passes, remove, add, quantizers, overrides")]
+    [TestCase("""{ "extends": "adfq", "add": [{ "name": "reconstruct" }] }""", "recipe file 'r.json': add[0]: say where: \"after\" or \"before\" a pass of the list")]
+    [TestCase("""{ "extends": "adfq", "add": [{ "name": "reconstruct", "after": "fit-quantizer" }] }""", "recipe file 'r.json': add[0]: no pass 'fit-quantizer' in the list (canonicalize, ")]
+    [TestCase("""{ "extends": "adfq", "add": [{ "name": "reconstruct", "after": "fit-quantizers", "before": "emit-portable" }] }""", "add[0]: give \"after\" or \"before\", not both")]
+    [TestCase("""{ "extends": "adfq", "add": [{ "name": "reconstruct", "after": "fit-quantizers", "iteratons": 5 }] }""", "pass 'reconstruct' has no option 'iteratons'")]
     [TestCase("""{ "name": "x" }""", "recipe file 'r.json': give 'passes' or 'extends'")]
     [TestCase("""{ "extends": "adaround" }""", "unknown recipe 'adaround'")]
     [TestCase("""{ "extends": "adfq", "quantizers": { "post-ln": { "kind": "log2" } } }""", "quantizers.post-ln: unknown role; roles: default, weight, post-layernorm")]
