@@ -26,6 +26,10 @@ internal sealed record WeightGrid(float[] Scales, int[] ZeroPoints, int? Axis, i
     public float[] Dequantize(int[] codes, long[] shape) => codes.Select((q, i) => { var (s, z) = At(i, shape); return s * (q - z); }).ToArray();
 }
 
+/// <summary>An activation quantized on a uniform grid where some nodes of a module read it (by name:
+/// <c>Reads</c> are (node, input index) pairs), simulated during the optimization with straight-through rounding.</summary>
+internal sealed record ActivationGrid(string Value, IReadOnlyList<(string Node, int Input)> Reads, float Scale, int ZeroPoint, int QMin, int QMax);
+
 /// <summary>
 /// AdaRound (Nagel et al., 2020) for the weights of one module, as BRECQ applies it to a block:
 /// each weight element rounds down or up, chosen by a learned V through the rectified sigmoid
@@ -76,7 +80,7 @@ internal static class AdaRound
     /// <summary>Optimizes the rounding of <paramref name="weights"/> (initializers of <paramref name="module"/>, by name, with their grids).
     /// <paramref name="inputs"/>: per module input, all samples (axis 0); <paramref name="target"/>: the FP32 module's output on them.</summary>
     public static Result Optimize(ModuleGraph module, IReadOnlyList<(string Weight, WeightGrid Grid)> weights, IReadOnlyList<Batch> inputs, Batch target,
-        Settings settings, IProgress<string>? progress = null)
+        Settings settings, IProgress<(int Step, double Error)>? progress = null, IReadOnlyList<ActivationGrid>? activations = null)
     {
         var clock = Stopwatch.StartNew();
         var model = OnnxModelReader.Parse(OnnxModelWriter.ToBytes(module.Model), sourceName: module.Model.Graph.Name);
@@ -87,6 +91,7 @@ internal static class AdaRound
             var w = g.Lookup(name) is { Initializer: { } t } v ? (v, t) : throw new OnnxViTQException($"module '{g.Name}' has no weight '{name}'");
             soft.Add(SoftWeight.Build(g, w.v, w.t, grid));
         }
+        foreach (var a in activations ?? []) FakeQuantize(g, a);
         var output = g.Outputs[0];
         var tgt = g.AddInput("adaround_target", output.Type);
         var diff = g.AddNode("Sub", [output, tgt], ["adaround_diff"]).Output();
@@ -131,10 +136,22 @@ internal static class AdaRound
                     v[i] -= settings.LearningRate * (m[i] / b1t) / (MathF.Sqrt(s[i] / b2t) + 1e-8f);
                 }
             }
-            if (progress is not null && (step + 1) % Math.Max(1, settings.Iterations / 10) == 0)
-                progress.Report($"{g.Name}: step {step + 1}/{settings.Iterations}, error {error:G4}{(regularized ? $", β {beta:0.0}" : "")}");
+            if (progress is not null && (step + 1) % Math.Max(1, settings.Iterations / 20) == 0) progress.Report((step + 1, error));
         }
         return new Result(soft.ToDictionary(s => s.Name, s => s.HardCodes()), first, last, clock.Elapsed);
+    }
+
+    /// <summary>x̂ = s·(clip(round(x/s) + z, qmin, qmax) − z) before the reads of <paramref name="a"/> (Round's gradient goes straight through).</summary>
+    private static void FakeQuantize(Graph g, ActivationGrid a)
+    {
+        if (g.Lookup(a.Value) is not { } x) return;
+        var reads = a.Reads.Select(r => (Node: g.Nodes.FirstOrDefault(n => n.Name == r.Node), r.Input)).Where(r => r.Node is not null && r.Node.Input(r.Input) == x).ToList();
+        if (reads.Count == 0) return;
+        Value S(float v) => g.AddInitializer(g.UniqueName("adaround_act_c"), Tensor.Scalar(v));
+        Value N(string op, params Value[] inputs) => g.AddNode(op, inputs, [$"adaround_act_{op}"]).Output();
+        var codes = N("Clip", N("Add", N("Round", N("Div", x, S(a.Scale))), S(a.ZeroPoint)), S(a.QMin), S(a.QMax));
+        var dequantized = N("Mul", N("Sub", codes, S(a.ZeroPoint)), S(a.Scale));
+        foreach (var (node, input) in reads) node!.SetInput(input, dequantized);
     }
 
     private static List<(string Name, float[] Data, long[] Shape)> Feeds(IReadOnlyList<string> names, IReadOnlyList<Batch> inputs, Batch target, int[] pick, List<SoftWeight> soft)

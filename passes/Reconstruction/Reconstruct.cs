@@ -13,9 +13,11 @@ namespace OnnxViTQ.Reconstruction;
 /// module's on calibration samples. The module runs from its first linear layer's input to its
 /// last linear layer's output (through a bias Add, reshapes and transposes up to the residual
 /// Add); its inputs and targets are the FP32 model's own tensors there, captured by ONNX Runtime.
-/// Only the weights' codes change (grids with <see cref="IChoosableRounding"/>); activations stay
-/// as fitted, and inside the module they are not quantized while it is optimized (not yet:
-/// activation steps, the attention-score KL term and quantized inputs from preceding modules).
+/// Only the weights' codes change (grids with <see cref="IChoosableRounding"/>); activations keep
+/// their fitted steps. While a module is optimized, its uniform per-tensor activations are
+/// simulated (straight-through rounding); other kinds stay float inside it (not yet: activation
+/// steps, the other kinds' differentiable forms, the attention-score KL term and inputs from the
+/// already-quantized preceding modules).
 /// A module that cannot be cut out on its own (it needs another tensor than its input) or whose
 /// path has an op without a gradient rule keeps round-to-nearest, with the reason in the report.
 /// </summary>
@@ -75,8 +77,21 @@ internal sealed class Reconstruct(ICalibrationSource calibration, int batchSize,
             var grid = (IIntegerGrid)w.Parameters!;
             return (w.Name, new WeightGrid(grid.Scales.ToArray(), grid.ZeroPoints.ToArray(), grid.Axis, grid.QMin, grid.QMax));
         }).ToList();
+        // Uniform per-tensor activations read inside the module are simulated while it is optimized; other kinds stay float there (no differentiable form yet).
+        var inside = cut.Model.Graph.Nodes.Select(n => n.Name).ToHashSet();
+        var activations = plan.Activations
+            .Where(a => a.Parameters is IIntegerGrid { Axis: null, Codes: null } && a.Uses.Any(u => inside.Contains(u.Node.Name)))
+            .Select(a =>
+            {
+                var grid = (IIntegerGrid)a.Parameters!;
+                return new ActivationGrid(a.Name, a.Uses.Where(u => inside.Contains(u.Node.Name)).Select(u => (u.Node.Name, u.InputIndex)).ToList(),
+                    grid.Scales[0], grid.ZeroPoints[0], grid.QMin, grid.QMax);
+            }).ToList();
+        var progress = context.Progress is { } report
+            ? new Steps(p => report.Report(new ProgressReport($"reconstruction: {name}", p.Step, settings.Iterations, $"steps, output error {p.Error:G3}")))
+            : null;
         AdaRound.Result result;
-        try { result = AdaRound.Optimize(cut, grids, [x], y, settings); }
+        try { result = AdaRound.Optimize(cut, grids, [x], y, settings, progress, activations); }
         catch (NoGradientRuleException e) { return e.Message; }
         foreach (var site in chosen)
         {
@@ -87,9 +102,15 @@ internal sealed class Reconstruct(ICalibrationSource calibration, int batchSize,
                 Parameters = ((IChoosableRounding)site.Parameters!).WithCodes(codes),
             });
         }
-        context.Info($"{name}: AdaRound on {string.Join(", ", chosen.Select(w => $"'{w.Name}'"))}, {n} samples, {settings.Iterations} steps, " +
+        context.Info($"{name}: AdaRound on {string.Join(", ", chosen.Select(w => $"'{w.Name}'"))} with {activations.Count} uniform activation(s) simulated, {n} samples, {settings.Iterations} steps, " +
                      $"output error {result.FirstLoss:G3} → {result.LastLoss:G3} (soft rounding at the start → hard at the end), {result.Elapsed.TotalSeconds:0.0} s");
         return null;
+    }
+
+    /// <summary>Synchronous (the BCL's Progress posts to the thread pool, out of order).</summary>
+    private sealed class Steps(Action<(int Step, double Error)> report) : IProgress<(int Step, double Error)>
+    {
+        public void Report((int Step, double Error) value) => report(value);
     }
 
     /// <summary>The last linear layer's output, carried through its bias Add and any reshapes/transposes
