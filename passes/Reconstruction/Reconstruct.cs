@@ -91,8 +91,11 @@ internal sealed class Reconstruct(ICalibrationSource calibration, int batchSize,
             ? new Steps(p => report.Report(new ProgressReport($"reconstruction: {name}", p.Step, settings.Iterations, $"steps, output error {p.Error:G3}")))
             : null;
         AdaRound.Result result;
+        // A module the engine cannot run (an op without a rule, a gradient graph ONNX Runtime refuses) keeps its
+        // rounding; the model still quantizes.
         try { result = AdaRound.Optimize(cut, grids, [x], y, settings, progress, activations); }
-        catch (NoGradientRuleException e) { return e.Message; }
+        catch (OnnxViTQException e) { return e.Message; }
+        catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e) { return $"ONNX Runtime failed running its optimization: {OrtRuntime.FirstLine(e.Message)}"; }
         foreach (var site in chosen)
         {
             var codes = result.Codes[site.Name];
