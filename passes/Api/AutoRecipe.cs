@@ -10,15 +10,15 @@ namespace OnnxViTQ;
 
 /// <summary>
 /// <c>--recipe auto</c>: each built-in recipe quantizes a copy of the model on the calibration
-/// samples, and is scored without labels on the samples held out after them against FP32: the
-/// share of samples whose top-1 class stays FP32's, then (on equal counts) mean KL of the output
-/// distributions; the best is run on the model. Candidates are tried cheapest first within a time
-/// budget; the ones left when it runs out are skipped, and said so.
-/// Why agreement first, and why up to 2048 held-out samples (measured, BENCHMARKS.md "--recipe
-/// auto"): on the six opset-17 reference models at W4A4, the recipe with the highest agreement on
-/// the 2000 evaluation images was within 0.3 pt of the best labelled top-1 on all six, the lowest
-/// mean KL on four; scored on 512 calibration samples (4-fold cross-fitted) neither got past three
-/// — recipes 1 pt apart in top-1 differ by a few samples in 512, within sampling noise.
+/// samples, and is scored without labels on the samples held out after them (up to 2048) against
+/// FP32: mean KL of the output distributions, then (on equal KL) the share of samples whose top-1
+/// class stays FP32's; the best is run on the model. Candidates are tried cheapest first within a
+/// time budget; the ones left when it runs out are skipped, and said so.
+/// Why KL first (measured, BENCHMARKS.md "Which label-free score picks the recipe", W4A4, the six
+/// opset-17 models): on 2048 held-out images the lowest mean KL picked a recipe within 0.3 pt of the
+/// labelled best on 4 of 6, the highest agreement on 2 of 6 — agreement, a count, is the noisier
+/// score on another sample (on the evaluation images themselves it picked 6 of 6); on 512
+/// calibration samples, cross-fitted, KL got 3 and agreement 1.
 /// </summary>
 internal static class AutoRecipe
 {
@@ -91,31 +91,26 @@ internal static class AutoRecipe
         return new AutoChoice(ranked[0].Recipe, scores, calibrate, heldOut, lead);
     }
 
-    /// <summary>The scored candidates, best first: most held-out samples keeping FP32's top-1 class, then least mean KL.</summary>
+    /// <summary>The scored candidates, best first: least mean KL to FP32, then most held-out samples keeping FP32's top-1 class.</summary>
     public static List<AutoScore> Rank(IEnumerable<AutoScore> scores) =>
-        scores.Where(s => s.MeanKl is not null).OrderByDescending(s => s.Agreement).ThenBy(s => s.MeanKl).ToList();
+        scores.Where(s => s.MeanKl is not null).OrderBy(s => s.MeanKl).ThenByDescending(s => s.Agreement).ToList();
 }
 
-/// <summary>How far the chosen recipe is ahead of the next one in top-1 agreement with FP32 on the
-/// held-out samples, in points, with the standard error of that paired difference: a lead within
-/// two standard errors is sampling noise, and more unlabelled samples would make the choice firmer.</summary>
-internal sealed record AutoLead(string RunnerUp, double Points, double StandardError)
+/// <summary>How far the chosen recipe is ahead of the next one in mean KL to FP32 on the held-out
+/// samples, with the standard error of that paired difference: a lead within two standard errors
+/// is sampling noise, and more unlabelled samples would make the choice firmer.</summary>
+internal sealed record AutoLead(string RunnerUp, double KlDifference, double StandardError)
 {
-    public bool WithinNoise => Points < 2 * StandardError;
+    public bool WithinNoise => KlDifference < 2 * StandardError;
 
     public static AutoLead Of(string runnerUp, Fidelity best, Fidelity next)
     {
-        int n = best.SameTop1.Length, onlyBest = 0, onlyNext = 0;
-        for (int i = 0; i < n; i++)
-            if (best.SameTop1[i] != next.SameTop1[i]) { if (best.SameTop1[i]) onlyBest++; else onlyNext++; }
-        double d = (double)(onlyBest - onlyNext) / n;
-        // Paired proportions: only the samples the two disagree on carry the difference.
-        double variance = ((double)(onlyBest + onlyNext) / n - d * d) / n;
-        return new AutoLead(runnerUp, 100 * d, 100 * Math.Sqrt(Math.Max(0, variance)));
+        var verdict = PlanCheck.Compare(next, best);
+        return new AutoLead(runnerUp, verdict.Without - verdict.With, verdict.StandardError);
     }
 
     public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
-        $"{Points:0.0#} pt ahead of {RunnerUp} (standard error {StandardError:0.0#} pt{(WithinNoise ? ": within sampling noise, more unlabelled samples after the calibration ones would make the choice firmer" : "")})");
+        $"mean KL {KlDifference:0.####} below {RunnerUp}'s (standard error {StandardError:0.####}{(WithinNoise ? ": within sampling noise, more unlabelled samples after the calibration ones would make the choice firmer" : "")})");
 }
 
 /// <summary>One candidate of <c>--recipe auto</c>: its mean KL to FP32 and top-1 agreement on the

@@ -25,7 +25,7 @@ internal static class QuantizeCommand
         {
             Description = $"Quantization recipe: {string.Join(", ", Recipes.Names)}; auto (each built-in recipe, cheapest first within --auto-seconds, " +
                           $"scored against FP32 without labels on the calibration samples after the first --calibration-samples, up to {AutoRecipe.HeldOutSamples}: " +
-                          "the most samples keeping FP32's top-1 class wins; give it more unlabelled images than you calibrate on); or a recipe file (.json; see README) " +
+                          "the least mean KL of the outputs wins, then top-1 agreement; give it more unlabelled images than you calibrate on); or a recipe file (.json; see README) " +
                           "with a pass list and the quantizer per tensor role",
             DefaultValueFactory = _ => "minmax",
         };
@@ -174,9 +174,9 @@ internal static class QuantizeCommand
                 $"{(fallback.Holds ? "holds" : "NOT reached")}: at most {fallback.MaxDrop:0.##} pt of {fallback.Metric}; ") +
                 string.Join("; ", fallback.Steps.Select(st => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{st.Action} → {st.Loss:0.00} pt")))));
         if (result.Auto is { } auto)
-            table.AddRow("auto", Markup.Escape($"{auto.CalibrationSamples} samples calibrated, {auto.HeldOutSamples} held out; top-1 agreement with FP32 (mean KL): " +
+            table.AddRow("auto", Markup.Escape($"{auto.CalibrationSamples} samples calibrated, {auto.HeldOutSamples} held out; mean KL to FP32 (top-1 agreement): " +
                 string.Join(", ", auto.Scores.Select(sc => sc.MeanKl is { } kl
-                    ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{sc.Recipe} {100 * sc.Agreement:0.0#} % ({kl:0.####}, {sc.Seconds:0.0} s)")
+                    ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{sc.Recipe} {kl:0.####} ({100 * sc.Agreement:0.0#} %, {sc.Seconds:0.0} s)")
                     : $"{sc.Recipe} {sc.Note}")) + (auto.Lead is { } lead ? $"; {auto.Recipe} {lead}" : "")));
         foreach (var d in result.Diagnostics.Where(d => d.Level == PassInfra.DiagnosticLevel.Info && d.Pass == "canonicalize" && d.Message.StartsWith("converted ", StringComparison.Ordinal)))
             table.AddRow("opset", Markup.Escape(d.Message["converted ".Length..]));

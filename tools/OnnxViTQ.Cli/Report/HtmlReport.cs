@@ -63,9 +63,9 @@ internal static class HtmlReport
             if (doc.Auto is { } auto)
             {
                 html.Append($"<p><code>--recipe auto</code> chose {E(auto.Recipe)}: each candidate calibrated on {auto.CalibrationSamples} samples and scored against FP32 on {auto.HeldOutSamples} held-out ones " +
-                            $"(most top-1 agreement, then least mean KL){(auto.Lead is { } lead ? $"; {E(auto.Recipe)} {E(lead.ToString())}" : "")}.</p>\n");
-                Table(html, ["recipe", "top-1 agreement", "mean KL to FP32", "seconds", "note"],
-                    auto.Scores.Select(sc => new[] { sc.Recipe, sc.Agreement is { } ag ? Pct(ag) : "", sc.MeanKl is { } kl ? F(kl, "0.0000") : "", F(sc.Seconds, "0.0"), sc.Note ?? "" }).ToList(), numericFrom: 1);
+                            $"(least mean KL, then most top-1 agreement){(auto.Lead is { } lead ? $"; {E(auto.Recipe)} {E(lead.ToString())}" : "")}.</p>\n");
+                Table(html, ["recipe", "mean KL to FP32", "top-1 agreement", "seconds", "note"],
+                    auto.Scores.Select(sc => new[] { sc.Recipe, sc.MeanKl is { } kl ? F(kl, "0.0000") : "", sc.Agreement is { } ag ? Pct(ag) : "", F(sc.Seconds, "0.0"), sc.Note ?? "" }).ToList(), numericFrom: 1);
             }
             if (doc.Fallback is { } fallback)
             {

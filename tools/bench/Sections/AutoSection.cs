@@ -19,8 +19,8 @@ internal static class AutoSection
         b.Regenerate("auto");
         r.AppendLine($"`--recipe auto` is given the 512 calibration samples followed by 2048 unlabelled test-split images (`{Path.GetFileName(b.Unlabelled)}`, `tools/zoo/zoo.py unlabelled`; " +
                      "none of them is an evaluation image: images from where the model is used, which a user has without labels). It quantizes a copy of the model with each built-in recipe " +
-                     $"({string.Join(", ", AutoRecipe.Candidates)}; cheapest first, `--auto-seconds` 900) on the 512 calibration samples and keeps the one that keeps FP32's top-1 class " +
-                     "on the most of the 2048 held-out images (then the least mean KL; no labels); \"lead\" is its margin over the next candidate there, with the standard error of that paired difference. " +
+                     $"({string.Join(", ", AutoRecipe.Candidates)}; cheapest first, `--auto-seconds` 900) on the 512 calibration samples and keeps the one whose outputs on the 2048 held-out images " +
+                     "are closest to FP32 (least mean KL, then most top-1 agreement; no labels); \"lead\" is its KL margin over the next candidate there, with the standard error of that paired difference. " +
                      $"Against it: each recipe alone on the same 512 samples; drops in pt of top-1 on {b.EvalSet}. ✓: auto within 0.3 pt of the best single recipe.");
         r.AppendLine();
         r.AppendLine("| model | best recipe W4A4 | auto W4A4 | auto − best | | auto's lead (W4A4) | minmax W8A8 | auto W8A8 | auto time / minmax time (W8A8) |");
@@ -40,7 +40,7 @@ internal static class AutoSection
             if (auto8.Drop <= minmax8.Drop) better++;
             var lead = auto4.Result.Auto!.Lead;
             r.AppendLine($"| {f} | {best.Name} {best.O.Drop:0.00} | {auto4.Result.Recipe.Name} {auto4.Drop:0.00} | {gap:0.00} | {(gap <= 0.3 ? "✓" : "✗")} | " +
-                         $"{(lead is null ? "" : $"{lead.Points:0.00} ± {lead.StandardError:0.00} pt over {lead.RunnerUp}")} | " +
+                         $"{(lead is null ? "" : $"{lead.KlDifference:0.0000} ± {lead.StandardError:0.0000} below {lead.RunnerUp}")} | " +
                          $"{minmax8.Drop:0.00} | {auto8.Result.Recipe.Name} {auto8.Drop:0.00} | {auto8.Seconds / minmax8.Seconds:0.0}× |");
         }
         r.AppendLine();
