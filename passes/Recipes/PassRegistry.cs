@@ -78,7 +78,7 @@ internal static class PassRegistry
                 Choice(step, "check", "true", "false") == "true"
                     ? new PlanCheck(inputs.Calibration, inputs.Options.BatchSize, Math.Min(512, inputs.Options.CalibrationSamples), inputs.ModelName)
                     : null)),
-        new("reconstruct", "module-wise weight reconstruction: each attention and MLP module's weight rounding chosen by AdaRound (rectified sigmoid, β-annealed regularizer, Adam; the module's ONNX graph and its gradient run by ONNX Runtime) so its output matches the FP32 module's on the first samples calibration samples (default 256); iterations per module (default 1000), batch samples per step (32), lr (3e-3), lambda (0.01), seed (0). Weights only for now: activations keep their fitted steps. After fit-quantizers",
+        new("reconstruct", "module-wise weight reconstruction: each attention and MLP module's weight rounding chosen by AdaRound (rectified sigmoid, β-annealed regularizer, Adam; the module's ONNX graph and its gradient run by ONNX Runtime) so its output matches the FP32 module's on the first samples calibration samples (default 256); iterations per module (default 1000), batch samples per step (32), lr (3e-3), lambda (0.01), seed (0). Weights only for now: activations keep their fitted steps (uniform per-tensor ones are simulated while a module is optimized). After fit-quantizers",
             ["iterations", "samples", "batch", "lr", "lambda", "seed"],
             (inputs, step) => new Reconstruction.Reconstruct(inputs.Calibration, inputs.Options.BatchSize,
                 Math.Min((int)Number(step, "samples", 256, 1, 65536), inputs.Options.CalibrationSamples), inputs.ModelName,
