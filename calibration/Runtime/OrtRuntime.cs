@@ -158,6 +158,19 @@ internal static class OrtRuntime
         }
     }
 
+    /// <summary>Runs <paramref name="session"/> on float32 tensors by input name and returns the named float outputs.</summary>
+    public static float[][] Run(InferenceSession session, IReadOnlyList<(string Name, float[] Data, long[] Shape)> feeds, string[] outputs)
+    {
+        var values = feeds.Select(f => OrtValue.CreateTensorValueFromMemory(f.Data, f.Shape)).ToList();
+        try
+        {
+            using var runOptions = new RunOptions();
+            using var results = session.Run(runOptions, feeds.Select(f => f.Name).ToArray(), values, outputs);
+            return results.Select(r => r.GetTensorDataAsSpan<float>().ToArray()).ToArray();
+        }
+        finally { foreach (var v in values) v.Dispose(); }
+    }
+
     public static string FirstLine(string message) => message.Split('\n')[0].Trim();
 }
 

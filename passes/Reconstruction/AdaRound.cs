@@ -116,7 +116,7 @@ internal static class AdaRound
         for (int step = 0; step < settings.Iterations; step++)
         {
             var pick = Enumerable.Range(0, batch).Select(_ => rng.Next(samples)).ToArray();
-            var results = Run(session, Feeds(names, inputs, target, pick, soft), fetch);
+            var results = OrtRuntime.Run(session, Feeds(names, inputs, target, pick, soft), fetch);
             double error = results[0][0];
             if (step == 0) first = error;
             last = error;
@@ -164,18 +164,6 @@ internal static class AdaRound
         feeds.Add(("adaround_rows", [tShape.SkipLast(1).Aggregate(1L, (a, d) => a * d)], []));
         feeds.AddRange(soft.Select(s => (s.V.Name, s.Value, s.Shape)));
         return feeds;
-    }
-
-    private static float[][] Run(InferenceSession session, List<(string Name, float[] Data, long[] Shape)> feeds, string[] outputs)
-    {
-        var values = feeds.Select(f => OrtValue.CreateTensorValueFromMemory(f.Data, f.Shape)).ToList();
-        try
-        {
-            using var runOptions = new RunOptions();
-            using var results = session.Run(runOptions, feeds.Select(f => f.Name).ToArray(), values, outputs);
-            return results.Select(r => r.GetTensorDataAsSpan<float>().ToArray()).ToArray();
-        }
-        finally { foreach (var v in values) v.Dispose(); }
     }
 
     /// <summary>One weight as the graph sees it during the optimization: ⌊w/s⌋ + z fixed, V a graph input.</summary>

@@ -34,10 +34,7 @@ public class AdaRoundTests
     private static float[] RunModule(ModuleGraph module, AdaRound.Batch input)
     {
         using var session = new InferenceSession(OnnxModelWriter.ToBytes(module.Model), Ort.Options());
-        using var x = OrtValue.CreateTensorValueFromMemory(input.Data, input.Shape);
-        using var runOptions = new RunOptions();
-        using var results = session.Run(runOptions, [module.Inputs[0].Name], [x], [module.Outputs[0].Name]);
-        return results[0].GetTensorDataAsSpan<float>().ToArray();
+        return OrtRuntime.Run(session, [(module.Inputs[0].Name, input.Data, input.Shape)], [module.Outputs[0].Name])[0];
     }
 
     /// <summary>Per-output-channel symmetric grid from each output channel's largest magnitude (axis 1 of a

@@ -251,15 +251,6 @@ public class GradientRuleTests
         return RunAll(session, feeds, outputs);
     }
 
-    private static float[][] RunAll(InferenceSession session, IReadOnlyList<(string Name, float[] Data, long[] Shape)> feeds, string[] outputs)
-    {
-        var values = feeds.Select(f => OrtValue.CreateTensorValueFromMemory(f.Data, f.Shape)).ToList();
-        try
-        {
-            using var runOptions = new RunOptions();
-            using var results = session.Run(runOptions, feeds.Select(f => f.Name).ToArray(), values, outputs);
-            return results.Select(x => x.GetTensorDataAsSpan<float>().ToArray()).ToArray();
-        }
-        finally { foreach (var v in values) v.Dispose(); }
-    }
+    private static float[][] RunAll(InferenceSession session, IReadOnlyList<(string Name, float[] Data, long[] Shape)> feeds, string[] outputs) =>
+        OrtRuntime.Run(session, feeds, outputs);
 }
